@@ -1,0 +1,58 @@
+# The README's two commands: `make run` (the main job) and `make test` (the whole suite).
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
+
+.PHONY: run test lint types unit integration system-deps kafka-start kafka-stop schemas bench clean
+
+run: $(STAMP)
+	$(BIN)/jax-exec run
+
+test: $(STAMP) lint types
+	@started=0; \
+	if ! $(BIN)/jax-exec kafka status >/dev/null 2>&1; then \
+	  $(BIN)/jax-exec kafka start || exit 1; started=1; \
+	fi; \
+	$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$started = 1 ]; then $(BIN)/jax-exec kafka stop; fi; \
+	if [ $$rc = 5 ]; then echo "pytest collected no tests: failing"; rc=1; fi; \
+	exit $$rc
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+$(STAMP): pyproject.toml constraints.txt | system-deps
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	rm -f $(VENV)/.installed-*; touch $@
+
+# Java 17+ runs the Kafka broker; Maven resolves its jars from Maven Central.
+system-deps:
+	@if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then \
+	  echo "installing Java and Maven (apt-get)"; \
+	  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven; \
+	fi
+
+kafka-start: $(STAMP)
+	$(BIN)/jax-exec kafka start
+
+kafka-stop: $(STAMP)
+	$(BIN)/jax-exec kafka stop
+
+schemas: $(STAMP)
+	$(BIN)/python -m schemas.export
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_clickhouse.py
+
+clean:
+	rm -rf $(VENV) .local .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,81 @@
+"""Reason codes, one per rule, and the Refusal value every rule returns instead of raising."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Literal
+
+Stage = Literal["validation", "sizing", "risk", "live_guard", "submission"]
+
+
+class ReasonCode(StrEnum):
+    """Why a signal did not become an order; stable strings for dashboards and alerts."""
+
+    # validation: decoding
+    MISSING_FIELD = "MISSING_FIELD"
+    INVALID_FIELD = "INVALID_FIELD"
+    # validation: the signal's own rules
+    INVALID_SYMBOL = "INVALID_SYMBOL"
+    SYMBOL_NOT_ALLOWED = "SYMBOL_NOT_ALLOWED"
+    INVALID_SIDE = "INVALID_SIDE"
+    NON_FINITE_PRICE = "NON_FINITE_PRICE"
+    NON_POSITIVE_PRICE = "NON_POSITIVE_PRICE"
+    PRICE_TOO_LARGE = "PRICE_TOO_LARGE"
+    STOP_WRONG_SIDE = "STOP_WRONG_SIDE"
+    TAKE_PROFIT_WRONG_SIDE = "TAKE_PROFIT_WRONG_SIDE"
+    TAKE_PROFIT_REQUIRED = "TAKE_PROFIT_REQUIRED"
+    REWARD_RISK_TOO_LOW = "REWARD_RISK_TOO_LOW"
+    INVALID_CONFIDENCE = "INVALID_CONFIDENCE"
+    CONFIDENCE_TOO_LOW = "CONFIDENCE_TOO_LOW"
+    SIGNAL_EXPIRED = "SIGNAL_EXPIRED"
+    SIGNAL_REJECTED_BY_HUMAN = "SIGNAL_REJECTED_BY_HUMAN"
+    # sizing
+    NO_EQUITY = "NO_EQUITY"
+    STOP_WITHIN_TICK = "STOP_WITHIN_TICK"
+    POSITION_TOO_SMALL = "POSITION_TOO_SMALL"
+    # risk limits
+    OUTSIDE_TRADING_WINDOW = "OUTSIDE_TRADING_WINDOW"
+    ORDER_RATE_LIMIT = "ORDER_RATE_LIMIT"
+    MAX_DAILY_LOSS = "MAX_DAILY_LOSS"
+    SHORTING_DISABLED = "SHORTING_DISABLED"
+    SAME_SYMBOL_POSITION = "SAME_SYMBOL_POSITION"
+    MAX_OPEN_POSITIONS = "MAX_OPEN_POSITIONS"
+    MAX_GROSS_EXPOSURE = "MAX_GROSS_EXPOSURE"
+    MAX_SYMBOL_EXPOSURE = "MAX_SYMBOL_EXPOSURE"
+    MAX_GROUP_EXPOSURE = "MAX_GROUP_EXPOSURE"
+    # live guard
+    LIVE_TRADING_NOT_ENABLED = "LIVE_TRADING_NOT_ENABLED"
+    # set by the agents' stages around the decision (kept here so all codes live in one place)
+    ALREADY_DECIDED = "ALREADY_DECIDED"
+    VENUE_REJECTED = "VENUE_REJECTED"
+    VENUE_UNAVAILABLE = "VENUE_UNAVAILABLE"
+
+
+# Codes produced outside agents.decisions (sizing agent, submission agent).
+EXTERNAL_CODES = frozenset(
+    {ReasonCode.ALREADY_DECIDED, ReasonCode.VENUE_REJECTED, ReasonCode.VENUE_UNAVAILABLE}
+)
+
+
+def _text(value: object) -> str:
+    """Details are strings; Decimals keep their exact digits."""
+    if isinstance(value, Decimal):
+        return format(value, "f") if value.is_finite() else str(value)
+    return str(value)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A rule's 'no': a code, a human sentence, the numbers behind it and the stage."""
+
+    code: ReasonCode
+    message: str
+    details: dict[str, str] = field(default_factory=dict)
+    stage: Stage = "validation"
+
+    @classmethod
+    def of(cls, code: ReasonCode, message: str, stage: Stage, **details: object) -> Refusal:
+        """Build a refusal, turning every detail into its exact string form."""
+        return cls(code, message, {k: _text(v) for k, v in details.items() if v is not None}, stage)

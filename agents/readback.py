@@ -1,0 +1,59 @@
+"""Read a topic back from the beginning (no consumer group): how a stateless stage
+recovers what it already published after a restart."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+
+async def read_all(bootstrap: str, topic: str, visit: Callable[[dict[str, Any]], None]) -> int:
+    """Call visit(obj) for every JSON object on the topic now; return how many were read."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
+        if not parts:
+            return 0
+        consumer.assign(parts)
+        await consumer.seek_to_beginning(*parts)
+        end = await consumer.end_offsets(parts)
+        remaining = {tp: off for tp, off in end.items() if off > 0}
+        count = 0
+        while remaining:
+            batches = await consumer.getmany(*remaining.keys(), timeout_ms=2000)
+            for tp, messages in batches.items():
+                for msg in messages:
+                    count += _visit(msg.value, visit)
+                if messages and messages[-1].offset + 1 >= remaining[tp]:
+                    del remaining[tp]
+        return count
+    finally:
+        await consumer.stop()
+
+
+async def partitions_of(bootstrap: str, topic: str) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(p["partition"] for d in described if d["error_code"] == 0
+                  for p in d["partitions"])
+
+
+def _visit(raw: bytes | None, visit: Callable[[dict[str, Any]], None]) -> int:
+    try:
+        obj = json.loads(raw or b"")
+    except ValueError:
+        return 0
+    if isinstance(obj, dict):
+        visit(obj)
+        return 1
+    return 0

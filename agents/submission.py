@@ -1,0 +1,130 @@
+"""Submission stage: place each intent at the venue exactly once.
+
+The client order id is derived from the signal, and the venue is asked for it before any
+placement, so a redelivered intent (at-least-once) never becomes a second order.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from agents.codec import decode_object
+from agents.context import Output, Source, StageContext
+from agents.decisions.decide import rejection_from
+from agents.decisions.reasons import Refusal
+from agents.orders import order_event
+from brokers.exceptions import (
+    DuplicateClientOrderId,
+    OrderRejected,
+    TransientBrokerError,
+    UnknownOrder,
+)
+from brokers.port import OrderReport, OrderRequest, OrderService
+from schemas.events import OrderIntent, OrderStatus
+from schemas.ids import derive_id
+
+log = logging.getLogger(__name__)
+
+
+def request_from(intent: OrderIntent) -> OrderRequest:
+    return OrderRequest(
+        client_order_id=intent.client_order_id,
+        symbol=intent.symbol,
+        side=intent.side,
+        quantity=intent.quantity,
+        order_type=intent.order_type,
+        limit_price=intent.limit_price,
+        stop_price=intent.stop_price,
+        time_in_force=intent.time_in_force,
+        take_profit=intent.take_profit,
+        stop_loss=intent.stop_loss,
+    )
+
+
+async def existing_order(venue: OrderService, coid: str) -> OrderReport | None:
+    try:
+        return await venue.status(coid)
+    except UnknownOrder:
+        return None
+
+
+async def handle_intent(raw: bytes | None, source: Source, ctx: StageContext) -> list[Output]:
+    intent = OrderIntent.model_validate(decode_object(raw))
+    venue = ctx.venue
+    existing = await existing_order(venue, intent.client_order_id)
+    if existing is not None:
+        log.info("intent %s already at the venue as %s: not placing again",
+                 intent.client_order_id, existing.status)
+        return [("orders", order_event(existing, venue.venue, ctx.clock()))]
+    submitted_at = ctx.clock()
+    try:
+        report = await _place(venue, request_from(intent), ctx.venue_retry_attempts)
+    except DuplicateClientOrderId:
+        report = await venue.status(intent.client_order_id)
+    except OrderRejected as exc:
+        return _refused(intent, exc, ctx)
+    except TransientBrokerError as exc:
+        return _unavailable(intent, exc, ctx)
+    submitted = report.model_copy(update={"status": OrderStatus.SUBMITTED,
+                                          "filled_quantity": report.filled_quantity * 0,
+                                          "avg_fill_price": None})
+    return [
+        ("orders", order_event(submitted, venue.venue, submitted_at)),
+        ("orders", order_event(report, venue.venue, ctx.clock())),
+    ]
+
+
+async def _place(venue: OrderService, request: OrderRequest, attempts: int) -> OrderReport:
+    """Retry only transient failures; before each retry, look the order up (the last try may
+    have reached the venue even though its answer did not reach us)."""
+    async for attempt in AsyncRetrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential_jitter(multiplier=0.2, max=5),
+        retry=retry_if_exception_type(TransientBrokerError),
+        reraise=True,
+    ):
+        with attempt:
+            if attempt.retry_state.attempt_number > 1:
+                found = await existing_order(venue, request.client_order_id)
+                if found is not None:
+                    return found
+            return await venue.place(request)
+    raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+
+def _refused(intent: OrderIntent, exc: OrderRejected, ctx: StageContext) -> list[Output]:
+    refusal = Refusal(
+        code="VENUE_REJECTED",  # type: ignore[arg-type]
+        message=f"the venue refused the order: {exc.message} (venue code {exc.code})",
+        details={"venue_code": str(exc.code), "venue_message": exc.message,
+                 "client_order_id": intent.client_order_id},
+        stage="submission",
+    )
+    return [("rejections", _rejection(intent, refusal, ctx))]
+
+
+def _unavailable(intent: OrderIntent, exc: TransientBrokerError, ctx: StageContext) -> list[Output]:
+    refusal = Refusal(
+        code="VENUE_UNAVAILABLE",  # type: ignore[arg-type]
+        message=(f"the venue stayed unavailable after {ctx.venue_retry_attempts} attempts: "
+                 f"{exc.message}; the order was not placed (replay the intent to try again)"),
+        details={"venue_code": str(exc.code), "client_order_id": intent.client_order_id},
+        stage="submission",
+    )
+    return [("rejections", _rejection(intent, refusal, ctx))]
+
+
+def _rejection(intent: OrderIntent, refusal: Refusal, ctx: StageContext) -> object:
+    return rejection_from(
+        refusal, correlation_id=intent.correlation_id, causation_id=intent.event_id,
+        now=ctx.clock(), signal_id=intent.signal_id, symbol=intent.symbol,
+        strategy_id=intent.strategy_id,
+        event_id=derive_id("rejection", intent.event_id, refusal.code),
+    )

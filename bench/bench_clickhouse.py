@@ -1,0 +1,247 @@
+"""Benchmark the ClickHouse layer: ingest N synthetic events through AuditWriter, time queries.
+
+Usage: .venv/bin/python bench/bench_clickhouse.py --events 1000000
+Writes bench/results/clickhouse.json and bench/results/clickhouse.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+from rich.progress import (  # noqa: E402
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table  # noqa: E402
+
+from schemas.ids import derive_id  # noqa: E402
+from store.client import ClickHouse  # noqa: E402
+from store.migrate import migrate  # noqa: E402
+from store.queries import Queries  # noqa: E402
+from store.synthetic import EVENTS_PER_TRADE, synthetic_trade  # noqa: E402
+from store.writer import AuditWriter, EventRecord  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+PARTITIONS = 3
+console = Console()
+
+
+def machine_info() -> dict[str, Any]:
+    """Where the figures came from."""
+    import chdb
+    import clickhouse_connect
+
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cores": os.cpu_count(),
+        "ram_gib": round(ram, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "chdb": getattr(chdb, "chdb_version", None) or chdb.__version__,
+        "clickhouse_connect": clickhouse_connect.__version__,
+    }
+
+
+def records(n_events: int) -> Any:
+    """Synthetic Kafka records, five per trade, offsets per (topic, partition)."""
+    offsets: dict[tuple[str, int], int] = {}
+    trades = (n_events + EVENTS_PER_TRADE - 1) // EVENTS_PER_TRADE
+    emitted = 0
+    for n in range(trades):
+        part = n % PARTITIONS
+        for topic, cid, value in synthetic_trade(n):
+            if emitted >= n_events:
+                return
+            off = offsets.get((topic, part), 0)
+            offsets[(topic, part)] = off + 1
+            yield EventRecord(topic, part, off, str(cid).encode(), value.encode(), None)
+            emitted += 1
+
+
+async def ingest(ch: ClickHouse, n_events: int, batch: int) -> dict[str, Any]:
+    """Push every record through the writer, flushing full batches."""
+    writer = AuditWriter(ch, max_batch_rows=batch, max_batch_seconds=3600)
+    started = time.perf_counter()
+    columns = [
+        TextColumn("ingest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("ingest", total=n_events, rate="")
+        done = 0
+        for record in records(n_events):
+            writer.add(record)
+            done += 1
+            if done % batch == 0:
+                await writer.flush()
+                rate = done / (time.perf_counter() - started)
+                progress.update(task, completed=done, rate=f"{rate:,.0f} ev/s")
+        await writer.flush()
+        progress.update(task, completed=done)
+    seconds = time.perf_counter() - started
+    return {
+        "events": done,
+        "seconds": round(seconds, 2),
+        "events_per_second": round(done / seconds),
+        "rows_written": writer.stats.rows_written,
+        "batches": writer.stats.batches_written,
+        "batch_rows": batch,
+    }
+
+
+async def timed(fn: Callable[[], Awaitable[Any]], reps: int) -> dict[str, Any]:
+    """Median and p95 wall time of repeated calls (first call included: no warm-up)."""
+    times: list[float] = []
+    rows = 0
+    for _ in range(reps):
+        t = time.perf_counter()
+        result = await fn()
+        times.append((time.perf_counter() - t) * 1000)
+        rows = len(result) if hasattr(result, "__len__") else int(result)
+    ordered = sorted(times)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {
+        "median_ms": round(statistics.median(times), 2),
+        "p95_ms": round(p95, 2),
+        "min_ms": round(ordered[0], 2),
+        "reps": reps,
+        "rows": rows,
+    }
+
+
+async def run_queries(ch: ClickHouse, n_events: int, reps: int) -> dict[str, Any]:
+    """Time the queries the API serves most."""
+    q = Queries(ch)
+    trades = max(1, n_events // EVENTS_PER_TRADE)
+    cid = derive_id("bench", trades // 2)
+    suite: dict[str, Callable[[], Awaitable[Any]]] = {
+        "trade_history (trades, last 100)": lambda: q.trades(limit=100),
+        "trade_history AAPL (trades, last 100)": lambda: q.trades(symbol="AAPL", limit=100),
+        "order_history (last 100)": lambda: q.order_history(limit=100),
+        "daily_pnl": lambda: q.daily_pnl(),
+        "daily_pnl by strategy": lambda: q.daily_pnl(by_strategy=True),
+        "trace (one signal)": lambda: q.trace(cid),
+        "count_events": lambda: q.count_events(),
+    }
+    out: dict[str, Any] = {}
+    for name, fn in suite.items():
+        out[name] = await timed(fn, reps)
+        console.print(f"  {name}: median {out[name]['median_ms']} ms, p95 {out[name]['p95_ms']} ms")
+    return out
+
+
+async def storage(ch: ClickHouse) -> dict[str, Any]:
+    """On-disk size of the main tables."""
+    rows = await ch.query(
+        "SELECT table, sum(rows) AS rows, sum(bytes_on_disk) AS bytes FROM system.parts "
+        "WHERE active AND database = currentDatabase() GROUP BY table ORDER BY table"
+    )
+    return {
+        str(r["table"]): {"rows": int(r["rows"]), "mib": round(int(r["bytes"]) / 2**20, 1)}
+        for r in rows
+    }
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Bar chart of query medians and p95s, with the ingest rate in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["queries"])
+    med = [result["queries"][n]["median_ms"] for n in names]
+    p95 = [result["queries"][n]["p95_ms"] for n in names]
+    fig, ax = plt.subplots(figsize=(10, 5))
+    y = range(len(names))
+    ax.barh([i + 0.2 for i in y], med, height=0.4, label="median")
+    ax.barh([i - 0.2 for i in y], p95, height=0.4, label="p95")
+    ax.set_yticks(list(y), names)
+    ax.set_xlabel("milliseconds")
+    ing = result["ingest"]
+    m = result["machine"]
+    ax.set_title(
+        f"ClickHouse (chdb {m['chdb']}): {ing['events']:,} events, ingest "
+        f"{ing['events_per_second']:,} ev/s; {m['cores']} cores, {m['ram_gib']} GiB"
+    )
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def report(result: dict[str, Any]) -> None:
+    """Print the figures as a table."""
+    table = Table(title=f"{result['ingest']['events']:,} events")
+    for col in ("query", "median ms", "p95 ms", "rows"):
+        table.add_column(col)
+    for name, r in result["queries"].items():
+        table.add_row(name, str(r["median_ms"]), str(r["p95_ms"]), str(r["rows"]))
+    console.print(table)
+    console.print(f"ingest: {result['ingest']}")
+
+
+async def main(args: argparse.Namespace) -> None:
+    """Ingest, query, write results."""
+    base = Path(args.path) if args.path else Path(tempfile.mkdtemp(prefix="jax-bench-"))
+    data = base / "chdb"
+    shutil.rmtree(data, ignore_errors=True)
+    console.print(f"chdb path {data}, {args.events:,} events, batches of {args.batch:,}")
+    async with ClickHouse(f"chdb://{data}", database="bench") as ch:
+        await migrate(ch)
+        ingest_figures = await ingest(ch, args.events, args.batch)
+        console.print("queries:")
+        queries = await run_queries(ch, args.events, args.reps)
+        sizes = await storage(ch)
+    result = {
+        "when": datetime.now(UTC).isoformat(),
+        "machine": machine_info(),
+        "ingest": ingest_figures,
+        "queries": queries,
+        "storage": sizes,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "clickhouse.json").write_text(json.dumps(result, indent=2))
+    plot(result, RESULTS / "clickhouse.png")
+    report(result)
+    if not args.keep:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def parse() -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--events", type=int, default=10_000_000)
+    p.add_argument("--batch", type=int, default=100_000, help="rows per insert")
+    p.add_argument("--reps", type=int, default=7, help="repetitions per query")
+    p.add_argument("--path", help="directory for the chdb data (default: a temp dir)")
+    p.add_argument("--keep", action="store_true", help="keep the chdb data afterwards")
+    return p.parse_args()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse()))

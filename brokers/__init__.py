@@ -1,0 +1,1 @@
+"""Venues behind one port (brokers.port.OrderService); one package per venue."""

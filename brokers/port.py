@@ -1,0 +1,156 @@
+"""The one port every venue implements, and the value types that cross it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.events import OrderLeg, OrderStatus, OrderType, Side, TimeInForce
+
+
+class AccountKind(StrEnum):
+    PAPER = "paper"
+    LIVE = "live"
+
+
+class _Value(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class OrderRequest(_Value):
+    """What to place. With take_profit and/or stop_loss it is a bracket: the entry plus exit
+    children in one OCA group, their client ids `<id>-tp` and `<id>-sl`."""
+
+    client_order_id: str = Field(min_length=1, max_length=64)
+    symbol: str
+    side: Side
+    quantity: Decimal = Field(gt=0)
+    order_type: OrderType
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.DAY
+    take_profit: Decimal | None = None
+    stop_loss: Decimal | None = None
+
+    @model_validator(mode="after")
+    def _prices_match_type(self) -> OrderRequest:
+        if self.order_type in (OrderType.LMT, OrderType.STP_LMT) and self.limit_price is None:
+            raise ValueError(f"{self.order_type} order needs a limit_price")
+        if self.order_type in (OrderType.STP, OrderType.STP_LMT) and self.stop_price is None:
+            raise ValueError(f"{self.order_type} order needs a stop_price")
+        return self
+
+    @property
+    def is_bracket(self) -> bool:
+        return self.take_profit is not None or self.stop_loss is not None
+
+
+def child_client_order_id(parent: str, leg: OrderLeg) -> str:
+    suffix = {OrderLeg.TAKE_PROFIT: "tp", OrderLeg.STOP_LOSS: "sl"}[leg]
+    return f"{parent}-{suffix}"
+
+
+class OrderReport(_Value):
+    """An order as the venue sees it now."""
+
+    client_order_id: str
+    venue_order_id: str
+    parent_client_order_id: str | None = None
+    leg: OrderLeg = OrderLeg.ENTRY
+    account_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    quantity: Decimal
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.DAY
+    status: OrderStatus
+    filled_quantity: Decimal = Decimal(0)
+    avg_fill_price: Decimal | None = None
+    reason: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class FillReport(_Value):
+    """One execution."""
+
+    execution_id: str
+    client_order_id: str
+    venue_order_id: str
+    parent_client_order_id: str | None = None
+    leg: OrderLeg = OrderLeg.ENTRY
+    account_id: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    commission: Decimal = Decimal(0)
+    currency: str = "USD"
+    executed_at: datetime
+
+
+class AccountSnapshot(_Value):
+    """Account figures at the moment of asking. Sizing and limits read these, never a cache."""
+
+    account_id: str
+    kind: AccountKind
+    currency: str = "USD"
+    equity: Decimal  # net liquidation value
+    cash: Decimal
+    buying_power: Decimal
+    realized_pnl_today: Decimal = Decimal(0)
+    unrealized_pnl: Decimal = Decimal(0)
+    gross_position_value: Decimal = Decimal(0)
+    shorting_enabled: bool = True
+    as_of: datetime
+
+
+class Position(_Value):
+    account_id: str
+    symbol: str
+    quantity: Decimal  # signed: negative is short
+    avg_cost: Decimal
+    market_price: Decimal
+    market_value: Decimal
+    unrealized_pnl: Decimal
+
+
+@runtime_checkable
+class OrderService(Protocol):
+    """One venue account. Every method may raise brokers.exceptions.BrokerError subclasses:
+    TransientBrokerError (retry later), OrderRejected / DuplicateClientOrderId / UnknownOrder /
+    NotCancellable (permanent)."""
+
+    venue: str
+
+    async def connect(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def place(self, order: OrderRequest) -> OrderReport:
+        """Place an order (a bracket when take_profit/stop_loss are set); return the entry."""
+        ...
+
+    async def status(self, client_order_id: str) -> OrderReport:
+        """The order now; UnknownOrder when the venue has none with this client id."""
+        ...
+
+    async def cancel(self, client_order_id: str) -> OrderReport:
+        """Ask to cancel; return the order after the request (cancelled or still pending)."""
+        ...
+
+    async def account(self) -> AccountSnapshot: ...
+
+    async def positions(self) -> list[Position]: ...
+
+    async def open_orders(self) -> list[OrderReport]: ...
+
+    async def fills_since(self, since: datetime) -> list[FillReport]:
+        """Every execution at or after `since`, oldest first."""
+        ...

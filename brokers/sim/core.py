@@ -1,0 +1,809 @@
+"""The simulated venue core: accounts, orders, matching, positions. Synchronous and deterministic.
+
+Front doors (in-process service, TWS socket server) wrap one `Exchange`; it has no asyncio and
+no sockets. Every public operation runs under one lock, saves its changes to the store (when
+there is one) before returning, then tells subscribers.
+
+Rules a reader needs:
+- Fills happen at the symbol's last print (a marketable BUY LMT 150.00 at 150.00 fills at
+  150.00; a gap through a stop fills at the gapped price, as a market order would).
+- One order takes at most `max_volume_fraction` of a step's volume per step (or the cap set by
+  `set_liquidity`); the rest waits for later steps, which is how partial fills arise.
+- Brackets: the entry plus a take-profit LMT and a stop-loss STP, both GTC so protection does
+  not lapse at the close, inactive until the entry fills, in one OCA group: a fill on one
+  reduces the other by the same quantity, so a full fill cancels it. An entry that ends
+  part-filled (cancel, IOC, expiry) leaves its exits resized to the filled quantity.
+- Buying power (Reg-T-like): margin_multiplier x equity - gross position value, floored at 0;
+  with the default multiplier 2 a fresh 100,000 account has 200,000. An order's opening part
+  (the quantity that grows the position) times its price, plus what other open entry orders
+  would open, must fit, else code 201.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from decimal import ROUND_FLOOR, Decimal
+
+from pydantic import TypeAdapter
+
+from brokers.exceptions import (
+    BrokerError,
+    DuplicateClientOrderId,
+    NotCancellable,
+    OrderRejected,
+    UnknownOrder,
+)
+from brokers.port import (
+    AccountKind,
+    AccountSnapshot,
+    FillReport,
+    OrderReport,
+    OrderRequest,
+    Position,
+    child_client_order_id,
+)
+from brokers.sim.faults import FaultInjector
+from brokers.sim.models import (
+    DEFAULT_ACCOUNT_ID,
+    ZERO,
+    Lot,
+    SimAccount,
+    SimConfig,
+    SimOrder,
+    SimUpdate,
+    apply_to_lot,
+    commission_for,
+)
+from brokers.sim.prices import (
+    OrnsteinUhlenbeckSource,
+    PriceBook,
+    PriceSource,
+    Quote,
+    ReplaySource,
+)
+from brokers.sim.store import QuoteRow, SimStore, StoreBatch, StoredState
+from brokers.sim.universe import Instrument, Universe, make_instrument
+from schemas.events import OrderLeg, OrderStatus, OrderType, Side, TimeInForce
+
+__all__ = [
+    "DEFAULT_ACCOUNT_ID",
+    "AccountExists",
+    "Exchange",
+    "SimConfig",
+    "SimUpdate",
+    "UnknownAccount",
+]
+
+log = logging.getLogger(__name__)
+
+_ORDER = TypeAdapter(SimOrder)
+_ACCOUNT = TypeAdapter(SimAccount)
+_MATCH_PASSES = 8  # a fill can activate bracket children that are marketable at once
+_FIRST_VENUE_ID = 1_000_000  # above the small ids IB clients allocate, so generated ids never clash
+
+Key = tuple[str, str]
+
+
+class UnknownAccount(BrokerError):
+    """The simulator holds no account with this id."""
+
+    code = "unknown_account"
+    transient = False
+
+
+class AccountExists(BrokerError):
+    """An account with this id is open already."""
+
+    code = "account_exists"
+    transient = False
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _rejected(reason: str, code: str = "201") -> OrderRejected:
+    return OrderRejected(f"Order rejected - reason: {reason}", code=code)
+
+
+class Exchange:
+    """One simulated venue holding many accounts; see the module docstring for its rules."""
+
+    def __init__(
+        self,
+        config: SimConfig | None = None,
+        store: SimStore | None = None,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        faults: FaultInjector | None = None,
+    ) -> None:
+        self.config = config or SimConfig()
+        self._clock = clock or _utcnow
+        self.faults = faults or FaultInjector(self.config.faults, self._clock)
+        self.universe = Universe.load(self.config.universe_csv)
+        self.prices = PriceBook(self.universe, self._price_source())
+        self._store = store
+        self._lock = threading.RLock()
+        self._accounts: dict[str, SimAccount] = {}
+        self._orders: dict[Key, SimOrder] = {}
+        self._by_venue_id: dict[Key, SimOrder] = {}
+        self._open: dict[Key, SimOrder] = {}
+        self._fills: dict[str, list[FillReport]] = {}
+        self._liquidity: dict[str, Decimal] = {}
+        self._subscribers: list[Callable[[SimUpdate], None]] = []
+        self._counters = {"order_seq": 0, "exec_seq": 0, "venue_id": _FIRST_VENUE_ID}
+        self._epoch = 0
+        self._dirty_orders: dict[Key, SimOrder] = {}
+        self._dirty_accounts: set[str] = set()
+        self._new_fills: list[FillReport] = []
+        self._quotes_dirty = False
+        self._updates: list[SimUpdate] = []
+        with self._op():
+            state = store.load() if store else None
+            if state is not None and not state.empty:
+                self._restore(state)
+            else:
+                self._quotes_dirty = True
+            if self.config.default_account_id not in self._accounts:
+                self._new_account(
+                    self.config.default_account_id, self.config.starting_cash, AccountKind.PAPER
+                )
+
+    # ----------------------------------------------------------------- plumbing
+
+    def _price_source(self) -> PriceSource:
+        if self.config.replay_csv is None:
+            return OrnsteinUhlenbeckSource(
+                self.config.seed, self.universe, self.config.theta, self.config.sigma
+            )
+        replay = ReplaySource.from_csv(self.config.replay_csv)
+        for symbol in replay.symbols():
+            first = replay.initial(symbol)
+            if symbol not in self.universe and first is not None:
+                self.universe.add(make_instrument(symbol, first.price))
+        return replay
+
+    @contextmanager
+    def _op(self) -> Iterator[None]:
+        """Serialise an operation, then persist and publish what it changed, even on error."""
+        with self._lock:
+            try:
+                yield
+            finally:
+                self._flush()
+
+    def _flush(self) -> None:
+        updates, self._updates = self._updates, []
+        if self._store is not None:
+            self._store.save(self._batch())
+        self._dirty_orders.clear()
+        self._dirty_accounts.clear()
+        self._new_fills.clear()
+        self._quotes_dirty = False
+        for update in updates:
+            self._publish(update)
+
+    def _batch(self) -> StoreBatch:
+        batch = StoreBatch(
+            accounts={
+                a: _ACCOUNT.dump_json(self._accounts[a]).decode() for a in self._dirty_accounts
+            },
+            orders=[
+                (o.account_id, o.client_order_id, o.seq, _ORDER.dump_json(o).decode())
+                for o in self._dirty_orders.values()
+            ],
+            fills=[
+                (
+                    f.execution_id,
+                    f.account_id,
+                    int(f.execution_id.split(".")[1], 16),
+                    f.model_dump_json(),
+                )
+                for f in self._new_fills
+            ],
+        )
+        if self._quotes_dirty:
+            batch.quotes = [
+                QuoteRow(s, str(q.price), str(q.volume), q.held) for s, q in self.prices.items()
+            ]
+        if batch:
+            batch.meta = {k: str(v) for k, v in self._counters.items()}
+            batch.meta["step"] = str(self.prices.step)
+            batch.meta["seed"] = str(self.config.seed)
+        return batch
+
+    def _restore(self, state: StoredState) -> None:
+        for text in state.accounts:
+            account = _ACCOUNT.validate_json(text)
+            self._accounts[account.account_id] = account
+            self._fills.setdefault(account.account_id, [])
+        for text in state.orders:
+            self._index(_ORDER.validate_json(text))
+        for text in state.fills:
+            fill = FillReport.model_validate_json(text)
+            self._fills.setdefault(fill.account_id, []).append(fill)
+        for name in self._counters:
+            self._counters[name] = int(state.meta.get(name, self._counters[name]))
+        quotes = {
+            q.symbol: Quote(Decimal(q.price), Decimal(q.volume), q.held) for q in state.quotes
+        }
+        self.prices.restore(int(state.meta.get("step", "0")), quotes)
+
+    def _index(self, order: SimOrder) -> None:
+        key = (order.account_id, order.client_order_id)
+        self._orders[key] = order
+        self._by_venue_id[(order.account_id, order.venue_order_id)] = order
+        if order.is_open:
+            self._open[key] = order
+        else:
+            self._open.pop(key, None)
+
+    def _publish(self, update: SimUpdate) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback(update)
+            except Exception:  # a broken listener must not break the venue
+                log.exception("sim subscriber failed")
+
+    def _changed(self, order: SimOrder) -> None:
+        """Record an order state change: persist it and tell subscribers."""
+        order.updated_at = self._clock()
+        self._index(order)
+        self._dirty_orders[(order.account_id, order.client_order_id)] = order
+        self._updates.append(SimUpdate(order.account_id, order=order.report()))
+
+    def _next(self, counter: str) -> int:
+        self._counters[counter] += 1
+        return self._counters[counter]
+
+    # ----------------------------------------------------------------- accounts
+
+    def now(self) -> datetime:
+        """The simulator's clock (UTC); tests inject a fixed one for determinism."""
+        return self._clock()
+
+    def _new_account(self, account_id: str, cash: Decimal, kind: AccountKind) -> None:
+        self._accounts[account_id] = SimAccount(account_id, kind, cash)
+        self._fills.setdefault(account_id, [])
+        self._dirty_accounts.add(account_id)
+
+    def open_account(
+        self, account_id: str, cash: Decimal | None = None, kind: AccountKind = AccountKind.PAPER
+    ) -> AccountSnapshot:
+        """Open another account (fresh money for each contract test, say)."""
+        with self._op():
+            if account_id in self._accounts:
+                raise AccountExists(f"account {account_id} is open already")
+            start = self.config.starting_cash if cash is None else cash
+            self._new_account(account_id, start, kind)
+            return self._snapshot(self._accounts[account_id])
+
+    def accounts(self) -> list[str]:
+        with self._lock:
+            return sorted(self._accounts)
+
+    def _account(self, account_id: str) -> SimAccount:
+        try:
+            return self._accounts[account_id]
+        except KeyError:
+            raise UnknownAccount(f"account {account_id} is not known") from None
+
+    def _market_values(self, account: SimAccount) -> list[tuple[str, Lot, Decimal]]:
+        return [(s, lot, self.prices.price(s)) for s, lot in sorted(account.positions.items())]
+
+    def _figures(self, account: SimAccount) -> tuple[Decimal, Decimal, Decimal]:
+        """Equity, gross position value and unrealized P&L at the last prints."""
+        rows = self._market_values(account)
+        net = sum((lot.quantity * px for _, lot, px in rows), ZERO)
+        gross = sum((abs(lot.quantity * px) for _, lot, px in rows), ZERO)
+        unrealized = sum(((px - lot.avg_cost) * lot.quantity for _, lot, px in rows), ZERO)
+        return account.cash + net, gross, unrealized
+
+    def _buying_power(self, account: SimAccount) -> Decimal:
+        equity, gross, _ = self._figures(account)
+        return max(ZERO, self.config.margin_multiplier * equity - gross)
+
+    def _snapshot(self, account: SimAccount) -> AccountSnapshot:
+        equity, gross, unrealized = self._figures(account)
+        return AccountSnapshot(
+            account_id=account.account_id,
+            kind=account.kind,
+            equity=equity,
+            cash=account.cash,
+            buying_power=max(ZERO, self.config.margin_multiplier * equity - gross),
+            realized_pnl_today=account.realized_pnl_today,
+            unrealized_pnl=unrealized,
+            gross_position_value=gross,
+            shorting_enabled=self.config.shorting_enabled,
+            as_of=self._clock(),
+        )
+
+    def account_snapshot(self, account_id: str) -> AccountSnapshot:
+        """Figures computed at the moment of asking from the last prints."""
+        with self._lock:
+            return self._snapshot(self._account(account_id))
+
+    def positions(self, account_id: str) -> list[Position]:
+        with self._lock:
+            account = self._account(account_id)
+            return [
+                Position(
+                    account_id=account_id,
+                    symbol=symbol,
+                    quantity=lot.quantity,
+                    avg_cost=lot.avg_cost,
+                    market_price=px,
+                    market_value=lot.quantity * px,
+                    unrealized_pnl=(px - lot.avg_cost) * lot.quantity,
+                )
+                for symbol, lot, px in self._market_values(account)
+            ]
+
+    # ----------------------------------------------------------------- market data
+
+    def instrument(self, symbol: str) -> Instrument:
+        """The contract, or OrderRejected code 200 as IB answers for unknown symbols."""
+        return self.universe.get(symbol)
+
+    def instruments(self) -> list[Instrument]:
+        return self.universe.all()
+
+    def last_price(self, symbol: str) -> Decimal:
+        with self._lock:
+            return self.prices.price(symbol)
+
+    @property
+    def step(self) -> int:
+        return self.prices.step
+
+    def set_price(self, symbol: str, price: Decimal, hold: bool = True) -> None:
+        """Script a print (held through later steps unless hold=False) and match against it."""
+        if price <= 0:
+            raise ValueError("price must be positive")
+        with self._op():
+            name = self.prices.set_price(symbol, Decimal(price), hold)
+            self._quotes_dirty = True
+            self._epoch += 1
+            self._match(name)
+
+    def release_price(self, symbol: str) -> None:
+        """Let a scripted symbol follow its path again from where it was pinned."""
+        with self._op():
+            self.prices.release(symbol)
+            self._quotes_dirty = True
+
+    def set_liquidity(self, symbol: str, shares: Decimal | None) -> None:
+        """Cap what one order may take per step (None restores the volume rule); not persisted."""
+        with self._lock:
+            name = self.instrument(symbol).symbol
+            if shares is None:
+                self._liquidity.pop(name, None)
+            else:
+                self._liquidity[name] = Decimal(shares)
+
+    def advance(self, steps: int = 1) -> None:
+        """Move every path `steps` steps, matching resting orders after each one."""
+        with self._op():
+            for _ in range(steps):
+                self.prices.advance()
+                self._epoch += 1
+                self._quotes_dirty = True
+                # Pinned symbols match too: a new step brings new volume for waiting orders.
+                for symbol in sorted({o.symbol for o in self._open.values()}):
+                    self._match(symbol)
+
+    def end_of_day(self) -> None:
+        """The close: DAY orders expire, today's realized P&L starts again from zero."""
+        with self._op():
+            for order in [o for o in self._open.values() if o.time_in_force is TimeInForce.DAY]:
+                self._finish(order, OrderStatus.EXPIRED, "DAY order expired at the close")
+            for account in self._accounts.values():
+                account.realized_pnl_today = ZERO
+                self._dirty_accounts.add(account.account_id)
+
+    # ----------------------------------------------------------------- subscriptions
+
+    def subscribe(self, callback: Callable[[SimUpdate], None]) -> Callable[[], None]:
+        """Push every order change and fill to `callback`; call the result to stop."""
+        with self._lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    # ----------------------------------------------------------------- orders: queries
+
+    def _get(self, account_id: str, client_order_id: str) -> SimOrder:
+        self._account(account_id)
+        try:
+            return self._orders[(account_id, client_order_id)]
+        except KeyError:
+            raise UnknownOrder(
+                f"No order with client order id {client_order_id}", code="10147"
+            ) from None
+
+    def order(self, account_id: str, client_order_id: str) -> OrderReport:
+        with self._lock:
+            return self._get(account_id, client_order_id).report()
+
+    def order_by_venue_id(self, account_id: str, venue_order_id: str) -> OrderReport:
+        with self._lock:
+            self._account(account_id)
+            found = self._by_venue_id.get((account_id, str(venue_order_id)))
+            if found is None:
+                raise UnknownOrder(f"No order with venue order id {venue_order_id}", code="10147")
+            return found.report()
+
+    def orders(self, account_id: str, open_only: bool = False) -> list[OrderReport]:
+        """The account's orders in placement order."""
+        with self._lock:
+            self._account(account_id)
+            source = self._open if open_only else self._orders
+            chosen = sorted(
+                (o for o in source.values() if o.account_id == account_id), key=lambda o: o.seq
+            )
+            return [o.report() for o in chosen]
+
+    def fills(self, account_id: str, since: datetime | None = None) -> list[FillReport]:
+        """Executions at or after `since`, oldest first."""
+        with self._lock:
+            self._account(account_id)
+            every = self._fills.get(account_id, [])
+            return [f for f in every if since is None or f.executed_at >= since]
+
+    # ----------------------------------------------------------------- orders: placing
+
+    def place(
+        self,
+        account_id: str,
+        order: OrderRequest,
+        venue_order_ids: dict[OrderLeg, str] | None = None,
+    ) -> list[OrderReport]:
+        """Accept (or refuse) an order; entry first, then bracket children. May fill at once."""
+        with self._op():
+            account = self._account(account_id)
+            ids = self._venue_ids(account_id, order, venue_order_ids or {})
+            instrument = self._validate(account, order)
+            created = self._create(account_id, order, instrument, ids)
+            entry = created[0]
+            self._match(entry.symbol)
+            if entry.is_open and entry.time_in_force is TimeInForce.IOC:
+                self._finish(entry, OrderStatus.CANCELLED, "IOC remainder cancelled")
+            return [o.report() for o in created]
+
+    def _legs(self, order: OrderRequest) -> list[tuple[OrderLeg, str]]:
+        legs = [(OrderLeg.ENTRY, order.client_order_id)]
+        if order.take_profit is not None:
+            tp = child_client_order_id(order.client_order_id, OrderLeg.TAKE_PROFIT)
+            legs.append((OrderLeg.TAKE_PROFIT, tp))
+        if order.stop_loss is not None:
+            sl = child_client_order_id(order.client_order_id, OrderLeg.STOP_LOSS)
+            legs.append((OrderLeg.STOP_LOSS, sl))
+        return legs
+
+    def _venue_ids(
+        self, account_id: str, order: OrderRequest, given: dict[OrderLeg, str]
+    ) -> dict[OrderLeg, str]:
+        """Refuse duplicates (client ids, forever; venue ids, as IB's error 103) before anything."""
+        ids: dict[OrderLeg, str] = {}
+        for leg, client_id in self._legs(order):
+            if (account_id, client_id) in self._orders:
+                raise DuplicateClientOrderId(
+                    f"An order with client order id {client_id} exists already"
+                )
+            venue_id = str(given[leg]) if leg in given else ""
+            if venue_id and (account_id, venue_id) in self._by_venue_id:
+                raise OrderRejected(f"Duplicate order id {venue_id}", code="103")
+            ids[leg] = venue_id
+        return ids
+
+    def _validate(self, account: SimAccount, order: OrderRequest) -> Instrument:
+        instrument = self.instrument(order.symbol)
+        self.faults.check_order(order)
+        if order.quantity % instrument.lot_size != 0:
+            raise OrderRejected(
+                "Order rejected - reason: fractional share quantities are not supported "
+                "for this contract via the API",
+                code="10243",
+            )
+        prices = (order.limit_price, order.stop_price, order.take_profit, order.stop_loss)
+        if any(p is not None and p <= 0 for p in prices):
+            raise _rejected("prices must be positive")
+        self._check_bracket(order)
+        self._check_margin(account, order, instrument.symbol)
+        return instrument
+
+    @staticmethod
+    def _check_bracket(order: OrderRequest) -> None:
+        if order.take_profit is None or order.stop_loss is None:
+            return
+        up = order.take_profit > order.stop_loss
+        if up != (order.side is Side.BUY):
+            raise _rejected("take-profit and stop-loss are on the wrong sides for this order")
+
+    def _estimate_price(
+        self, symbol: str, order_type: OrderType, limit: Decimal | None, stop: Decimal | None
+    ) -> Decimal:
+        if order_type in (OrderType.LMT, OrderType.STP_LMT) and limit is not None:
+            return limit
+        if order_type is OrderType.STP and stop is not None:
+            return stop
+        return self.prices.price(symbol)
+
+    @staticmethod
+    def _opening_quantity(account: SimAccount, symbol: str, side: Side, qty: Decimal) -> Decimal:
+        """The part of an order that grows the position rather than closing it."""
+        lot = account.positions.get(symbol)
+        held = lot.quantity if lot else ZERO
+        closes = held != 0 and (held > 0) == (side is Side.SELL)
+        return qty - min(qty, abs(held)) if closes else qty
+
+    def _reserved(self, account: SimAccount) -> Decimal:
+        """Buying power already promised to the account's other open entry orders."""
+        total = ZERO
+        for o in self._open.values():
+            if o.account_id != account.account_id or o.leg is not OrderLeg.ENTRY:
+                continue
+            opening = self._opening_quantity(account, o.symbol, o.side, o.remaining)
+            price = self._estimate_price(o.symbol, o.order_type, o.limit_price, o.stop_price)
+            total += opening * price
+        return total
+
+    def _check_margin(self, account: SimAccount, order: OrderRequest, symbol: str) -> None:
+        opening = self._opening_quantity(account, symbol, order.side, order.quantity)
+        if opening == 0:
+            return
+        if order.side is Side.SELL and not self.config.shorting_enabled:
+            raise _rejected("short sale not permitted: shorting is disabled for this account")
+        price = self._estimate_price(symbol, order.order_type, order.limit_price, order.stop_price)
+        needed = opening * price
+        available = self._buying_power(account) - self._reserved(account)
+        if needed > available:
+            raise _rejected(
+                f"insufficient buying power: order needs {needed:.2f}, "
+                f"available {max(available, ZERO):.2f}"
+            )
+
+    def _create(
+        self,
+        account_id: str,
+        order: OrderRequest,
+        instrument: Instrument,
+        ids: dict[OrderLeg, str],
+    ) -> list[SimOrder]:
+        now = self._clock()
+        entry = self._new_order(
+            account_id,
+            order.client_order_id,
+            ids[OrderLeg.ENTRY],
+            now,
+            symbol=instrument.symbol,
+            side=order.side,
+            order_type=order.order_type,
+            quantity=order.quantity,
+            limit_price=order.limit_price,
+            stop_price=order.stop_price,
+            time_in_force=order.time_in_force,
+        )
+        created = [entry]
+        exit_side = Side.SELL if order.side is Side.BUY else Side.BUY
+        oca = f"oca-{order.client_order_id}"
+        for leg, client_id in self._legs(order)[1:]:
+            is_tp = leg is OrderLeg.TAKE_PROFIT
+            created.append(
+                self._new_order(
+                    account_id,
+                    client_id,
+                    ids[leg],
+                    now,
+                    symbol=instrument.symbol,
+                    side=exit_side,
+                    order_type=OrderType.LMT if is_tp else OrderType.STP,
+                    quantity=order.quantity,
+                    limit_price=order.take_profit if is_tp else None,
+                    stop_price=None if is_tp else order.stop_loss,
+                    time_in_force=TimeInForce.GTC,
+                    leg=leg,
+                    parent_client_order_id=order.client_order_id,
+                    oca_group=oca,
+                    status=OrderStatus.SUBMITTED,
+                    active=False,
+                )
+            )
+        for o in created:
+            self._changed(o)
+        return created
+
+    def _new_order(
+        self, account_id: str, client_id: str, venue_id: str, now: datetime, **fields: object
+    ) -> SimOrder:
+        venue_order_id = venue_id or str(self._next("venue_id"))
+        return SimOrder(
+            seq=self._next("order_seq"),
+            account_id=account_id,
+            client_order_id=client_id,
+            venue_order_id=venue_order_id,
+            created_at=now,
+            updated_at=now,
+            **fields,  # type: ignore[arg-type]
+        )
+
+    # ----------------------------------------------------------------- orders: ending
+
+    def cancel(self, account_id: str, client_order_id: str) -> OrderReport:
+        """Cancel an open order (an entry takes its unfilled bracket exits with it)."""
+        with self._op():
+            order = self._get(account_id, client_order_id)
+            if not order.is_open:
+                raise NotCancellable(
+                    f"OrderId {order.venue_order_id} that needs to be cancelled cannot be "
+                    f"cancelled, state: {order.status.value}",
+                    code="10148",
+                )
+            self._finish(order, OrderStatus.CANCELLED, "cancelled on request")
+            return order.report()
+
+    def _finish(self, order: SimOrder, status: OrderStatus, reason: str) -> None:
+        order.status = status
+        order.reason = reason
+        self._changed(order)
+        if order.leg is OrderLeg.ENTRY:
+            self._settle_children(order)
+
+    def _children(self, parent: SimOrder) -> list[SimOrder]:
+        return [
+            o
+            for o in self._open.values()
+            if o.account_id == parent.account_id
+            and o.parent_client_order_id == parent.client_order_id
+        ]
+
+    def _settle_children(self, entry: SimOrder) -> None:
+        """An entry that stopped early: exits cover what it filled, or go when it filled none."""
+        children = self._children(entry)
+        for child in children:
+            if entry.filled_quantity == 0:
+                self._finish(child, OrderStatus.CANCELLED, "parent order did not fill")
+                continue
+            child.quantity = entry.filled_quantity
+            self._activate(child)
+        if children and entry.filled_quantity > 0:
+            self._match(entry.symbol)  # a freshly active exit may be marketable already
+
+    def _activate(self, child: SimOrder) -> None:
+        child.active = True
+        child.status = OrderStatus.ACCEPTED
+        self._changed(child)
+
+    # ----------------------------------------------------------------- matching
+
+    def _match(self, symbol: str) -> None:
+        """Fill what the last print allows, again while fills keep unlocking bracket exits."""
+        price = self.prices.price(symbol)
+        for _ in range(_MATCH_PASSES):
+            working = sorted(
+                (o for o in self._open.values() if o.symbol == symbol and o.active),
+                key=lambda o: o.seq,
+            )
+            progressed = False
+            for order in working:
+                if order.is_open and order.active:
+                    progressed = self._try_fill(order, price) or progressed
+            if not progressed:
+                return
+
+    def _try_fill(self, order: SimOrder, price: Decimal) -> bool:
+        if not self._triggered(order, price) or not self._marketable(order, price):
+            return False
+        quantity = min(order.remaining, self._available(order))
+        if quantity <= 0:
+            return False
+        self._execute(order, quantity, price)
+        return True
+
+    def _triggered(self, order: SimOrder, price: Decimal) -> bool:
+        if order.order_type not in (OrderType.STP, OrderType.STP_LMT) or order.triggered:
+            return True
+        assert order.stop_price is not None
+        hit = price >= order.stop_price if order.side is Side.BUY else price <= order.stop_price
+        if hit:
+            order.triggered = True
+            self._dirty_orders[(order.account_id, order.client_order_id)] = order
+        return hit
+
+    @staticmethod
+    def _marketable(order: SimOrder, price: Decimal) -> bool:
+        if order.order_type not in (OrderType.LMT, OrderType.STP_LMT):
+            return True
+        assert order.limit_price is not None
+        return price <= order.limit_price if order.side is Side.BUY else price >= order.limit_price
+
+    def _available(self, order: SimOrder) -> Decimal:
+        """Shares this order may still take in the current step."""
+        if order.liquidity_epoch != self._epoch:
+            order.liquidity_epoch = self._epoch
+            order.liquidity_used = ZERO
+        cap = self._liquidity.get(order.symbol)
+        if cap is None:
+            volume = self.prices.quote(order.symbol).volume
+            cap = volume * self.config.max_volume_fraction
+        return (cap - order.liquidity_used).to_integral_value(rounding=ROUND_FLOOR)
+
+    def _execute(self, order: SimOrder, quantity: Decimal, price: Decimal) -> None:
+        account = self._accounts[order.account_id]
+        total = commission_for(
+            self.config, order.filled_quantity + quantity, order.filled_notional + quantity * price
+        )
+        commission = total - order.commission
+        order.filled_quantity += quantity
+        order.filled_notional += quantity * price
+        order.commission = total
+        order.liquidity_used += quantity
+        order.status = OrderStatus.FILLED if order.remaining == 0 else OrderStatus.PARTIALLY_FILLED
+        self._book(account, order, quantity, price, commission)
+        self._changed(order)
+        self._after_fill(order, quantity)
+
+    def _book(
+        self,
+        account: SimAccount,
+        order: SimOrder,
+        quantity: Decimal,
+        price: Decimal,
+        commission: Decimal,
+    ) -> None:
+        """Move cash and the position, and record the execution."""
+        signed = quantity * order.signed_side
+        lot, realized = apply_to_lot(account.positions.get(order.symbol), signed, price)
+        if lot is None:
+            account.positions.pop(order.symbol, None)
+        else:
+            account.positions[order.symbol] = lot
+        account.cash -= signed * price + commission
+        account.realized_pnl_today += realized
+        self._dirty_accounts.add(account.account_id)
+        fill = FillReport(
+            execution_id=f"0000e0d5.{self._next('exec_seq'):08x}.01.01",
+            client_order_id=order.client_order_id,
+            venue_order_id=order.venue_order_id,
+            parent_client_order_id=order.parent_client_order_id,
+            leg=order.leg,
+            account_id=account.account_id,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=quantity,
+            price=price,
+            commission=commission,
+            executed_at=self._clock(),
+        )
+        self._fills.setdefault(account.account_id, []).append(fill)
+        self._new_fills.append(fill)
+        self._updates.append(SimUpdate(account.account_id, fill=fill))
+
+    def _after_fill(self, order: SimOrder, quantity: Decimal) -> None:
+        if order.leg is OrderLeg.ENTRY and order.status is OrderStatus.FILLED:
+            for child in self._children(order):
+                self._activate(child)
+        if order.oca_group is not None:
+            self._reduce_oca(order, quantity)
+
+    def _reduce_oca(self, order: SimOrder, quantity: Decimal) -> None:
+        """OCA with reduce: siblings shrink by what filled; one that reaches zero is cancelled."""
+        for sibling in list(self._open.values()):
+            if sibling is order or sibling.oca_group != order.oca_group:
+                continue
+            if sibling.account_id != order.account_id:
+                continue
+            if sibling.remaining <= quantity:
+                self._finish(sibling, OrderStatus.CANCELLED, "OCA group member filled")
+            else:
+                sibling.quantity -= quantity
+                self._changed(sibling)

@@ -1,0 +1,84 @@
+"""The in-process front door: brokers.port.OrderService over one simulator account.
+
+It adds what a network hop would: the fault injector's latency, outages, dropped connections
+and transient errors surface as TransientBrokerError before the request reaches the core, so
+a refused request never half-happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from brokers.exceptions import TransientBrokerError
+from brokers.port import AccountSnapshot, FillReport, OrderReport, OrderRequest, Position
+from brokers.sim.core import Exchange
+
+
+class SimOrderService:
+    """OrderService for venue "sim"; async only so callers treat it like any remote venue."""
+
+    venue = "sim"
+
+    def __init__(self, exchange: Exchange, account_id: str | None = None) -> None:
+        self.exchange = exchange
+        self.account_id = account_id or exchange.config.default_account_id
+        self._connected = False
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    async def connect(self) -> None:
+        """Fails transiently during an outage, like a real gateway that is down."""
+        await self._network()
+        self.exchange.account_snapshot(self.account_id)  # unknown account fails loudly here
+        self._connected = True
+
+    async def close(self) -> None:
+        self._connected = False
+
+    async def _network(self) -> None:
+        faults = self.exchange.faults
+        delay = faults.latency_seconds()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if faults.in_outage(self.exchange.now()):
+            raise TransientBrokerError("Connectivity between IB and TWS has been lost", code="1100")
+        if faults.should_drop():
+            raise TransientBrokerError("connection dropped by the venue", code="1100")
+        if faults.transient_error():
+            raise TransientBrokerError("venue temporarily unavailable, retry", code="1100")
+
+    async def _gate(self) -> None:
+        if not self._connected:
+            raise TransientBrokerError("not connected", code="504")
+        await self._network()
+
+    async def place(self, order: OrderRequest) -> OrderReport:
+        await self._gate()
+        return self.exchange.place(self.account_id, order)[0]
+
+    async def status(self, client_order_id: str) -> OrderReport:
+        await self._gate()
+        return self.exchange.order(self.account_id, client_order_id)
+
+    async def cancel(self, client_order_id: str) -> OrderReport:
+        await self._gate()
+        return self.exchange.cancel(self.account_id, client_order_id)
+
+    async def account(self) -> AccountSnapshot:
+        await self._gate()
+        return self.exchange.account_snapshot(self.account_id)
+
+    async def positions(self) -> list[Position]:
+        await self._gate()
+        return self.exchange.positions(self.account_id)
+
+    async def open_orders(self) -> list[OrderReport]:
+        await self._gate()
+        return self.exchange.orders(self.account_id, open_only=True)
+
+    async def fills_since(self, since: datetime) -> list[FillReport]:
+        await self._gate()
+        return self.exchange.fills(self.account_id, since)

@@ -1,0 +1,1 @@
+"""Operator surfaces and process wiring: settings, local Kafka, the CLI."""

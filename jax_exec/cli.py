@@ -1,0 +1,273 @@
+"""`jax-exec`: run Kafka, the worker, the simulator; publish signals and decisions; look."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from jax_exec.kafka_local import KafkaControlError, LocalKafka
+from jax_exec.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
+                  help="Jax Execution: approved signals to broker orders, audited.")
+kafka_app = typer.Typer(no_args_is_help=True, help="The local Apache Kafka broker (KRaft).")
+app.add_typer(kafka_app, name="kafka")
+console = Console()
+
+SEED_SIGNAL: dict[str, Any] = {
+    "id": "123e4567-e89b-12d3-a456-426614174000",
+    "symbol": "AAPL",
+    "signal_type": "BUY",
+    "entry_price": 150.00,
+    "stop_loss": 145.00,
+    "take_profit": 160.00,
+    "confidence": 0.85,
+    "strategy_id": "ma_crossover_v1",
+}
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _local_kafka(settings: Settings) -> LocalKafka:
+    return LocalKafka.from_bootstrap(settings.jax_home, settings.kafka_bootstrap)
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(1)
+
+
+# -- kafka ---------------------------------------------------------------------------------
+
+
+@kafka_app.command("start")
+def kafka_start() -> None:
+    """Install (once), format (once) and start the local broker; wait until it serves."""
+    settings = _settings()
+    try:
+        kafka = _local_kafka(settings)
+        with console.status(f"starting Kafka {kafka.version} on {kafka.bootstrap} ..."):
+            pid = kafka.start()
+            created = asyncio.run(_ensure_topics(settings))
+    except KafkaControlError as exc:
+        _fail(str(exc))
+        return
+    console.print(f"Kafka {kafka.version} ready on {kafka.bootstrap} (pid {pid}); "
+                  f"data {kafka.data_dir}; logs {kafka.logs_dir}")
+    if created:
+        console.print(f"created topics: {', '.join(created)}")
+
+
+@kafka_app.command("stop")
+def kafka_stop() -> None:
+    """Stop the local broker (controlled shutdown)."""
+    kafka = _local_kafka(_settings())
+    console.print("stopped" if kafka.stop() else "not running")
+
+
+@kafka_app.command("status")
+def kafka_status() -> None:
+    """Is the local broker running, and which topics exist with how many partitions."""
+    settings = _settings()
+    kafka = _local_kafka(settings)
+    pid = kafka.pid()
+    console.print(f"Kafka {kafka.version}: {'running, pid ' + str(pid) if pid else 'not running'};"
+                  f" {kafka.bootstrap} {'reachable' if kafka.reachable() else 'unreachable'}")
+    if kafka.reachable():
+        from jax_exec.topics_admin import describe_topics
+
+        topics = asyncio.run(describe_topics(settings.kafka_bootstrap, settings.topic_prefix))
+        for name, partitions in sorted(topics.items()):
+            console.print(f"  {name}: {partitions} partitions")
+    if pid is None:
+        raise typer.Exit(3)
+
+
+async def _ensure_topics(settings: Settings) -> list[str]:
+    from jax_exec.topics_admin import ensure_topics
+
+    return await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
+
+
+@app.command()
+def topics() -> None:
+    """Create the declared topics (idempotent) and list them."""
+    settings = _settings()
+    created = asyncio.run(_ensure_topics(settings))
+    console.print(f"created: {', '.join(created) or 'none (all present)'}")
+
+
+# -- worker and run ------------------------------------------------------------------------
+
+
+@app.command()
+def worker(
+    stage: Annotated[list[str] | None, typer.Option(
+        help="Stage(s) this process runs: validation, sizing, submission, reconciliation, "
+             "audit. Default: all.")] = None,
+    web_port: Annotated[int | None, typer.Option(
+        help="Serve /health and /sql on 127.0.0.1 (the audit process owns ClickHouse)")] = None,
+) -> None:
+    """Run the pipeline's faust worker (all stages, or the ones named)."""
+    from agents.app import STAGES
+    from jax_exec.runner import run_worker
+
+    chosen = stage or list(STAGES)
+    port = web_port if web_port is not None else (6066 if "audit" in chosen else None)
+    run_worker(_settings(), chosen, web_port=port)
+
+
+@app.command()
+def run(
+    web_port: Annotated[int, typer.Option(help="Port of /health and /sql")] = 6066,
+) -> None:
+    """Everything in one foreground command: Kafka, the simulator, the worker. Ctrl-C stops."""
+    from jax_exec.runner import run_all
+
+    run_all(_settings(), web_port=web_port)
+
+
+# -- publishing ------------------------------------------------------------------------------
+
+
+async def _publish(settings: Settings, topic: str, key: bytes, value: bytes) -> tuple[int, int]:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
+                                enable_idempotence=True)
+    await producer.start()
+    try:
+        meta = await producer.send_and_wait(settings.topic(topic), value=value, key=key)
+        return meta.partition, meta.offset
+    finally:
+        await producer.stop()
+
+
+@app.command("publish-signal")
+def publish_signal(
+    file: Annotated[Path | None, typer.Option(help="A JSON file with the signal")] = None,
+    new_id: Annotated[bool, typer.Option(help="Give the signal a fresh id")] = False,
+) -> None:
+    """Publish a signal (default: the seed's AAPL example) to `signals`."""
+    from schemas.events import Signal
+
+    settings = _settings()
+    obj = json.loads(file.read_text()) if file else dict(SEED_SIGNAL)
+    if new_id:
+        obj["id"] = str(uuid.uuid4())
+    signal = Signal.model_validate(obj)
+    part, off = asyncio.run(_publish(settings, "signals", signal.kafka_key,
+                                     json.dumps(obj).encode()))
+    console.print(f"signal {signal.id} ({signal.symbol} {signal.side.value}) -> "
+                  f"{settings.topic('signals')}[{part}]@{off}")
+
+
+async def _find_signal(settings: Settings, signal_id: str) -> dict[str, Any] | None:
+    from agents.readback import read_all
+
+    found: list[dict[str, Any]] = []
+
+    def visit(obj: dict[str, Any]) -> None:
+        if obj.get("id") == signal_id:
+            found.append(obj)
+
+    await read_all(settings.kafka_bootstrap, settings.topic("signals"), visit)
+    return found[-1] if found else None
+
+
+def _decide(signal_id: str, decision: str, by: str, reason: str | None) -> None:
+    from schemas.events import Approval
+
+    settings = _settings()
+    signal = asyncio.run(_find_signal(settings, signal_id))
+    if signal is None:
+        _fail(f"no signal with id {signal_id} on {settings.topic('signals')}")
+        return
+    approval = Approval.model_validate({
+        "signal": signal, "decision": decision, "approved_by": by,
+        "decided_at": datetime.now(UTC), "reason": reason,
+    })
+    part, off = asyncio.run(_publish(settings, "approvals", approval.kafka_key,
+                                     approval.model_dump_json().encode()))
+    console.print(f"{decision} signal {signal_id} by {by} -> "
+                  f"{settings.topic('approvals')}[{part}]@{off}")
+
+
+@app.command()
+def approve(
+    signal_id: str,
+    by: Annotated[str, typer.Option("--by", help="Who approves")] = "operator",
+    reason: Annotated[str | None, typer.Option(help="Why")] = None,
+) -> None:
+    """Approve a signal already on `signals` (the approval carries the signal itself)."""
+    _decide(signal_id, "approved", by, reason)
+
+
+@app.command()
+def reject(
+    signal_id: str,
+    by: Annotated[str, typer.Option("--by", help="Who rejects")] = "operator",
+    reason: Annotated[str | None, typer.Option(help="Why")] = None,
+) -> None:
+    """Reject a signal: no order; the decision is on record."""
+    _decide(signal_id, "rejected", by, reason)
+
+
+# -- looking -------------------------------------------------------------------------------
+
+
+@app.command()
+def tail(
+    topic: str,
+    count: Annotated[int, typer.Option(help="Show the last N events")] = 20,
+) -> None:
+    """Print the last events of a topic (signals, approvals, order-intents, orders, fills,
+    rejections, control, dead-letter)."""
+    from agents.readback import read_all
+
+    settings = _settings()
+    rows: list[dict[str, Any]] = []
+    asyncio.run(read_all(settings.kafka_bootstrap, settings.topic(topic), rows.append))
+    for obj in rows[-count:]:
+        console.print_json(json.dumps(obj))
+
+
+@app.command()
+def sql(
+    query: str,
+    web_port: Annotated[int, typer.Option(help="The audit worker's port (embedded mode)")] = 6066,
+) -> None:
+    """Run a read-only SQL query on the audit store (through the worker when embedded)."""
+    from jax_exec.web import query_rows
+
+    settings = _settings()
+    try:
+        columns, rows = query_rows(settings, query, web_port)
+    except Exception as exc:  # noqa: BLE001 - shown to the operator as is
+        _fail(str(exc))
+        return
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*[str(v) for v in row])
+    console.print(table)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        app()
+    except KafkaControlError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(1)

@@ -1,0 +1,252 @@
+"""A real Apache Kafka broker run by the project: jars from Maven Central, one KRaft node.
+
+Install (idempotent) -> format storage once -> start detached -> wait until ready -> stop.
+Everything lives under $JAX_HOME/kafka; the jars under $JAX_HOME/cache.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from schemas.errors import JaxError
+
+DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy" / "kafka"
+POM = DEPLOY_DIR / "pom.xml"
+
+
+class KafkaControlError(JaxError):
+    code = "kafka_control"
+
+
+def pinned_version() -> str:
+    """The one Kafka release the project runs, as pinned in deploy/kafka/pom.xml."""
+    match = re.search(r"<kafka.version>([^<]+)</kafka.version>", POM.read_text())
+    if not match:
+        raise KafkaControlError(f"no <kafka.version> in {POM}")
+    return match.group(1)
+
+
+@dataclass(frozen=True)
+class LocalKafka:
+    """Paths and ports of the local broker under one JAX_HOME."""
+
+    home: Path
+    host: str = "127.0.0.1"
+    port: int = 9092
+
+    @classmethod
+    def from_bootstrap(cls, home: Path, bootstrap: str) -> LocalKafka:
+        host, _, port = bootstrap.split(",")[0].rpartition(":")
+        if host not in ("127.0.0.1", "localhost"):
+            raise KafkaControlError(
+                f"KAFKA_BOOTSTRAP={bootstrap} is not local: the project starts a broker only on "
+                "127.0.0.1; point KAFKA_BOOTSTRAP at your cluster and skip `jax-exec kafka start`"
+            )
+        return cls(home=home, host="127.0.0.1", port=int(port))
+
+    @property
+    def version(self) -> str:
+        return pinned_version()
+
+    @property
+    def libs(self) -> Path:
+        return self.home / "cache" / f"kafka-{self.version}" / "libs"
+
+    @property
+    def base(self) -> Path:
+        return self.home / "kafka"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.base / "data"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.base / "logs"
+
+    @property
+    def config_file(self) -> Path:
+        return self.base / "server.properties"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.base / "kafka.pid"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def classpath(self) -> str:
+        return str(self.libs / "*")
+
+    # -- install -------------------------------------------------------------------------
+
+    def install(self) -> bool:
+        """Resolve the pinned release's jars with Maven; skipped when already present."""
+        marker = self.libs / ".complete"
+        if marker.exists():
+            return False
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise KafkaControlError("Maven (mvn) is needed to install Kafka: apt-get install maven")
+        self.libs.mkdir(parents=True, exist_ok=True)
+        cmd = [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
+               f"-DoutputDirectory={self.libs}", "-DincludeScope=runtime"]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
+        if result.returncode != 0:
+            raise KafkaControlError(f"Maven could not resolve Kafka {self.version}:\n"
+                                    f"{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        marker.write_text(self.version)
+        return True
+
+    # -- configure and format ------------------------------------------------------------
+
+    def configure(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        template = Template((DEPLOY_DIR / "server.properties.template").read_text())
+        self.config_file.write_text(template.substitute(
+            host=self.host, port=self.port, controller_port=self.port + 1,
+            data_dir=self.data_dir,
+        ))
+
+    def format_storage(self) -> bool:
+        """Format the KRaft storage once; a formatted directory is left alone."""
+        if (self.data_dir / "meta.properties").exists():
+            return False
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cmd = [_java(), "-cp", self.classpath(), *self._log_opts(), "kafka.tools.StorageTool",
+               "format", "-t", cluster_id, "-c", str(self.config_file), "--standalone"]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
+        if result.returncode != 0:
+            raise KafkaControlError(f"formatting Kafka storage failed:\n{result.stderr[-3000:]}")
+        return True
+
+    # -- run -----------------------------------------------------------------------------
+
+    def _log_opts(self) -> list[str]:
+        return [f"-Dlog4j2.configurationFile={DEPLOY_DIR / 'log4j2.yaml'}",
+                f"-Dkafka.logs.dir={self.logs_dir}"]
+
+    def pid(self) -> int | None:
+        """The broker's pid when it is running, else None (a stale pid file is removed)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            self.pid_file.unlink(missing_ok=True)
+            return None
+        return pid
+
+    def reachable(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def start(self, timeout: float = 90.0) -> int:
+        """Install, format and start the broker detached; return its pid once it serves."""
+        running = self.pid()
+        if running is not None:
+            self.wait_ready(timeout)
+            return running
+        if self.reachable():
+            raise KafkaControlError(
+                f"something else listens on {self.bootstrap}; stop it or set KAFKA_BOOTSTRAP"
+            )
+        self.install()
+        self.configure()
+        self.format_storage()
+        heap = os.environ.get("KAFKA_HEAP", "-Xmx512m")
+        cmd = [_java(), heap, "-XX:+UseG1GC", "-cp", self.classpath(), *self._log_opts(),
+               "kafka.Kafka", str(self.config_file)]
+        with (self.logs_dir / "kafka.out").open("ab") as out:
+            proc = subprocess.Popen(  # noqa: S603
+                cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.pid_file.write_text(str(proc.pid))
+        self.wait_ready(timeout, proc)
+        return proc.pid
+
+    def wait_ready(self, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+        """Wait until the broker answers a metadata request (not just an open port)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise KafkaControlError(f"Kafka exited with {proc.returncode}:\n{self.log_tail()}")
+            if self.reachable() and _answers_metadata(self.bootstrap):
+                return
+            time.sleep(0.3)
+        raise KafkaControlError(f"Kafka not ready after {timeout:.0f}s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Controlled shutdown (SIGTERM), SIGKILL only after the timeout."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pid() is None or _is_zombie(pid):
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
+    def log_tail(self, lines: int = 30) -> str:
+        for name in ("kafka.out", "server.log"):
+            path = self.logs_dir / name
+            if path.exists() and path.stat().st_size:
+                return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        return "(no log yet)"
+
+
+def _java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise KafkaControlError("Java 17+ is needed to run Kafka: apt-get install openjdk-17-jre")
+    return java
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+def _answers_metadata(bootstrap: str) -> bool:
+    """True once the broker serves metadata: a KRaft node opens its port before it is ready."""
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def probe() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        try:
+            await admin.start()
+            await admin.describe_cluster()
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "not yet"
+            return False
+        finally:
+            await admin.close()
+
+    return asyncio.run(probe())

@@ -1,0 +1,58 @@
+"""Process settings, read once from the environment at the entry point and passed inward."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where things are and how the worker runs. Risk settings live in RiskSettings."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    jax_home: Path = Field(Path(".local"), description="Runtime data directory (JAX_HOME)")
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    topic_prefix: str = Field("", description="Prefix of every topic name (isolates test runs)")
+    app_id: str = Field("jax-execution", description="Faust app id / consumer group base name")
+    clickhouse_url: str = Field(
+        "", description="ClickHouse DSN; default chdb://<JAX_HOME>/clickhouse (embedded)"
+    )
+    venue: Literal["sim", "ib"] = Field("sim", description="sim (in-process) or ib (TWS API)")
+    ib_host: str = "127.0.0.1"
+    ib_port: int = 7497
+    ib_client_id: int = 1
+    ib_account: str = ""
+    sim_seed: int = Field(42, description="Seed of the simulator's price paths")
+    sim_tick_seconds: float = Field(
+        1.0, ge=0, description="Seconds between simulator price steps; 0 freezes prices"
+    )
+    sim_account: str = "DU0000001"
+    sim_starting_cash: str = "100000"
+    reconcile_interval_seconds: float = Field(0.5, gt=0)
+    reconcile_lookback_hours: float = Field(24, gt=0)
+    audit_batch_rows: int = Field(5000, gt=0)
+    audit_batch_seconds: float = Field(1.0, gt=0)
+    venue_retry_attempts: int = Field(5, ge=1)
+    log_level: str = Field("warning", description="Worker log level (faust, agents)")
+
+    @field_validator("jax_home")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        return self.clickhouse_url or f"chdb://{self.jax_home / 'clickhouse'}"
+
+    @property
+    def sim_state_path(self) -> Path:
+        return self.jax_home / "sim" / "sim.sqlite"
+
+    def topic(self, name: str) -> str:
+        from schemas.topics import topic_name
+
+        return topic_name(name, self.topic_prefix)

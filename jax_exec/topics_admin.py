@@ -1,0 +1,69 @@
+"""Create the declared topics (schemas.topics.TOPICS) with their partitions and retention."""
+
+from __future__ import annotations
+
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from schemas.topics import TOPICS, topic_name
+
+
+async def ensure_topics(bootstrap: str, prefix: str = "") -> list[str]:
+    """Create missing topics, grow partition counts that fell short; return what was created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    async for attempt in AsyncRetrying(
+        stop=stop_after_delay(60), wait=wait_exponential(max=3),
+        retry=retry_if_exception_type(Exception), reraise=True,
+    ):
+        with attempt:
+            await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=topic_name(spec.name, prefix),
+                num_partitions=spec.partitions,
+                replication_factor=1,
+                topic_configs={"retention.ms": str(spec.retention_ms)},
+            )
+            for spec in TOPICS
+            if topic_name(spec.name, prefix) not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # a concurrent starter created them: the goal is met
+        await _grow_partitions(admin, prefix, existing)
+        return [t.name for t in wanted]
+    finally:
+        await admin.close()
+
+
+async def _grow_partitions(admin: AIOKafkaAdminClient, prefix: str, existing: set[str]) -> None:
+    names = [topic_name(s.name, prefix) for s in TOPICS if topic_name(s.name, prefix) in existing]
+    if not names:
+        return
+    described = await admin.describe_topics(names)
+    counts = {d["topic"]: len(d["partitions"]) for d in described}
+    grow = {
+        topic_name(s.name, prefix): NewPartitions(total_count=s.partitions)
+        for s in TOPICS
+        if counts.get(topic_name(s.name, prefix), s.partitions) < s.partitions
+    }
+    if grow:
+        await admin.create_partitions(grow)
+
+
+async def describe_topics(bootstrap: str, prefix: str = "") -> dict[str, int]:
+    """Partition count of every declared topic that exists."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        names = [topic_name(s.name, prefix) for s in TOPICS if topic_name(s.name, prefix) in existing]
+        described = await admin.describe_topics(names) if names else []
+        return {d["topic"]: len(d["partitions"]) for d in described}
+    finally:
+        await admin.close()

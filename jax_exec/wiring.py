@@ -1,0 +1,172 @@
+"""Build one worker process from settings: venue, ClickHouse, reconciler, the faust app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import faust
+from mode import Service
+
+from agents.app import STAGES, Pipeline, build_app
+from agents.context import StageContext
+from agents.decisions.config import RiskSettings
+from agents.decisions.live import check_account_mode
+from agents.readback import read_all
+from agents.reconciliation import Reconciler
+from brokers.port import OrderService
+from jax_exec.settings import Settings
+from jax_exec.topics_admin import ensure_topics
+from schemas.events import OrderStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Venue:
+    service: OrderService
+    ticker: Callable[[], None] | None = None
+    exchange: Any = None  # brokers.sim.core.Exchange when the simulator runs in this process
+    closers: list[Callable[[], Any]] = field(default_factory=list)
+
+
+def build_sim_exchange(settings: Settings) -> Any:
+    """The simulator core with its state on disk under JAX_HOME (survives restarts)."""
+    from brokers.port import AccountKind
+    from brokers.sim.core import Exchange, SimConfig
+    from brokers.sim.store import SimStore
+
+    settings.sim_state_path.parent.mkdir(parents=True, exist_ok=True)
+    exchange = Exchange(
+        SimConfig(seed=settings.sim_seed, starting_cash=Decimal(settings.sim_starting_cash)),
+        store=SimStore(settings.sim_state_path),
+    )
+    if settings.sim_account not in exchange.accounts():
+        exchange.open_account(settings.sim_account, cash=Decimal(settings.sim_starting_cash),
+                              kind=AccountKind.PAPER)
+    return exchange
+
+
+def build_venue(settings: Settings, exchange: Any = None) -> Venue:
+    if settings.venue == "ib":
+        from brokers.ib.adapter import IbOrderService
+
+        return Venue(IbOrderService(host=settings.ib_host, port=settings.ib_port,
+                                    client_id=settings.ib_client_id,
+                                    account=settings.ib_account or None))
+    from brokers.sim.service import SimOrderService
+
+    exchange = exchange if exchange is not None else build_sim_exchange(settings)
+    ticker = exchange.advance if settings.sim_tick_seconds > 0 else None
+    return Venue(SimOrderService(exchange, settings.sim_account), ticker=ticker,
+                 exchange=exchange)
+
+
+async def seed_reconciler(reconciler: Reconciler, settings: Settings) -> None:
+    """Executions and order states already on Kafka: not to be published again."""
+    executions: set[str] = set()
+    orders: dict[str, tuple[OrderStatus, Decimal]] = {}
+
+    def fill(obj: dict[str, Any]) -> None:
+        if isinstance(obj.get("execution_id"), str):
+            executions.add(obj["execution_id"])
+
+    def order(obj: dict[str, Any]) -> None:
+        try:
+            state = (OrderStatus(obj["status"]), Decimal(str(obj["filled_quantity"])))
+            coid = str(obj["client_order_id"])
+        except (KeyError, ValueError, ArithmeticError):
+            return
+        known = orders.get(coid)
+        if known is None or not known[0].is_terminal:
+            orders[coid] = state
+
+    await read_all(settings.kafka_bootstrap, settings.topic("fills"), fill)
+    await read_all(settings.kafka_bootstrap, settings.topic("orders"), order)
+    reconciler.seed(executions, orders)
+    log.info("reconciler seeded: %d executions, %d orders already published",
+             len(executions), len(orders))
+
+
+class Resources(Service):
+    """Closes what the worker opened, after faust has stopped consuming."""
+
+    def __init__(self, closers: list[Callable[[], Any]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.closers = closers
+
+    async def on_stop(self) -> None:
+        for close in reversed(self.closers):
+            try:
+                result = close()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("closing %r failed", close)
+
+
+@dataclass
+class Worker:
+    app: faust.App
+    resources: Resources
+    venue: Venue
+    pipeline: Pipeline
+
+
+def app_id_for(settings: Settings, stages: Iterable[str]) -> str:
+    """One consumer group per stage set, so stages can run as separate processes."""
+    chosen = sorted(set(stages))
+    if chosen == sorted(STAGES):
+        return settings.app_id
+    return f"{settings.app_id}-{'-'.join(chosen)}"
+
+
+async def build_worker(settings: Settings, stages: Iterable[str], risk: RiskSettings | None = None,
+                       exchange: Any = None, web_port: int | None = None) -> Worker:
+    """Everything async a worker needs before faust starts: topics, venue, store, seeds."""
+    stages = set(stages)
+    risk = risk or RiskSettings()
+    await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
+    venue = build_venue(settings, exchange)
+    closers: list[Callable[[], Any]] = [venue.service.close]
+    await venue.service.connect()
+    account = await venue.service.account()
+    check_account_mode(account.account_id, account.kind, risk)
+    pipeline = Pipeline(
+        bootstrap=settings.kafka_bootstrap, topic_prefix=settings.topic_prefix,
+        ctx=StageContext(risk=risk, venue=venue.service,
+                         venue_retry_attempts=settings.venue_retry_attempts),
+        reconcile_interval=settings.reconcile_interval_seconds,
+        audit_batch_rows=settings.audit_batch_rows,
+        audit_batch_seconds=settings.audit_batch_seconds,
+        ticker=venue.ticker, tick_seconds=settings.sim_tick_seconds,
+    )
+    if "reconciliation" in stages:
+        pipeline.reconciler = Reconciler(
+            venue.service, lookback=timedelta(hours=settings.reconcile_lookback_hours))
+        await seed_reconciler(pipeline.reconciler, settings)
+    if "audit" in stages:
+        pipeline.writer = await open_writer(settings, closers)
+    app = build_app(app_id_for(settings, stages), pipeline, stages, web_port=web_port)
+    if web_port is not None and pipeline.writer is not None:
+        from jax_exec.web import add_pages
+
+        add_pages(app, pipeline.writer.ch)
+    return Worker(app, Resources(closers), venue, pipeline)
+
+
+async def open_writer(settings: Settings, closers: list[Callable[[], Any]]) -> Any:
+    from store.client import ClickHouse
+    from store.migrate import migrate
+    from store.writer import AuditWriter
+
+    clickhouse = await ClickHouse(settings.clickhouse_dsn).open()
+    closers.append(clickhouse.close)
+    await migrate(clickhouse)
+    return AuditWriter(clickhouse, max_batch_rows=settings.audit_batch_rows,
+                       max_batch_seconds=settings.audit_batch_seconds)

@@ -1,0 +1,362 @@
+"""Event models, one per topic. Frozen, strict, Decimal money, UTC time.
+
+Every event carries its own id, the correlation id of the signal it descends from, the id of
+the event that caused it, a schema version, and when it happened and was recorded. Ids that
+must be idempotent are derived from their inputs (schemas.ids), never random.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from schemas.ids import client_order_id, derive_id, signal_event_id
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _to_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp must carry a timezone (UTC offset), e.g. 2026-11-21T14:30:00Z")
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_to_utc)]
+# Prices may arrive non-finite or non-positive; the validation rules refuse them with a
+# reason code, so the model keeps them instead of failing the decode.
+Price = Annotated[Decimal, Field(allow_inf_nan=True)]
+
+
+class Side(StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+
+class OrderType(StrEnum):
+    MKT = "MKT"
+    LMT = "LMT"
+    STP = "STP"
+    STP_LMT = "STP_LMT"
+
+
+class TimeInForce(StrEnum):
+    DAY = "DAY"
+    GTC = "GTC"
+    IOC = "IOC"
+
+
+class Decision(StrEnum):
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class OrderStatus(StrEnum):
+    SUBMITTED = "submitted"
+    ACCEPTED = "accepted"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
+)
+
+
+class OrderLeg(StrEnum):
+    ENTRY = "entry"
+    TAKE_PROFIT = "take_profit"
+    STOP_LOSS = "stop_loss"
+
+
+class SizingBound(StrEnum):
+    """Which constraint decided an order's quantity."""
+
+    RISK = "risk"
+    POSITION_PCT = "max_position_pct"
+    MAX_POSITION_SIZE = "max_position_size"
+    MAX_ORDER_NOTIONAL = "max_order_notional"
+    BUYING_POWER = "buying_power"
+    LIVE_NOTIONAL_CAP = "live_notional_cap"
+
+
+class ControlAction(StrEnum):
+    HALT = "halt"
+    RESUME = "resume"
+
+
+class Event(BaseModel):
+    """The envelope every event shares."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+    event_id: UUID
+    correlation_id: UUID
+    causation_id: UUID | None = None
+    schema_version: int = SCHEMA_VERSION
+    occurred_at: UtcDatetime = Field(default_factory=utcnow)
+    recorded_at: UtcDatetime = Field(default_factory=utcnow)
+
+    @property
+    def kafka_key(self) -> bytes:
+        """Events of one signal share a key, so they stay in order on one partition."""
+        return str(self.correlation_id).encode()
+
+
+class Signal(Event):
+    """A trade idea from an upstream strategy engine. The seed's JSON is accepted as is."""
+
+    event_type: Literal["signal"] = "signal"
+    id: str = Field(min_length=1, max_length=128)
+    symbol: str
+    signal_type: Side
+    entry_price: Price
+    stop_loss: Price
+    take_profit: Price | None = None
+    confidence: Decimal | None = Field(default=None, allow_inf_nan=True)
+    strategy_id: str = Field(min_length=1, max_length=128)
+    ttl_seconds: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _envelope_from_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "id" in data and isinstance(data["id"], str):
+            data = dict(data)
+            eid = data.setdefault("event_id", str(signal_event_id(data["id"])))
+            data.setdefault("correlation_id", eid)
+        return data
+
+    @property
+    def side(self) -> Side:
+        return self.signal_type
+
+
+class Approval(Event):
+    """A human's (or an upstream system's) decision on one signal, carrying that signal."""
+
+    event_type: Literal["approval"] = "approval"
+    signal: Signal
+    decision: Decision
+    approved_by: str = Field(min_length=1, max_length=128)
+    decided_at: UtcDatetime
+    reason: str | None = Field(default=None, max_length=1000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _envelope_from_signal(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        signal = data.get("signal")
+        if isinstance(signal, dict):
+            signal = Signal.model_validate(signal)
+        if not isinstance(signal, Signal):
+            return data
+        data = dict(data)
+        data["signal"] = signal
+        data.setdefault(
+            "event_id",
+            str(derive_id("approval", signal.event_id, data.get("decision"), data.get("approved_by"))),
+        )
+        data.setdefault("correlation_id", str(signal.correlation_id))
+        data.setdefault("causation_id", str(signal.event_id))
+        if "decided_at" in data:
+            data.setdefault("occurred_at", data["decided_at"])
+        return data
+
+
+class SizingFigures(BaseModel):
+    """How a quantity was reached, so every order is explainable."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    equity: Decimal
+    buying_power: Decimal
+    risk_per_trade: Decimal
+    stop_distance: Decimal
+    risk_amount: Decimal
+    risk_percent: Decimal
+    position_value: Decimal
+    rr_ratio: Decimal | None
+    bound_by: SizingBound
+    uncapped_quantity: Decimal
+    scale: Decimal = Decimal(1)
+
+
+class OrderIntent(Event):
+    """A sized, validated order that the submission stage will place exactly once."""
+
+    event_type: Literal["order_intent"] = "order_intent"
+    client_order_id: str
+    account_id: str
+    venue: str
+    symbol: str
+    side: Side
+    quantity: Decimal = Field(gt=0)
+    order_type: OrderType
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    take_profit: Decimal | None = None
+    stop_loss: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.DAY
+    strategy_id: str
+    signal_id: str
+    approved_by: str
+    sizing: SizingFigures
+
+    @model_validator(mode="after")
+    def _prices_match_type(self) -> OrderIntent:
+        if self.order_type in (OrderType.LMT, OrderType.STP_LMT) and self.limit_price is None:
+            raise ValueError(f"{self.order_type} order needs a limit_price")
+        if self.order_type in (OrderType.STP, OrderType.STP_LMT) and self.stop_price is None:
+            raise ValueError(f"{self.order_type} order needs a stop_price")
+        return self
+
+    @classmethod
+    def ids_for(cls, approval: Approval) -> dict[str, Any]:
+        """Envelope and client order id derived from the approval: one signal, one order."""
+        return {
+            "event_id": derive_id("intent", approval.signal.event_id),
+            "correlation_id": approval.correlation_id,
+            "causation_id": approval.event_id,
+            "client_order_id": client_order_id(approval.correlation_id),
+        }
+
+
+class OrderEvent(Event):
+    """A fact in an order's life at the venue: submitted, accepted, filled, cancelled, ..."""
+
+    event_type: Literal["order"] = "order"
+    client_order_id: str
+    parent_client_order_id: str | None = None
+    leg: OrderLeg = OrderLeg.ENTRY
+    venue: str
+    venue_order_id: str | None = None
+    account_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    quantity: Decimal
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    status: OrderStatus
+    filled_quantity: Decimal = Decimal(0)
+    avg_fill_price: Decimal | None = None
+    reason_code: str | None = None
+    message: str | None = None
+
+    @staticmethod
+    def derive_event_id(client_order_id: str, status: OrderStatus, filled: Decimal) -> UUID:
+        return derive_id("order", client_order_id, status.value, filled.normalize())
+
+
+class Fill(Event):
+    """One execution at the venue."""
+
+    event_type: Literal["fill"] = "fill"
+    execution_id: str
+    client_order_id: str
+    parent_client_order_id: str | None = None
+    leg: OrderLeg = OrderLeg.ENTRY
+    venue: str
+    venue_order_id: str | None = None
+    account_id: str
+    symbol: str
+    side: Side
+    quantity: Decimal = Field(gt=0)
+    price: Decimal = Field(gt=0)
+    commission: Decimal = Decimal(0)
+    currency: str = "USD"
+
+    @staticmethod
+    def derive_event_id(venue: str, execution_id: str) -> UUID:
+        return derive_id("fill", venue, execution_id)
+
+
+class Rejection(Event):
+    """A refusal with a reason code, a human sentence and the numbers behind it."""
+
+    event_type: Literal["rejection"] = "rejection"
+    stage: str
+    reason_code: str
+    message: str
+    details: dict[str, str] = Field(default_factory=dict)
+    subject_event_id: UUID | None = None
+    signal_id: str | None = None
+    symbol: str | None = None
+    strategy_id: str | None = None
+
+
+class ControlCommand(Event):
+    """An operator command (kill switch)."""
+
+    event_type: Literal["control"] = "control"
+    command: ControlAction
+    issued_by: str = Field(min_length=1)
+    reason: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_envelope(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "event_id" not in data:
+            data = dict(data)
+            data.setdefault("occurred_at", utcnow().isoformat())
+            eid = derive_id("control", data.get("command"), data.get("issued_by"), data["occurred_at"])
+            data["event_id"] = str(eid)
+            data.setdefault("correlation_id", str(eid))
+        return data
+
+
+class DeadLetter(Event):
+    """Input that could not be decoded, kept byte for byte with where it came from and why."""
+
+    event_type: Literal["dead_letter"] = "dead_letter"
+    source_topic: str
+    partition: int
+    offset: int
+    error: str
+    raw_base64: str
+
+    @classmethod
+    def of(cls, raw: bytes, topic: str, partition: int, offset: int, error: str) -> DeadLetter:
+        eid = derive_id("dead-letter", topic, partition, offset)
+        return cls(
+            event_id=eid,
+            correlation_id=eid,
+            source_topic=topic,
+            partition=partition,
+            offset=offset,
+            error=error[:2000],
+            raw_base64=base64.b64encode(raw).decode(),
+        )
+
+    @property
+    def raw(self) -> bytes:
+        return base64.b64decode(self.raw_base64)
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    "signal": Signal,
+    "approval": Approval,
+    "order_intent": OrderIntent,
+    "order": OrderEvent,
+    "fill": Fill,
+    "rejection": Rejection,
+    "control": ControlCommand,
+    "dead_letter": DeadLetter,
+}

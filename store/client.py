@@ -1,0 +1,186 @@
+"""One DSN, one ClickHouse: embedded chdb or a server, behind the same async wrapper."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
+
+from store.exceptions import (
+    StoreConfigError,
+    StoreError,
+    StoreQueryError,
+    StoreUnavailableError,
+)
+
+T = TypeVar("T")
+
+DEFAULT_DATABASE = "jax"
+INSERT_SETTINGS: dict[str, Any] = {"async_insert": 0, "insert_deduplicate": 1}
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CODE = re.compile(r"Code: (\d+)")
+# Server error codes that mean "try again later": timeouts, network, overload, read-only.
+TRANSIENT_CODES = frozenset({159, 160, 164, 202, 209, 210, 242, 252, 319, 425, 999, 1000})
+
+
+def parse_dsn(dsn: str) -> tuple[str, str | None]:
+    """Split a DSN into (kind, location); kind is 'chdb-path', 'chdb-memory' or 'http'."""
+    parsed = urlparse(dsn)
+    if parsed.scheme == "chdb":
+        if parsed.netloc in ("memory", ":memory:"):
+            return "chdb-memory", None
+        if parsed.netloc or not parsed.path.startswith("/"):
+            raise StoreConfigError(
+                f"chdb DSN must be chdb:///absolute/path or chdb://memory: {dsn!r}"
+            )
+        return "chdb-path", parsed.path
+    if parsed.scheme in ("http", "https", "clickhouse", "clickhousedb"):
+        if not parsed.hostname:
+            raise StoreConfigError(f"ClickHouse DSN has no host: {dsn!r}")
+        return "http", parsed.path.strip("/") or None
+    raise StoreConfigError(f"unsupported ClickHouse DSN scheme {parsed.scheme!r} in {dsn!r}")
+
+
+def translate(exc: BaseException, what: str) -> StoreError:
+    """Map a driver exception to the store's errors, flagging outages as transient."""
+    if isinstance(exc, StoreError):
+        return exc
+    text = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, OperationalError | ConnectionError | TimeoutError | OSError):
+        return StoreUnavailableError(f"ClickHouse unavailable during {what}: {text}")
+    match = _CODE.search(str(exc))
+    if match and int(match.group(1)) in TRANSIENT_CODES:
+        return StoreUnavailableError(f"ClickHouse transient error during {what}: {text}")
+    if "Cannot lock file" in str(exc) or "already initialized with path" in str(exc):
+        return StoreConfigError(
+            f"chdb path is owned by another process or engine ({text}); "
+            "in embedded mode exactly one process may open it"
+        )
+    return StoreQueryError(f"ClickHouse error during {what}: {text}")
+
+
+def open_client(dsn: str, database: str | None = None) -> tuple[Client, str]:
+    """Open a sync client for the DSN, create the database, and make it the default."""
+    kind, location = parse_dsn(dsn)
+    db = database or (location if kind == "http" else None) or DEFAULT_DATABASE
+    if not _IDENT.match(db):
+        raise StoreConfigError(f"database name must be an identifier: {db!r}")
+    if kind == "chdb-path" and location:
+        Path(location).mkdir(parents=True, exist_ok=True)
+    try:
+        if kind == "http":
+            client = clickhouse_connect.get_client(dsn=dsn, database="default", tz_mode="aware")
+        else:
+            client = clickhouse_connect.get_client(dsn=dsn, tz_mode="aware")
+        client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+        client.database = db
+    except ClickHouseError as exc:
+        raise translate(exc, f"connect to {dsn}") from exc
+    return client, db
+
+
+class ClickHouse:
+    """Async facade over one sync client, serialised on a dedicated thread (chdb is sync)."""
+
+    def __init__(self, dsn: str, database: str | None = None) -> None:
+        self.dsn = dsn
+        self.kind, _ = parse_dsn(dsn)
+        self._database = database
+        self._client: Client | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+
+    @property
+    def database(self) -> str:
+        """The database every unqualified table name resolves to."""
+        if self._client is None:
+            raise StoreError("ClickHouse is not open; call await open() first")
+        return str(self._client.database)
+
+    @property
+    def embedded(self) -> bool:
+        """True for chdb, where one process owns the data."""
+        return self.kind != "http"
+
+    async def open(self) -> ClickHouse:
+        """Connect (on the dedicated thread) if not yet connected."""
+        if self._client is None:
+            self._client, _ = await self._run(open_client, self.dsn, self._database)
+        return self
+
+    async def close(self) -> None:
+        """Close the client and stop the thread, releasing a chdb path for reuse."""
+        if self._client is not None:
+            client, self._client = self._client, None
+            await self._run(client.close)
+        self._executor.shutdown(wait=True)
+
+    async def __aenter__(self) -> ClickHouse:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    def _require(self) -> Client:
+        if self._client is None:
+            raise StoreError("ClickHouse is not open; call await open() first")
+        return self._client
+
+    async def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        """Run DDL or a statement without a result set."""
+        client = self._require()
+        try:
+            return await self._run(client.command, sql, parameters=parameters)
+        except ClickHouseError as exc:
+            raise translate(exc, "command") from exc
+
+    async def query(
+        self, sql: str, parameters: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Run a parameterised SELECT and return rows as dicts, timestamps tz-aware UTC."""
+        client = self._require()
+
+        def run() -> list[dict[str, Any]]:
+            return list(client.query(sql, parameters=parameters).named_results())
+
+        try:
+            return await self._run(run)
+        except ClickHouseError as exc:
+            raise translate(exc, "query") from exc
+
+    async def insert(
+        self,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        column_names: Sequence[str],
+        dedup_token: str | None = None,
+    ) -> int:
+        """Insert rows synchronously (async_insert=0); a dedup token makes a retry a no-op."""
+        client = self._require()
+        settings = dict(INSERT_SETTINGS)
+        if dedup_token:
+            settings["insert_deduplication_token"] = dedup_token
+        try:
+            summary = await self._run(
+                client.insert, table, rows, column_names=list(column_names), settings=settings
+            )
+        except ClickHouseError as exc:
+            raise translate(exc, f"insert into {table}") from exc
+        return int(getattr(summary, "written_rows", len(rows)) or 0)

@@ -1,0 +1,410 @@
+"""The audit sink core: Kafka records in, idempotent ClickHouse batches out, offsets back.
+
+Independent of faust and Kafka clients. The caller adds records, flushes when
+`should_flush()` says so, and commits Kafka offsets only up to what `flush()` returned.
+Exactly-once comes from two layers: a retried batch keeps its dedup token (the server
+drops the copy), and a restarted writer skips offsets the table already holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import ValidationError
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from schemas.events import EVENT_TYPES, Event
+from schemas.ids import derive_id
+from schemas.topics import TOPICS
+from store.client import ClickHouse
+from store.exceptions import FlushError, StoreError
+
+EVENT_COLUMNS: tuple[str, ...] = (
+    "topic",
+    "partition",
+    "offset",
+    "event_id",
+    "event_type",
+    "correlation_id",
+    "causation_id",
+    "occurred_at",
+    "recorded_at",
+    "ingested_at",
+    "kafka_timestamp",
+    "schema_version",
+    "key",
+    "payload",
+)
+UNDECODABLE = "undecodable"
+Key = tuple[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One Kafka record as consumed; timestamp is a datetime or epoch seconds (faust)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp: datetime | float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What the events table needs to know about one decoded value."""
+
+    event_id: UUID
+    event_type: str
+    correlation_id: UUID
+    causation_id: UUID | None
+    occurred_at: datetime
+    recorded_at: datetime
+    schema_version: int
+    payload: str
+
+
+class _NeedsModel(Exception):
+    """The value lacks envelope fields; let the pydantic model derive them."""
+
+
+def _utc(value: Any) -> datetime:
+    parsed = datetime.fromisoformat(str(value))
+    if parsed.tzinfo is None:
+        raise ValueError(f"naive timestamp {value!r}")
+    return parsed.astimezone(UTC)
+
+
+def kafka_time(value: datetime | float | None) -> datetime | None:
+    """Normalise a Kafka timestamp (epoch seconds or datetime) to aware UTC."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(float(value), UTC)
+
+
+def model_for(topic: str, event_type: str | None) -> type[Event] | None:
+    """The model of an event type, else of the topic (names may carry a test prefix)."""
+    if event_type and event_type in EVENT_TYPES:
+        return EVENT_TYPES[event_type]
+    for spec in TOPICS:
+        if topic == spec.name or topic.endswith(spec.name):
+            return spec.model
+    return None
+
+
+def _fast_envelope(data: dict[str, Any], event_type: str, text: str) -> Envelope:
+    """Read the envelope straight from the JSON (the common, cheap path)."""
+    if "event_id" not in data or "correlation_id" not in data or "occurred_at" not in data:
+        raise _NeedsModel
+    occurred = _utc(data["occurred_at"])
+    causation = data.get("causation_id")
+    return Envelope(
+        event_id=UUID(str(data["event_id"])),
+        event_type=event_type,
+        correlation_id=UUID(str(data["correlation_id"])),
+        causation_id=UUID(str(causation)) if causation else None,
+        occurred_at=occurred,
+        recorded_at=_utc(data["recorded_at"]) if data.get("recorded_at") else occurred,
+        schema_version=int(data.get("schema_version") or 1),
+        payload=text,
+    )
+
+
+def _model_envelope(model: type[Event], raw: bytes) -> Envelope:
+    """Let the model derive missing envelope fields (e.g. a raw upstream signal)."""
+    event = model.model_validate_json(raw)
+    return Envelope(
+        event_id=event.event_id,
+        event_type=str(getattr(event, "event_type", model.__name__.lower())),
+        correlation_id=event.correlation_id,
+        causation_id=event.causation_id,
+        occurred_at=event.occurred_at,
+        recorded_at=event.recorded_at,
+        schema_version=event.schema_version,
+        payload=event.model_dump_json(),
+    )
+
+
+def decode_envelope(record: EventRecord) -> Envelope:
+    """Decode a record's value; raises ValueError when it is not an event."""
+    text = record.value.decode("utf-8")
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("value is not a JSON object")
+    declared = data.get("event_type")
+    model = model_for(record.topic, declared if isinstance(declared, str) else None)
+    event_type = declared if isinstance(declared, str) and declared else None
+    try:
+        return _fast_envelope(data, event_type or _type_name(model), text)
+    except _NeedsModel:
+        if model is None:
+            raise ValueError("no event_id/correlation_id and no model for this topic") from None
+        return _model_envelope(model, record.value)
+
+
+def _type_name(model: type[Event] | None) -> str:
+    if model is None:
+        raise ValueError("value has no event_type and the topic has no model")
+    return str(model.model_fields["event_type"].default)
+
+
+def undecodable_envelope(record: EventRecord, error: str, when: datetime) -> Envelope:
+    """Keep a bad value byte for byte, under an id derived from where it came from."""
+    eid = derive_id(UNDECODABLE, record.topic, record.partition, record.offset)
+    payload = json.dumps(
+        {"error": error[:2000], "raw_base64": base64.b64encode(record.value).decode()},
+        separators=(",", ":"),
+    )
+    return Envelope(eid, UNDECODABLE, eid, None, when, when, 0, payload)
+
+
+def to_row(record: EventRecord, now: datetime) -> list[Any]:
+    """The events-table row of one record; never raises on a bad value."""
+    ts = kafka_time(record.timestamp)
+    try:
+        env = decode_envelope(record)
+    except (ValueError, TypeError, ValidationError, UnicodeDecodeError) as exc:
+        env = undecodable_envelope(record, f"{type(exc).__name__}: {exc}", ts or now)
+    key = record.key.decode("utf-8", "backslashreplace") if record.key is not None else None
+    return [
+        record.topic,
+        record.partition,
+        record.offset,
+        env.event_id,
+        env.event_type,
+        env.correlation_id,
+        env.causation_id,
+        env.occurred_at,
+        env.recorded_at,
+        now,
+        ts,
+        env.schema_version,
+        key,
+        env.payload,
+    ]
+
+
+@dataclass
+class Batch:
+    """A sealed batch: once tried, its rows and token never change, so retries dedup."""
+
+    topic: str
+    partition: int
+    rows: list[list[Any]]
+    created_at: float
+
+    @property
+    def first_offset(self) -> int:
+        return int(self.rows[0][2])
+
+    @property
+    def last_offset(self) -> int:
+        return int(self.rows[-1][2])
+
+    @property
+    def token(self) -> str:
+        """The insert_deduplication_token: same records, same token."""
+        return f"{self.topic}-{self.partition}-{self.first_offset}-{self.last_offset}"
+
+
+@dataclass
+class _Buffer:
+    records: list[EventRecord] = field(default_factory=list)
+    since: float | None = None
+    sealed: deque[Batch] = field(default_factory=deque)
+    last_seen: int = -1
+
+
+@dataclass(frozen=True)
+class WriterStats:
+    """How far behind the sink is, for metrics and health checks."""
+
+    buffered_rows: int
+    oldest_buffered_seconds: float
+    last_flush_seconds: float
+    rows_written: int
+    batches_written: int
+    skipped_duplicates: int
+    undecodable: int
+    last_error: str | None
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, StoreError) and exc.transient
+
+
+class AuditWriter:
+    """Buffers records per (topic, partition) and writes them exactly once to `events`."""
+
+    def __init__(
+        self,
+        clickhouse: ClickHouse,
+        max_batch_rows: int = 10_000,
+        max_batch_seconds: float = 1.0,
+        *,
+        retry_attempts: int = 5,
+        retry_initial_seconds: float = 0.2,
+        retry_max_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ch = clickhouse
+        self.max_batch_rows = max_batch_rows
+        self.max_batch_seconds = max_batch_seconds
+        self._retry_attempts = retry_attempts
+        self._wait = wait_exponential(multiplier=retry_initial_seconds, max=retry_max_seconds)
+        self._clock = clock
+        self._buffers: dict[Key, _Buffer] = {}
+        self._stored: dict[Key, int] = {}
+        self._lock = asyncio.Lock()
+        self._last_flush = 0.0
+        self._written = 0
+        self._batches = 0
+        self._skipped = 0
+        self._undecodable = 0
+        self._last_error: str | None = None
+
+    def add(self, record: EventRecord) -> None:
+        """Buffer one record; an offset at or below one already seen is a redelivery."""
+        buf = self._buffers.setdefault((record.topic, record.partition), _Buffer())
+        if record.offset <= max(
+            buf.last_seen, self._stored.get((record.topic, record.partition), -1)
+        ):
+            self._skipped += 1
+            return
+        buf.last_seen = record.offset
+        if not buf.records and buf.since is None:
+            buf.since = self._clock()
+        buf.records.append(record)
+
+    @property
+    def buffered_rows(self) -> int:
+        """Rows not yet confirmed stored."""
+        return sum(
+            len(b.records) + sum(len(x.rows) for x in b.sealed) for b in self._buffers.values()
+        )
+
+    def _oldest_age(self) -> float:
+        starts = [b.since for b in self._buffers.values() if b.since is not None]
+        starts += [x.created_at for b in self._buffers.values() for x in b.sealed]
+        return max(0.0, self._clock() - min(starts)) if starts else 0.0
+
+    def should_flush(self) -> bool:
+        """True when a batch is full or the oldest buffered row is old enough."""
+        if self.buffered_rows >= self.max_batch_rows:
+            return True
+        return self.buffered_rows > 0 and self._oldest_age() >= self.max_batch_seconds
+
+    @property
+    def stats(self) -> WriterStats:
+        """Buffered rows, their age, the last flush's duration and running totals."""
+        return WriterStats(
+            buffered_rows=self.buffered_rows,
+            oldest_buffered_seconds=self._oldest_age(),
+            last_flush_seconds=self._last_flush,
+            rows_written=self._written,
+            batches_written=self._batches,
+            skipped_duplicates=self._skipped,
+            undecodable=self._undecodable,
+            last_error=self._last_error,
+        )
+
+    lag = stats
+
+    async def _load_stored_offsets(self) -> None:
+        """Learn, once per partition, the highest offset the table already holds."""
+        unknown = [k for k, b in self._buffers.items() if k not in self._stored and b.records]
+        if not unknown:
+            return
+        rows = await self.ch.query(
+            "SELECT topic, partition, max(offset) AS hwm FROM events "
+            "WHERE topic IN {topics:Array(String)} GROUP BY topic, partition",
+            {"topics": sorted({t for t, _ in unknown})},
+        )
+        found = {(str(r["topic"]), int(r["partition"])): int(r["hwm"]) for r in rows}
+        for key in unknown:
+            self._stored[key] = found.get(key, -1)
+
+    def _seal(self, key: Key, buf: _Buffer) -> None:
+        """Turn buffered records into fixed batches, dropping offsets already stored."""
+        floor = self._stored.get(key, -1)
+        fresh = [r for r in buf.records if r.offset > floor]
+        self._skipped += len(buf.records) - len(fresh)
+        since = buf.since if buf.since is not None else self._clock()
+        buf.records, buf.since = [], None
+        now = datetime.now(UTC)
+        for start in range(0, len(fresh), self.max_batch_rows):
+            rows = [to_row(r, now) for r in fresh[start : start + self.max_batch_rows]]
+            self._undecodable += sum(1 for row in rows if row[4] == UNDECODABLE)
+            buf.sealed.append(Batch(key[0], key[1], rows, since))
+
+    async def _insert(self, batch: Batch) -> None:
+        """Insert one batch, retrying transient errors with the same token."""
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(self._retry_attempts),
+            wait=self._wait,
+            retry=retry_if_exception(_transient),
+            reraise=True,
+        ):
+            with attempt:
+                await self.ch.insert("events", batch.rows, EVENT_COLUMNS, dedup_token=batch.token)
+
+    async def _drain(self, key: Key, buf: _Buffer) -> int | None:
+        """Write a partition's batches in order; stop at the first failure."""
+        last: int | None = None
+        while buf.sealed:
+            batch = buf.sealed[0]
+            await self._insert(batch)
+            buf.sealed.popleft()
+            self._stored[key] = max(self._stored.get(key, -1), batch.last_offset)
+            self._written += len(batch.rows)
+            self._batches += 1
+            last = batch.last_offset
+        return last
+
+    async def flush(self) -> dict[Key, int]:
+        """Store everything buffered; return the last stored offset per (topic, partition)."""
+        async with self._lock:
+            started = self._clock()
+            await self._load_stored_offsets()
+            for key, buf in self._buffers.items():
+                if buf.records:
+                    self._seal(key, buf)
+            stored, failures = await self._drain_all()
+            self._last_flush = self._clock() - started
+        if failures:
+            self._last_error = "; ".join(f"{k[0]}[{k[1]}]: {e}" for k, e in failures)
+            error = FlushError(f"flush incomplete: {self._last_error}", stored)
+            error.transient = all(e.transient for _, e in failures)
+            raise error
+        self._last_error = None
+        return stored
+
+    async def _drain_all(self) -> tuple[dict[Key, int], list[tuple[Key, StoreError]]]:
+        stored: dict[Key, int] = {}
+        failures: list[tuple[Key, StoreError]] = []
+        for key, buf in self._buffers.items():
+            try:
+                last = await self._drain(key, buf)
+            except StoreError as exc:
+                failures.append((key, exc))
+                continue
+            if last is not None:
+                stored[key] = last
+        return stored, failures

@@ -1,0 +1,1 @@
+"""The OrderService contract suite, shared by every venue's front door."""
