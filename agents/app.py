@@ -10,9 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.streams import Stream
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
@@ -165,7 +166,8 @@ def _stage_agent(app: faust.App, emitter: Emitter, pipeline: Pipeline, stage: st
 
 def _reconciliation(app: faust.App, emitter: Emitter, pipeline: Pipeline) -> None:
     reconciler, ctx = pipeline.reconciler, pipeline.ctx
-    assert reconciler is not None and ctx is not None, "reconciliation needs a Reconciler"
+    assert reconciler is not None, "reconciliation needs a Reconciler"
+    assert ctx is not None, "reconciliation needs a StageContext"
 
     async def watch(raw: bytes | None, source: Source, c: StageContext) -> list[Output]:
         return await handle_order_event(raw, source, c, reconciler)
@@ -207,7 +209,9 @@ def _audit(app: faust.App, pipeline: Pipeline) -> None:
                         key_serializer="raw")
 
     async def audit(stream: faust.StreamT) -> None:
-        async for batch in stream.noack_take(pipeline.audit_batch_rows,
+        # noack_take is on the concrete Stream only (StreamT lacks it): batches acked by hand.
+        concrete = cast(Stream, stream)
+        async for batch in concrete.noack_take(pipeline.audit_batch_rows,
                                              within=pipeline.audit_batch_seconds):
             for event in batch:
                 msg = event.message

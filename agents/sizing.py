@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from agents.codec import decode_object
 from agents.context import Output, Source, StageContext
 from agents.decisions.decide import decide, rejection_from
-from agents.decisions.reasons import Refusal
+from agents.decisions.reasons import ReasonCode, Refusal
 from agents.decisions.validation import parse_approval
 from agents.validation import refusal_without_event
 from brokers.exceptions import UnknownOrder
@@ -44,7 +44,9 @@ def _signal_part(obj: dict[str, object]) -> dict[str, object]:
     return signal if isinstance(signal, dict) else {}
 
 
-async def _already_ordered(approval: Approval, venue: OrderService, now: datetime) -> Rejection | None:
+async def _already_ordered(
+    approval: Approval, venue: OrderService, now: datetime
+) -> Rejection | None:
     """A second decision on a signal that already has an order is a no-op, kept on record."""
     coid = client_order_id(approval.correlation_id)
     try:
@@ -52,7 +54,7 @@ async def _already_ordered(approval: Approval, venue: OrderService, now: datetim
     except UnknownOrder:
         return None
     refusal = Refusal(
-        code="ALREADY_DECIDED",  # type: ignore[arg-type]
+        code=ReasonCode.ALREADY_DECIDED,
         message=(f"signal {approval.signal.id} already has order {coid} "
                  f"({existing.status.value}); this decision places nothing"),
         details={"client_order_id": coid, "order_status": existing.status.value,

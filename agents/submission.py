@@ -18,7 +18,7 @@ from tenacity import (
 from agents.codec import decode_object
 from agents.context import Output, Source, StageContext
 from agents.decisions.decide import rejection_from
-from agents.decisions.reasons import Refusal
+from agents.decisions.reasons import ReasonCode, Refusal
 from agents.orders import order_event
 from brokers.exceptions import (
     DuplicateClientOrderId,
@@ -27,7 +27,7 @@ from brokers.exceptions import (
     UnknownOrder,
 )
 from brokers.port import OrderReport, OrderRequest, OrderService
-from schemas.events import OrderIntent, OrderStatus
+from schemas.events import OrderIntent, OrderStatus, Rejection
 from schemas.ids import derive_id
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ async def _place(venue: OrderService, request: OrderRequest, attempts: int) -> O
 
 def _refused(intent: OrderIntent, exc: OrderRejected, ctx: StageContext) -> list[Output]:
     refusal = Refusal(
-        code="VENUE_REJECTED",  # type: ignore[arg-type]
+        code=ReasonCode.VENUE_REJECTED,
         message=f"the venue refused the order: {exc.message} (venue code {exc.code})",
         details={"venue_code": str(exc.code), "venue_message": exc.message,
                  "client_order_id": intent.client_order_id},
@@ -112,7 +112,7 @@ def _refused(intent: OrderIntent, exc: OrderRejected, ctx: StageContext) -> list
 
 def _unavailable(intent: OrderIntent, exc: TransientBrokerError, ctx: StageContext) -> list[Output]:
     refusal = Refusal(
-        code="VENUE_UNAVAILABLE",  # type: ignore[arg-type]
+        code=ReasonCode.VENUE_UNAVAILABLE,
         message=(f"the venue stayed unavailable after {ctx.venue_retry_attempts} attempts: "
                  f"{exc.message}; the order was not placed (replay the intent to try again)"),
         details={"venue_code": str(exc.code), "client_order_id": intent.client_order_id},
@@ -121,7 +121,7 @@ def _unavailable(intent: OrderIntent, exc: TransientBrokerError, ctx: StageConte
     return [("rejections", _rejection(intent, refusal, ctx))]
 
 
-def _rejection(intent: OrderIntent, refusal: Refusal, ctx: StageContext) -> object:
+def _rejection(intent: OrderIntent, refusal: Refusal, ctx: StageContext) -> Rejection:
     return rejection_from(
         refusal, correlation_id=intent.correlation_id, causation_id=intent.event_id,
         now=ctx.clock(), signal_id=intent.signal_id, symbol=intent.symbol,

@@ -255,7 +255,7 @@ def sql(
     settings = _settings()
     try:
         columns, rows = query_rows(settings, query, web_port)
-    except Exception as exc:  # noqa: BLE001 - shown to the operator as is
+    except Exception as exc:
         _fail(str(exc))
         return
     table = Table(*columns)

@@ -244,7 +244,7 @@ def _answers_metadata(bootstrap: str) -> bool:
             await admin.start()
             await admin.describe_cluster()
             return True
-        except Exception:  # noqa: BLE001 - any failure means "not yet"
+        except Exception:
             return False
         finally:
             await admin.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -31,10 +33,9 @@ async def ensure_topics(bootstrap: str, prefix: str = "") -> list[str]:
             if topic_name(spec.name, prefix) not in existing
         ]
         if wanted:
-            try:
+            # A concurrent starter may have created them: the goal is met either way.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # a concurrent starter created them: the goal is met
         await _grow_partitions(admin, prefix, existing)
         return [t.name for t in wanted]
     finally:
@@ -62,7 +63,8 @@ async def describe_topics(bootstrap: str, prefix: str = "") -> dict[str, int]:
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        names = [topic_name(s.name, prefix) for s in TOPICS if topic_name(s.name, prefix) in existing]
+        names = [topic_name(s.name, prefix) for s in TOPICS
+                 if topic_name(s.name, prefix) in existing]
         described = await admin.describe_topics(names) if names else []
         return {d["topic"]: len(d["partitions"]) for d in described}
     finally:

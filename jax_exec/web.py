@@ -36,7 +36,7 @@ def add_pages(app: faust.App, clickhouse: Any) -> None:
         try:
             query = check_read_only(request.query.get("q", ""))
             rows = await clickhouse.query(query)
-        except Exception as exc:  # noqa: BLE001 - the caller sees the reason
+        except Exception as exc:
             return web.json({"error": str(exc)}, status=400)
         columns = list(rows[0].keys()) if rows else []
         return web.json({"columns": columns,
@@ -53,7 +53,7 @@ def query_rows(settings: Settings, query: str, web_port: int) -> tuple[list[str]
     if settings.clickhouse_dsn.startswith("chdb://"):
         url = f"http://127.0.0.1:{web_port}/sql?{urllib.parse.urlencode({'q': query})}"
         try:
-            with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - loopback only
+            with urllib.request.urlopen(url, timeout=30) as resp:
                 body = json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             body = json.loads(exc.read() or b"{}")

@@ -171,7 +171,8 @@ class Approval(Event):
         data["signal"] = signal
         data.setdefault(
             "event_id",
-            str(derive_id("approval", signal.event_id, data.get("decision"), data.get("approved_by"))),
+            str(derive_id("approval", signal.event_id, data.get("decision"),
+                          data.get("approved_by"))),
         )
         data.setdefault("correlation_id", str(signal.correlation_id))
         data.setdefault("causation_id", str(signal.event_id))
@@ -316,7 +317,8 @@ class ControlCommand(Event):
         if isinstance(data, dict) and "event_id" not in data:
             data = dict(data)
             data.setdefault("occurred_at", utcnow().isoformat())
-            eid = derive_id("control", data.get("command"), data.get("issued_by"), data["occurred_at"])
+            eid = derive_id("control", data.get("command"), data.get("issued_by"),
+                            data["occurred_at"])
             data["event_id"] = str(eid)
             data.setdefault("correlation_id", str(eid))
         return data

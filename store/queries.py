@@ -32,6 +32,8 @@ class Row(BaseModel):
 
 
 class Order(Row):
+    """An order in its current state (argMax over its lifecycle events)."""
+
     client_order_id: str
     correlation_id: UUID
     parent_client_order_id: str | None = None
@@ -55,6 +57,8 @@ class Order(Row):
 
 
 class FillRow(Row):
+    """One execution, deduplicated by event id."""
+
     event_id: UUID
     correlation_id: UUID
     execution_id: str
@@ -72,6 +76,8 @@ class FillRow(Row):
 
 
 class Position(Row):
+    """A non-zero net position from signed fills."""
+
     account_id: str
     symbol: str
     net_quantity: Decimal
@@ -83,6 +89,8 @@ class Position(Row):
 
 
 class Trade(Row):
+    """A round trip: entry fills against exit fills of one signal and symbol."""
+
     correlation_id: UUID
     symbol: str
     account_id: str
@@ -105,6 +113,8 @@ class Trade(Row):
 
 
 class DailyPnl(Row):
+    """Realized P&L of trades exited on one UTC day."""
+
     day: date
     strategy_id: str | None = None
     trades: int
@@ -116,6 +126,8 @@ class DailyPnl(Row):
 
 
 class RejectionRow(Row):
+    """A refusal with its reason code and the numbers behind it."""
+
     event_id: UUID
     correlation_id: UUID
     causation_id: UUID | None = None
@@ -136,6 +148,8 @@ class RejectionRow(Row):
 
 
 class StageLatency(Row):
+    """When each stage of one signal happened, and the gaps in milliseconds."""
+
     correlation_id: UUID
     symbol: str | None = None
     strategy_id: str | None = None
@@ -154,6 +168,8 @@ class StageLatency(Row):
 
 
 class SlippageRow(Row):
+    """An entry fill against its intended price; positive = worse for us."""
+
     fill_event_id: UUID
     correlation_id: UUID
     client_order_id: str
@@ -171,6 +187,8 @@ class SlippageRow(Row):
 
 
 class ApprovalAuditRow(Row):
+    """Who decided on a signal, and how long after it arrived."""
+
     event_id: UUID
     correlation_id: UUID
     signal_id: str | None = None

@@ -382,7 +382,12 @@ class AuditWriter:
         """Store everything buffered; return the last stored offset per (topic, partition)."""
         async with self._lock:
             started = self._clock()
-            await self._load_stored_offsets()
+            try:
+                await self._load_stored_offsets()
+            except StoreError as exc:
+                error = FlushError(f"cannot read stored offsets: {exc}", {})
+                error.transient = exc.transient
+                raise error from exc
             for key, buf in self._buffers.items():
                 if buf.records:
                     self._seal(key, buf)
@@ -399,7 +404,7 @@ class AuditWriter:
     async def _drain_all(self) -> tuple[dict[Key, int], list[tuple[Key, StoreError]]]:
         stored: dict[Key, int] = {}
         failures: list[tuple[Key, StoreError]] = []
-        for key, buf in self._buffers.items():
+        for key, buf in list(self._buffers.items()):  # add() may create keys meanwhile
             try:
                 last = await self._drain(key, buf)
             except StoreError as exc:

@@ -13,6 +13,10 @@ Rules a reader needs:
   not lapse at the close, inactive until the entry fills, in one OCA group: a fill on one
   reduces the other by the same quantity, so a full fill cancels it. An entry that ends
   part-filled (cancel, IOC, expiry) leaves its exits resized to the filled quantity.
+  A client's cancel of one exit cancels its OCA sibling too (IB: "if an order is canceled by
+  the client before execution, all remaining orders in the OCA group will automatically be
+  canceled"; a cancel by the system does not); the entry is not in the group and keeps working.
+- `modify` changes a resting order's quantity/prices under the same checks as `place`.
 - Buying power (Reg-T-like): margin_multiplier x equity - gross position value, floored at 0;
   with the default multiplier 2 a fresh 100,000 account has 200,000. An order's opening part
   (the quantity that grows the position) times its price, plus what other open entry orders
@@ -546,18 +550,26 @@ class Exchange:
         closes = held != 0 and (held > 0) == (side is Side.SELL)
         return qty - min(qty, abs(held)) if closes else qty
 
-    def _reserved(self, account: SimAccount) -> Decimal:
+    def _reserved(self, account: SimAccount, exclude: SimOrder | None = None) -> Decimal:
         """Buying power already promised to the account's other open entry orders."""
         total = ZERO
         for o in self._open.values():
             if o.account_id != account.account_id or o.leg is not OrderLeg.ENTRY:
+                continue
+            if o is exclude:
                 continue
             opening = self._opening_quantity(account, o.symbol, o.side, o.remaining)
             price = self._estimate_price(o.symbol, o.order_type, o.limit_price, o.stop_price)
             total += opening * price
         return total
 
-    def _check_margin(self, account: SimAccount, order: OrderRequest, symbol: str) -> None:
+    def _check_margin(
+        self,
+        account: SimAccount,
+        order: OrderRequest,
+        symbol: str,
+        exclude: SimOrder | None = None,
+    ) -> None:
         opening = self._opening_quantity(account, symbol, order.side, order.quantity)
         if opening == 0:
             return
@@ -565,7 +577,7 @@ class Exchange:
             raise _rejected("short sale not permitted: shorting is disabled for this account")
         price = self._estimate_price(symbol, order.order_type, order.limit_price, order.stop_price)
         needed = opening * price
-        available = self._buying_power(account) - self._reserved(account)
+        available = self._buying_power(account) - self._reserved(account, exclude)
         if needed > available:
             raise _rejected(
                 f"insufficient buying power: order needs {needed:.2f}, "
@@ -636,10 +648,102 @@ class Exchange:
             **fields,  # type: ignore[arg-type]
         )
 
+    # ----------------------------------------------------------------- orders: changing
+
+    def modify(
+        self,
+        account_id: str,
+        client_order_id: str,
+        quantity: Decimal | None = None,
+        limit_price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+    ) -> OrderReport:
+        """Change a resting order's quantity and/or prices, as re-sending a live IB order id does.
+
+        None keeps a value; a price the order type does not use (a stop price on a LMT order,
+        any price on a MKT order) is ignored, as TWS ignores it. The new order is checked as a
+        new one would be: positive prices, lot size (10243), refused symbol (201), tick (110),
+        and for entries buying power for the new remaining quantity (201). The quantity must
+        stay above what has filled. Changing an entry that has not filled resizes its inactive
+        bracket exits to match. The changed order is matched against the last print at once.
+        A finished order cannot be modified (201).
+        """
+        with self._op():
+            order = self._get(account_id, client_order_id)
+            if not order.is_open:
+                raise _rejected(
+                    f"order {order.venue_order_id} is {order.status.value} "
+                    "and can no longer be modified"
+                )
+            new = self._modified(order, quantity, limit_price, stop_price)
+            self._check_modification(self._accounts[account_id], order, new)
+            self._apply_modification(order, new)
+            self._match(order.symbol)
+            return order.report()
+
+    @staticmethod
+    def _modified(
+        order: SimOrder,
+        quantity: Decimal | None,
+        limit_price: Decimal | None,
+        stop_price: Decimal | None,
+    ) -> OrderRequest:
+        """The order as it would be after the change (unvalidated: checks follow)."""
+        uses_limit = order.order_type in (OrderType.LMT, OrderType.STP_LMT)
+        uses_stop = order.order_type in (OrderType.STP, OrderType.STP_LMT)
+        return OrderRequest.model_construct(
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=order.quantity if quantity is None else Decimal(quantity),
+            order_type=order.order_type,
+            limit_price=Decimal(limit_price)
+            if uses_limit and limit_price is not None
+            else order.limit_price,
+            stop_price=Decimal(stop_price)
+            if uses_stop and stop_price is not None
+            else order.stop_price,
+            time_in_force=order.time_in_force,
+            take_profit=None,
+            stop_loss=None,
+        )
+
+    def _check_modification(self, account: SimAccount, order: SimOrder, new: OrderRequest) -> None:
+        if new.quantity <= order.filled_quantity:
+            raise _rejected(
+                f"the quantity cannot be reduced to {new.quantity}: {order.filled_quantity} "
+                "filled already (cancel the order instead)"
+            )
+        if new.quantity % self.instrument(order.symbol).lot_size != 0:
+            raise OrderRejected(
+                "Order rejected - reason: fractional share quantities are not supported "
+                "for this contract via the API",
+                code="10243",
+            )
+        if any(p is not None and p <= 0 for p in (new.limit_price, new.stop_price)):
+            raise _rejected("prices must be positive")
+        self.faults.check_order(new)
+        if order.leg is OrderLeg.ENTRY:
+            remaining = new.model_copy(update={"quantity": new.quantity - order.filled_quantity})
+            self._check_margin(account, remaining, order.symbol, exclude=order)
+
+    def _apply_modification(self, order: SimOrder, new: OrderRequest) -> None:
+        resized = new.quantity != order.quantity
+        order.quantity = new.quantity
+        order.limit_price = new.limit_price
+        order.stop_price = new.stop_price
+        self._changed(order)
+        if resized and order.leg is OrderLeg.ENTRY:
+            for child in self._children(order):
+                if not child.active:
+                    child.quantity = new.quantity
+                    self._changed(child)
+
     # ----------------------------------------------------------------- orders: ending
 
     def cancel(self, account_id: str, client_order_id: str) -> OrderReport:
-        """Cancel an open order (an entry takes its unfilled bracket exits with it)."""
+        """Cancel an open order (an entry takes its unfilled bracket exits with it; an exit
+        takes its OCA siblings with it, as IB cancels the group on a client's cancel)."""
         with self._op():
             order = self._get(account_id, client_order_id)
             if not order.is_open:
@@ -649,7 +753,21 @@ class Exchange:
                     code="10148",
                 )
             self._finish(order, OrderStatus.CANCELLED, "cancelled on request")
+            for sibling in self._oca_siblings(order):
+                self._finish(sibling, OrderStatus.CANCELLED, "OCA group member cancelled")
             return order.report()
+
+    def _oca_siblings(self, order: SimOrder) -> list[SimOrder]:
+        """The other open orders of this order's OCA group (none when it has no group)."""
+        if order.oca_group is None:
+            return []
+        return [
+            o
+            for o in self._open.values()
+            if o is not order
+            and o.oca_group == order.oca_group
+            and o.account_id == order.account_id
+        ]
 
     def _finish(self, order: SimOrder, status: OrderStatus, reason: str) -> None:
         order.status = status
@@ -797,11 +915,7 @@ class Exchange:
 
     def _reduce_oca(self, order: SimOrder, quantity: Decimal) -> None:
         """OCA with reduce: siblings shrink by what filled; one that reaches zero is cancelled."""
-        for sibling in list(self._open.values()):
-            if sibling is order or sibling.oca_group != order.oca_group:
-                continue
-            if sibling.account_id != order.account_id:
-                continue
+        for sibling in self._oca_siblings(order):
             if sibling.remaining <= quantity:
                 self._finish(sibling, OrderStatus.CANCELLED, "OCA group member filled")
             else:

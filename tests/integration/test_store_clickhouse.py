@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from store.analytics import ANALYTICS_SQL
 from store.client import ClickHouse
 from store.migrate import migrate
 from store.queries import Queries
@@ -196,10 +197,8 @@ async def test_undecodable_record_is_stored(fresh: ClickHouse) -> None:
     assert "raw_base64" in rows[0]["payload"]
 
 
-@pytest.mark.parametrize("name", sorted(__import__("store.analytics").analytics.ANALYTICS_SQL))
+@pytest.mark.parametrize("name", sorted(ANALYTICS_SQL))
 async def test_readme_analytics_sql_runs(loaded: ClickHouse, scenario: Scenario, name: str) -> None:
-    from store.analytics import ANALYTICS_SQL
-
     params = {"correlation_id": str(scenario.events[0].correlation_id)}
     rows = await loaded.query(ANALYTICS_SQL[name], params if "{" in ANALYTICS_SQL[name] else None)
     if name in ("daily_pnl", "win_rate_and_r_by_strategy"):

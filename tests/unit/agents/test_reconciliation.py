@@ -27,9 +27,11 @@ async def test_a_fill_is_published_once_then_the_order_state(venue: FakeVenue) -
     second = await rec.poll(T0 + timedelta(seconds=2))
     assert [t for t, _ in second] == ["fills", "orders"]
     fill, order = second[0][1], second[1][1]
-    assert isinstance(fill, Fill) and fill.price == Decimal("150.00")
+    assert isinstance(fill, Fill)
+    assert fill.price == Decimal("150.00")
     assert fill.event_id == Fill.derive_event_id("fake", "exec-1")
-    assert isinstance(order, OrderEvent) and order.status is OrderStatus.FILLED
+    assert isinstance(order, OrderEvent)
+    assert order.status is OrderStatus.FILLED
     assert await rec.poll(T0 + timedelta(seconds=3)) == []
 
 

@@ -18,7 +18,8 @@ async def decode_only(raw: bytes | None, source: Source, ctx: StageContext) -> l
 
 async def test_undecodable_bytes_go_to_dead_letter_verbatim(ctx: StageContext) -> None:
     (topic, dead), = await run_handler(decode_only, b"\x00garbage", SRC, ctx, 1)
-    assert topic == "dead-letter" and isinstance(dead, DeadLetter)
+    assert topic == "dead-letter"
+    assert isinstance(dead, DeadLetter)
     assert dead.raw == b"\x00garbage"
     assert (dead.source_topic, dead.partition, dead.offset) == ("approvals", 1, 42)
     assert "not valid UTF-8 JSON" in dead.error

@@ -23,8 +23,10 @@ async def test_an_intent_becomes_one_order_and_two_order_events(
     assert places(venue) == 1
     assert [t for t, _ in out] == ["orders", "orders"]
     first, second = (e for _, e in out)
-    assert isinstance(first, OrderEvent) and first.status is OrderStatus.SUBMITTED
-    assert isinstance(second, OrderEvent) and second.status is OrderStatus.ACCEPTED
+    assert isinstance(first, OrderEvent)
+    assert first.status is OrderStatus.SUBMITTED
+    assert isinstance(second, OrderEvent)
+    assert second.status is OrderStatus.ACCEPTED
     assert first.correlation_id == intent.correlation_id == second.correlation_id
 
 
@@ -53,7 +55,8 @@ async def test_a_venue_refusal_is_a_rejection_with_the_venue_code(
     out = await handle_intent(raw(intent_for(approval())), SRC, ctx)
     assert places(venue) == 1
     (topic, event), = out
-    assert topic == "rejections" and isinstance(event, Rejection)
+    assert topic == "rejections"
+    assert isinstance(event, Rejection)
     assert event.reason_code == "VENUE_REJECTED"
     assert event.details["venue_code"] == "200"
 
@@ -64,4 +67,5 @@ async def test_a_venue_that_stays_down_yields_a_rejection_not_silence(
     out = await handle_intent(raw(intent_for(approval())), SRC, ctx)
     assert places(venue) == 3
     (topic, event), = out
-    assert topic == "rejections" and event.reason_code == "VENUE_UNAVAILABLE"  # type: ignore[attr-defined]
+    assert topic == "rejections"
+    assert event.reason_code == "VENUE_UNAVAILABLE"

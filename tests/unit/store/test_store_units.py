@@ -250,3 +250,25 @@ def test_where_binds_values_as_parameters() -> None:
     )
     assert w.sql == "WHERE symbol = {symbol:String}"
     assert w.params == {"symbol": "x'; DROP TABLE events --"}
+
+
+def test_second_chdb_path_in_one_process_is_a_config_error() -> None:
+    from clickhouse_connect.driver.exceptions import ProgrammingError
+
+    msg = "EmbeddedServer already initialized with path ':memory:', cannot connect elsewhere"
+    assert isinstance(translate(ProgrammingError(msg), "connect"), StoreConfigError)
+
+
+async def test_flush_wraps_offset_lookup_failure() -> None:
+    class Down(FakeClickHouse):
+        async def query(
+            self, sql: str, parameters: dict[str, Any] | None = None
+        ) -> list[dict[str, Any]]:
+            raise StoreUnavailableError("down")
+
+    w = writer(Down())
+    w.add(good(0))
+    with pytest.raises(FlushError) as info:
+        await w.flush()
+    assert info.value.transient
+    assert w.buffered_rows == 1

@@ -1,0 +1,3 @@
+from jax_exec.cli import main
+
+main()

@@ -1,0 +1,150 @@
+"""Run the real worker as a user does (a subprocess) against the real Kafka broker, isolated by
+a topic prefix and its own JAX_HOME; publish with a plain aiokafka producer; read topics back;
+query the worker's ClickHouse through its /sql endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from agents.readback import read_all
+
+ROOT = Path(__file__).resolve().parents[2]
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+
+SEED_SIGNAL: dict[str, Any] = {
+    "id": "123e4567-e89b-12d3-a456-426614174000",
+    "symbol": "AAPL",
+    "signal_type": "BUY",
+    "entry_price": 150.00,
+    "stop_loss": 145.00,
+    "take_profit": 160.00,
+    "confidence": 0.85,
+    "strategy_id": "ma_crossover_v1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def signal_with(**changes: Any) -> dict[str, Any]:
+    return {**SEED_SIGNAL, "id": str(uuid.uuid4()), **changes}
+
+
+def approval_for(signal: dict[str, Any], decision: str = "approved", by: str = "alice",
+                 **extra: Any) -> dict[str, Any]:
+    return {"signal": signal, "decision": decision, "approved_by": by,
+            "decided_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra}
+
+
+class WorkerProcess:
+    """`jax-exec worker` in a subprocess; start() returns once it printed `ready`."""
+
+    def __init__(self, home: Path, prefix: str, env: dict[str, str] | None = None,
+                 args: list[str] | None = None) -> None:
+        self.home = home
+        self.prefix = prefix
+        self.web_port = free_port()
+        self.env = {**os.environ, "JAX_HOME": str(home), "TOPIC_PREFIX": prefix,
+                    "KAFKA_BOOTSTRAP": BOOTSTRAP, "SIM_TICK_SECONDS": "0",
+                    "APP_ID": f"jax-test-{prefix.rstrip('-')}", "LOG_LEVEL": "info",
+                    "RECONCILE_INTERVAL_SECONDS": "0.3", "AUDIT_BATCH_SECONDS": "0.3",
+                    **(env or {})}
+        self.args = args or []
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = home / f"worker-{int(time.time() * 1000)}.log"
+
+    def start(self, timeout: float = 90.0) -> WorkerProcess:
+        self.home.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "jax_exec", "worker", "--web-port", str(self.web_port),
+               *self.args]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self.log.open("wb"),
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited {self.proc.returncode}:\n{self.tail()}")
+            if any(line.strip() == "ready" for line in self.log.read_text(errors="replace")
+                   .splitlines()):
+                return self
+            time.sleep(0.2)
+        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.tail()}")
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM, as an operator or a supervisor stops it; faust commits and leaves."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
+
+    def tail(self, lines: int = 60) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def sql(self, query: str) -> list[dict[str, Any]]:
+        url = f"http://127.0.0.1:{self.web_port}/sql?{urllib.parse.urlencode({'q': query})}"
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            body = json.loads(resp.read())
+        return [dict(zip(body["columns"], row, strict=True)) for row in body["rows"]]
+
+
+async def publish(topic: str, value: bytes | dict[str, Any], key: bytes | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
+    await producer.start()
+    try:
+        raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+        await producer.send_and_wait(topic, raw, key=key)
+    finally:
+        await producer.stop()
+
+
+async def events(topic: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    await read_all(BOOTSTRAP, topic, rows.append)
+    return rows
+
+
+async def wait_for(topic: str, accept: Callable[[list[dict[str, Any]]], bool],
+                   within: float = 45.0) -> list[dict[str, Any]]:
+    """Poll a topic until accept(all events) holds; fail with what was seen."""
+    deadline = time.monotonic() + within
+    seen: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        seen = await events(topic)
+        if accept(seen):
+            return seen
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{topic}: condition not met in {within}s; saw {json.dumps(seen)[:3000]}")
+
+
+def wait_sql(worker: WorkerProcess, query: str, accept: Callable[[list[dict[str, Any]]], bool],
+             within: float = 30.0) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + within
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        rows = worker.sql(query)
+        if accept(rows):
+            return rows
+        time.sleep(0.5)
+    raise AssertionError(f"SQL condition not met in {within}s: {query}\n{rows}")
