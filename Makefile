@@ -50,6 +50,7 @@ kafka-stop: $(STAMP)
 
 schemas: $(STAMP)
 	$(BIN)/python -m schemas.export
+	$(BIN)/python -m jax_exec.readme
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_clickhouse.py

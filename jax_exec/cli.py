@@ -132,11 +132,23 @@ def worker(
 @app.command()
 def run(
     web_port: Annotated[int, typer.Option(help="Port of /health and /sql")] = 6066,
+    simulator: Annotated[bool, typer.Option(
+        help="Embed the simulator (TWS API + admin API); --no-simulator trades through the "
+             "TWS at IB_HOST:IB_PORT instead")] = True,
 ) -> None:
     """Everything in one foreground command: Kafka, the simulator, the worker. Ctrl-C stops."""
     from jax_exec.runner import run_all
 
-    run_all(_settings(), web_port=web_port)
+    run_all(_settings(), web_port=web_port, simulator=simulator)
+
+
+@app.command()
+def sim() -> None:
+    """The exchange simulator alone: TWS API (SIM_PORT, 7497) and admin API (SIM_ADMIN_PORT,
+    7498), state in <JAX_HOME>/sim/sim.sqlite. Settings: SIM_* environment variables."""
+    from brokers.sim.runner import main_standalone
+
+    raise typer.Exit(main_standalone())
 
 
 # -- publishing ------------------------------------------------------------------------------
@@ -240,6 +252,7 @@ def tail(
     settings = _settings()
     rows: list[dict[str, Any]] = []
     asyncio.run(read_all(settings.kafka_bootstrap, settings.topic(topic), rows.append))
+    rows.sort(key=lambda obj: str(obj.get("recorded_at", "")))  # partitions interleave
     for obj in rows[-count:]:
         console.print_json(json.dumps(obj))
 

@@ -21,17 +21,13 @@ class Settings(BaseSettings):
     clickhouse_url: str = Field(
         "", description="ClickHouse DSN; default chdb://<JAX_HOME>/clickhouse (embedded)"
     )
-    venue: Literal["sim", "ib"] = Field("sim", description="sim (in-process) or ib (TWS API)")
+    venue: Literal["sim", "ib"] = Field(
+        "ib", description="ib (TWS API: the simulator or a real TWS) or sim (in-process)"
+    )
     ib_host: str = "127.0.0.1"
     ib_port: int = 7497
     ib_client_id: int = 1
     ib_account: str = ""
-    sim_seed: int = Field(42, description="Seed of the simulator's price paths")
-    sim_tick_seconds: float = Field(
-        1.0, ge=0, description="Seconds between simulator price steps; 0 freezes prices"
-    )
-    sim_account: str = "DU0000001"
-    sim_starting_cash: str = "100000"
     reconcile_interval_seconds: float = Field(0.5, gt=0)
     reconcile_lookback_hours: float = Field(24, gt=0)
     audit_batch_rows: int = Field(5000, gt=0)
@@ -47,10 +43,6 @@ class Settings(BaseSettings):
     @property
     def clickhouse_dsn(self) -> str:
         return self.clickhouse_url or f"chdb://{self.jax_home / 'clickhouse'}"
-
-    @property
-    def sim_state_path(self) -> Path:
-        return self.jax_home / "sim" / "sim.sqlite"
 
     def topic(self, name: str) -> str:
         from schemas.topics import topic_name

@@ -31,40 +31,26 @@ log = logging.getLogger(__name__)
 class Venue:
     service: OrderService
     ticker: Callable[[], None] | None = None
+    tick_seconds: float = 0.0
     exchange: Any = None  # brokers.sim.core.Exchange when the simulator runs in this process
     closers: list[Callable[[], Any]] = field(default_factory=list)
 
 
-def build_sim_exchange(settings: Settings) -> Any:
-    """The simulator core with its state on disk under JAX_HOME (survives restarts)."""
-    from brokers.port import AccountKind
-    from brokers.sim.core import Exchange, SimConfig
-    from brokers.sim.store import SimStore
-
-    settings.sim_state_path.parent.mkdir(parents=True, exist_ok=True)
-    exchange = Exchange(
-        SimConfig(seed=settings.sim_seed, starting_cash=Decimal(settings.sim_starting_cash)),
-        store=SimStore(settings.sim_state_path),
-    )
-    if settings.sim_account not in exchange.accounts():
-        exchange.open_account(settings.sim_account, cash=Decimal(settings.sim_starting_cash),
-                              kind=AccountKind.PAPER)
-    return exchange
-
-
 def build_venue(settings: Settings, exchange: Any = None) -> Venue:
     if settings.venue == "ib":
-        from brokers.ib.adapter import IbOrderService
+        from brokers.ib.service import IbOrderService
 
         return Venue(IbOrderService(host=settings.ib_host, port=settings.ib_port,
                                     client_id=settings.ib_client_id,
-                                    account=settings.ib_account or None))
+                                    account=settings.ib_account))
+    from brokers.sim.runner import SimulatorSettings, build_exchange
     from brokers.sim.service import SimOrderService
 
-    exchange = exchange if exchange is not None else build_sim_exchange(settings)
-    ticker = exchange.advance if settings.sim_tick_seconds > 0 else None
-    return Venue(SimOrderService(exchange, settings.sim_account), ticker=ticker,
-                 exchange=exchange)
+    sim = SimulatorSettings(jax_home=settings.jax_home)
+    exchange = exchange if exchange is not None else build_exchange(sim)
+    ticker = exchange.advance if sim.tick_seconds > 0 else None
+    return Venue(SimOrderService(exchange, sim.account), ticker=ticker, exchange=exchange,
+                 tick_seconds=sim.tick_seconds)
 
 
 async def seed_reconciler(reconciler: Reconciler, settings: Settings) -> None:
@@ -127,13 +113,14 @@ def app_id_for(settings: Settings, stages: Iterable[str]) -> str:
 
 
 async def build_worker(settings: Settings, stages: Iterable[str], risk: RiskSettings | None = None,
-                       exchange: Any = None, web_port: int | None = None) -> Worker:
+                       exchange: Any = None, web_port: int | None = None,
+                       closers: list[Callable[[], Any]] | None = None) -> Worker:
     """Everything async a worker needs before faust starts: topics, venue, store, seeds."""
     stages = set(stages)
     risk = risk or RiskSettings()
     await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
     venue = build_venue(settings, exchange)
-    closers: list[Callable[[], Any]] = [venue.service.close]
+    closers = [*(closers or []), venue.service.close]
     await venue.service.connect()
     account = await venue.service.account()
     check_account_mode(account.account_id, account.kind, risk)
@@ -144,7 +131,7 @@ async def build_worker(settings: Settings, stages: Iterable[str], risk: RiskSett
         reconcile_interval=settings.reconcile_interval_seconds,
         audit_batch_rows=settings.audit_batch_rows,
         audit_batch_seconds=settings.audit_batch_seconds,
-        ticker=venue.ticker, tick_seconds=settings.sim_tick_seconds,
+        ticker=venue.ticker, tick_seconds=venue.tick_seconds,
     )
     if "reconciliation" in stages:
         pipeline.reconciler = Reconciler(

@@ -63,7 +63,7 @@ class WorkerProcess:
         self.prefix = prefix
         self.web_port = free_port()
         self.env = {**os.environ, "JAX_HOME": str(home), "TOPIC_PREFIX": prefix,
-                    "KAFKA_BOOTSTRAP": BOOTSTRAP, "SIM_TICK_SECONDS": "0",
+                    "KAFKA_BOOTSTRAP": BOOTSTRAP, "SIM_TICK_SECONDS": "0", "VENUE": "sim",
                     "APP_ID": f"jax-test-{prefix.rstrip('-')}", "LOG_LEVEL": "info",
                     "RECONCILE_INTERVAL_SECONDS": "0.3", "AUDIT_BATCH_SECONDS": "0.3",
                     **(env or {})}

@@ -56,7 +56,7 @@ def test_outage_windows() -> None:
 
 
 def test_rejected_symbols_accept_a_comma_list(clock: FakeClock) -> None:
-    config = SimConfig(faults=FaultConfig(rejected_symbols="aapl, MSFT"))  # type: ignore[arg-type]
+    config = SimConfig(faults=FaultConfig(rejected_symbols="aapl, MSFT"))
     exchange = Exchange(config, clock=clock)
     with pytest.raises(OrderRejected) as caught:
         exchange.place(ACCOUNT, req("x"))

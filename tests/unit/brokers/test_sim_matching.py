@@ -259,7 +259,7 @@ def test_subscribers_see_order_changes_and_fills(exchange: Exchange) -> None:
     seen: list[SimUpdate] = []
     stop = exchange.subscribe(seen.append)
     exchange.place(ACCOUNT, req("s"))
-    kinds = ["fill" if u.fill else u.order.status.value for u in seen if u.order or u.fill]
+    kinds = [u.order.status.value if u.order else "fill" for u in seen if u.order or u.fill]
     assert kinds == ["accepted", "fill", "filled"]
     assert all(u.account_id == ACCOUNT for u in seen)
     stop()
