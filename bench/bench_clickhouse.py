@@ -47,9 +47,10 @@ PARTITIONS = 3
 console = Console()
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info(engine: str) -> dict[str, Any]:
     """Where the figures came from."""
-    import chdb
+    from importlib.metadata import version
+
     import clickhouse_connect
 
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
@@ -58,7 +59,8 @@ def machine_info() -> dict[str, Any]:
         "ram_gib": round(ram, 1),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "chdb": getattr(chdb, "chdb_version", None) or chdb.__version__,
+        "chdb": engine,
+        "chdb_core_package": version("chdb-core"),
         "clickhouse_connect": clickhouse_connect.__version__,
     }
 
@@ -217,9 +219,10 @@ async def main(args: argparse.Namespace) -> None:
         console.print("queries:")
         queries = await run_queries(ch, args.events, args.reps)
         sizes = await storage(ch)
+        engine = str((await ch.query("SELECT version() AS v"))[0]["v"])
     result = {
         "when": datetime.now(UTC).isoformat(),
-        "machine": machine_info(),
+        "machine": machine_info(engine),
         "ingest": ingest_figures,
         "queries": queries,
         "storage": sizes,
@@ -229,7 +232,7 @@ async def main(args: argparse.Namespace) -> None:
     plot(result, RESULTS / "clickhouse.png")
     report(result)
     if not args.keep:
-        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(data if args.path else base, ignore_errors=True)
 
 
 def parse() -> argparse.Namespace:
