@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.events import OrderLeg, OrderStatus, OrderType, Side, TimeInForce
+from schemas.events import OrderLeg, OrderStatus, OrderType, Side, TimeInForce, check_order_prices
 
 
 class AccountKind(StrEnum):
@@ -38,10 +38,7 @@ class OrderRequest(_Value):
 
     @model_validator(mode="after")
     def _prices_match_type(self) -> OrderRequest:
-        if self.order_type in (OrderType.LMT, OrderType.STP_LMT) and self.limit_price is None:
-            raise ValueError(f"{self.order_type} order needs a limit_price")
-        if self.order_type in (OrderType.STP, OrderType.STP_LMT) and self.stop_price is None:
-            raise ValueError(f"{self.order_type} order needs a stop_price")
+        check_order_prices(self.order_type, self.limit_price, self.stop_price)
         return self
 
     @property

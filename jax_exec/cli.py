@@ -17,6 +17,7 @@ from rich.table import Table
 
 from jax_exec.kafka_local import KafkaControlError, LocalKafka
 from jax_exec.settings import Settings
+from schemas.examples import SEED_SIGNAL
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
                   help="Jax Execution: approved signals to broker orders, audited.")
@@ -24,16 +25,6 @@ kafka_app = typer.Typer(no_args_is_help=True, help="The local Apache Kafka broke
 app.add_typer(kafka_app, name="kafka")
 console = Console()
 
-SEED_SIGNAL: dict[str, Any] = {
-    "id": "123e4567-e89b-12d3-a456-426614174000",
-    "symbol": "AAPL",
-    "signal_type": "BUY",
-    "entry_price": 150.00,
-    "stop_loss": 145.00,
-    "take_profit": 160.00,
-    "confidence": 0.85,
-    "strategy_id": "ma_crossover_v1",
-}
 
 
 def _settings() -> Settings:

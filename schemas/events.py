@@ -96,6 +96,15 @@ class SizingBound(StrEnum):
     LIVE_NOTIONAL_CAP = "live_notional_cap"
 
 
+def check_order_prices(order_type: OrderType, limit_price: Decimal | None,
+                       stop_price: Decimal | None) -> None:
+    """Limit types need a limit price, stop types a stop price (one rule for every order)."""
+    if order_type in (OrderType.LMT, OrderType.STP_LMT) and limit_price is None:
+        raise ValueError(f"{order_type} order needs a limit_price")
+    if order_type in (OrderType.STP, OrderType.STP_LMT) and stop_price is None:
+        raise ValueError(f"{order_type} order needs a stop_price")
+
+
 class ControlAction(StrEnum):
     HALT = "halt"
     RESUME = "resume"
@@ -222,10 +231,7 @@ class OrderIntent(Event):
 
     @model_validator(mode="after")
     def _prices_match_type(self) -> OrderIntent:
-        if self.order_type in (OrderType.LMT, OrderType.STP_LMT) and self.limit_price is None:
-            raise ValueError(f"{self.order_type} order needs a limit_price")
-        if self.order_type in (OrderType.STP, OrderType.STP_LMT) and self.stop_price is None:
-            raise ValueError(f"{self.order_type} order needs a stop_price")
+        check_order_prices(self.order_type, self.limit_price, self.stop_price)
         return self
 
     @classmethod

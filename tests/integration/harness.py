@@ -22,20 +22,11 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from agents.readback import read_all
+from schemas.examples import SEED_SIGNAL
 
 ROOT = Path(__file__).resolve().parents[2]
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 
-SEED_SIGNAL: dict[str, Any] = {
-    "id": "123e4567-e89b-12d3-a456-426614174000",
-    "symbol": "AAPL",
-    "signal_type": "BUY",
-    "entry_price": 150.00,
-    "stop_loss": 145.00,
-    "take_profit": 160.00,
-    "confidence": 0.85,
-    "strategy_id": "ma_crossover_v1",
-}
 
 
 def free_port() -> int:

@@ -61,7 +61,7 @@ class SimulatorProcess:
         req = urllib.request.Request(f"http://127.0.0.1:{self.admin_port}{path}", data=data,
                                      method="POST" if data is not None else "GET",
                                      headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())
 
     def stop(self) -> None:

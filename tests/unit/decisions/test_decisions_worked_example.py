@@ -8,19 +8,8 @@ import pytest
 
 from agents.decisions import Instrument, Sizing, decide, parse_signal, size_position
 from schemas.events import OrderIntent, OrderType, Side, Signal, SizingBound, TimeInForce
+from schemas.examples import SEED_SIGNAL
 from tests.unit.decisions.decisions_factory import T0, Factory
-
-# The seed's "Input Signal" JSON, as the upstream engine sends it.
-SEED_SIGNAL = {
-    "id": "123e4567-e89b-12d3-a456-426614174000",
-    "symbol": "AAPL",
-    "signal_type": "BUY",
-    "entry_price": 150.00,
-    "stop_loss": 145.00,
-    "take_profit": 160.00,
-    "confidence": 0.85,
-    "strategy_id": "ma_crossover_v1",
-}
 
 
 @pytest.mark.parametrize("side", [Side.BUY, Side.SELL], ids=["BUY", "SELL-mirror"])
