@@ -5,12 +5,6 @@ every fact is an event and a row in ClickHouse."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -21,52 +15,16 @@ import pytest
 
 from schemas.ids import client_order_id, signal_event_id
 from tests.integration.harness import (
-    ROOT,
     SEED_SIGNAL,
+    SimulatorProcess,
     WorkerProcess,
     approval_for,
-    free_port,
     publish,
     wait_for,
     wait_sql,
 )
 
 pytestmark = pytest.mark.integration
-
-
-class SimulatorProcess:
-    """`jax-exec sim` in a subprocess, driven through its admin API."""
-
-    def __init__(self, home: Path) -> None:
-        self.port, self.admin_port = free_port(), free_port()
-        self.env = {**os.environ, "JAX_HOME": str(home), "SIM_PORT": str(self.port),
-                    "SIM_ADMIN_PORT": str(self.admin_port), "SIM_TICK_SECONDS": "0"}
-        self.log = home / "sim.log"
-        home.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen([sys.executable, "-m", "jax_exec", "sim"], cwd=ROOT,
-                                     env=self.env, stdout=self.log.open("wb"),
-                                     stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "ready" in self.log.read_text().split():
-                return
-            assert self.proc.poll() is None, self.log.read_text()
-            time.sleep(0.1)
-        raise TimeoutError(self.log.read_text())
-
-    def admin(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"http://127.0.0.1:{self.admin_port}{path}", data=data,
-                                     method="POST" if data is not None else "GET",
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return json.loads(resp.read())
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(20)
 
 
 @pytest.fixture
