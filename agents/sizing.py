@@ -70,8 +70,11 @@ async def _already_ordered(
 
 
 async def recent_order_count(venue: OrderService, now: datetime) -> int:
-    """Orders the account sent in the last minute, from the venue (for the order-rate limit)."""
+    """Entry orders the account sent (created) in the last minute, from the venue, for the
+    order-rate limit: every one counts whatever became of it (filled, cancelled, an unfilled
+    IOC, expired, rejected after acceptance), so a loop of orders that never fill still trips
+    the limit; an older order that happens to fill this minute does not count. Bracket exit
+    children (`-tp` / `-sl`) are part of their entry's order, not orders of their own."""
     since = now - timedelta(minutes=1)
-    ids = {o.client_order_id for o in await venue.open_orders() if o.created_at >= since}
-    ids |= {f.client_order_id for f in await venue.fills_since(since)}
-    return len({i for i in ids if not i.endswith(("-tp", "-sl"))})
+    sent = {o.client_order_id for o in await venue.orders_since(since)}
+    return len({i for i in sent if not i.endswith(("-tp", "-sl"))})

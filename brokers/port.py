@@ -151,3 +151,9 @@ class OrderService(Protocol):
     async def fills_since(self, since: datetime) -> list[FillReport]:
         """Every execution at or after `since`, oldest first."""
         ...
+
+    async def orders_since(self, since: datetime) -> list[OrderReport]:
+        """Every order created (sent) at or after `since`, whatever its status now (open,
+        filled, cancelled, expired, rejected after acceptance), oldest first; bracket exit
+        children included. For rate limits and audits."""
+        ...

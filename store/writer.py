@@ -293,6 +293,14 @@ class AuditWriter:
             buf.since = self._clock()
         buf.records.append(record)
 
+    def forget(self, keys: list[Key]) -> None:
+        """On partition (re)assignment: re-read stored offsets, another worker may have written."""
+        for key in keys:
+            self._stored.pop(key, None)
+            buf = self._buffers.get(key)
+            if buf is not None and not buf.records and not buf.sealed:
+                buf.last_seen = -1
+
     @property
     def buffered_rows(self) -> int:
         """Rows not yet confirmed stored."""

@@ -22,7 +22,7 @@ T0 = datetime(2026, 11, 21, 15, 0, tzinfo=UTC)
 
 class FakeVenue:
     """In-memory OrderService: orders rest until `fill()`; `fail_next` queues exceptions that
-    the next place() calls raise."""
+    the next place() calls raise; `now` is the creation time place() stamps (T0 unless set)."""
 
     venue = "fake"
 
@@ -33,6 +33,7 @@ class FakeVenue:
         self.fail_next: deque[Exception] = deque()
         self.equity = Decimal(equity)
         self.buying_power = Decimal(buying_power)
+        self.now = T0  # when place() says an order was created
 
     def _maybe_fail(self) -> None:
         if self.fail_next:
@@ -53,7 +54,7 @@ class FakeVenue:
             client_order_id=order.client_order_id, venue_order_id=str(len(self.orders) + 1),
             account_id="DU1", symbol=order.symbol, side=order.side,
             order_type=order.order_type, quantity=order.quantity, limit_price=order.limit_price,
-            status=OrderStatus.ACCEPTED, created_at=T0, updated_at=T0,
+            status=OrderStatus.ACCEPTED, created_at=self.now, updated_at=self.now,
         )
         self.orders[order.client_order_id] = report
         return report
@@ -94,3 +95,7 @@ class FakeVenue:
 
     async def fills_since(self, since: datetime) -> list[FillReport]:
         return [f for f in self.fills if f.executed_at >= since]
+
+    async def orders_since(self, since: datetime) -> list[OrderReport]:
+        chosen = [o for o in self.orders.values() if o.created_at >= since]
+        return sorted(chosen, key=lambda o: o.created_at)

@@ -3,9 +3,11 @@ Trade, Fill). The library module is a parameter so ib_async and ib_insync share 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from brokers.port import FillReport, OrderReport, OrderRequest, child_client_order_id
 from schemas.events import OrderLeg, OrderStatus, OrderType, Side, TimeInForce
@@ -114,6 +116,32 @@ def _created(trade: Any) -> datetime:
     log = getattr(trade, "log", None) or []
     when = log[0].time if log else None
     return when.astimezone(UTC) if isinstance(when, datetime) else datetime.now(UTC)
+
+
+_IB_TIME = re.compile(r"^(\d{8})([ -])(\d{2}:\d{2}:\d{2})(?:\s+(\S+))?$")
+_ZONE_ALIASES = {
+    "EST": "America/New_York", "EDT": "America/New_York", "CST": "America/Chicago",
+    "CDT": "America/Chicago", "MET": "Europe/Berlin", "GMT": "UTC", "UTC": "UTC",
+}  # fmt: skip
+
+
+def ib_datetime(text: str | None) -> datetime | None:
+    """An IB text time as UTC: "20261121 15:00:00 America/New_York" (or a zone abbreviation
+    such as EST), "20261121-15:00:00" (UTC). None when empty, zoneless or unreadable."""
+    match = _IB_TIME.match((text or "").strip())
+    if match is None:
+        return None
+    day, sep, clock, zone_name = match.groups()
+    if sep == "-":
+        zone_name = zone_name or "UTC"
+    if not zone_name:
+        return None
+    try:
+        zone = ZoneInfo(_ZONE_ALIASES.get(zone_name, zone_name))
+        local = datetime.strptime(f"{day} {clock}", "%Y%m%d %H:%M:%S").replace(tzinfo=zone)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+    return local.astimezone(UTC)
 
 
 def venue_order_id(order: Any) -> str:

@@ -66,6 +66,8 @@ class IbOrderService:
         self._contracts: dict[str, Any] = {}
         self._outage = False
         self._closing = False
+        self._completed_at: dict[int, datetime] = {}
+        self._keep_completed_times()
 
     # ------------------------------------------------------------ connection
 
@@ -130,6 +132,22 @@ class IbOrderService:
                 return bool(done())
             await asyncio.sleep(POLL_S)
         return True
+
+    def _keep_completed_times(self) -> None:
+        """Note each completed order's time by permId as the client library decodes it: both
+        libraries build the completed Trade without the OrderState that carries completedTime.
+        An order whose time is unreadable is dated when this adapter first hears of it."""
+        wrapper = self.ib.wrapper
+        decoded = wrapper.completedOrder
+
+        def completed_order(contract: Any, order: Any, order_state: Any) -> None:
+            if order.permId:
+                when = mapping.ib_datetime(getattr(order_state, "completedTime", ""))
+                first = self._completed_at.get(order.permId)
+                self._completed_at[order.permId] = when or first or datetime.now(UTC)
+            decoded(contract, order, order_state)
+
+        wrapper.completedOrder = completed_order
 
     # ------------------------------------------------------------ look-ups
 
@@ -317,6 +335,59 @@ class IbOrderService:
             if report.account_id == self.account_id and report.executed_at >= since:
                 out.append(report)
         return sorted(out, key=lambda f: (f.executed_at, f.execution_id))
+
+    async def orders_since(self, since: datetime) -> list[OrderReport]:
+        """Every order of the account created at or after `since`, any status, oldest first:
+        the session's trades (placed here, or reported by openOrder / completedOrder) after
+        asking for all open and completed orders; only orders with an orderRef (ours), one
+        per orderRef. IB has no creation time on the wire, so created_at is the Trade log's
+        first entry (the placement, for orders placed in this session; first sight, for
+        another client's open order) or else the completed order's completedTime (it never
+        precedes creation, so a rate window is not under-counted)."""
+        await self._ready()
+        try:
+            await asyncio.wait_for(self.ib.reqAllOpenOrdersAsync(), self.timeout)
+            completed = await asyncio.wait_for(
+                self.ib.reqCompletedOrdersAsync(False), self.timeout
+            )
+        except TimeoutError as exc:
+            text = "IB open/completed orders not answered"
+            raise TransientBrokerError(text, code="1100") from exc
+        trades = list(self.ib.trades())
+        known = {t.order.permId for t in trades if t.order.permId}
+        trades += [t for t in completed if t.order.permId not in known]
+        by_ref: dict[str, list[Any]] = {}
+        for trade in trades:
+            order = trade.order
+            if not order.orderRef or self._never_placed(trade):
+                continue
+            if (order.account or self.account_id) != self.account_id:
+                continue
+            by_ref.setdefault(order.orderRef, []).append(trade)
+        out = []
+        for group in by_ref.values():
+            report = self._report(self._best(group))
+            created = self._created_at(group)
+            if created is not None:
+                updated = max(report.updated_at, created)
+                report = report.model_copy(update={"created_at": created, "updated_at": updated})
+            if report.created_at >= since:
+                out.append(report)
+        return sorted(out, key=lambda r: (r.created_at, r.venue_order_id))
+
+    def _created_at(self, trades: list[Any]) -> datetime | None:
+        """The earliest placement (Trade log) time of these trades, else completion time."""
+        logged = [
+            t.log[0].time.astimezone(UTC) for t in trades
+            if t.log and isinstance(t.log[0].time, datetime)
+        ]  # fmt: skip
+        if logged:
+            return min(logged)
+        completed = [
+            self._completed_at[t.order.permId] for t in trades
+            if t.order.permId in self._completed_at
+        ]  # fmt: skip
+        return min(completed) if completed else None
 
 
 def account_snapshot(account: str, values: dict[str, str]) -> AccountSnapshot:

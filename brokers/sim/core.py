@@ -878,9 +878,11 @@ class Exchange:
         price: Decimal,
         commission: Decimal,
     ) -> None:
-        """Move cash and the position, and record the execution."""
+        """Move cash and the position, and record the execution. Realized P&L today is net
+        of commissions, as IB reports RealizedPnL (see models.apply_to_lot)."""
         signed = quantity * order.signed_side
-        lot, realized = apply_to_lot(account.positions.get(order.symbol), signed, price)
+        held = account.positions.get(order.symbol)
+        lot, realized = apply_to_lot(held, signed, price, commission)
         if lot is None:
             account.positions.pop(order.symbol, None)
         else:

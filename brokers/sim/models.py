@@ -57,35 +57,50 @@ def commission_for(config: SimConfig, quantity: Decimal, value: Decimal) -> Deci
 
 @dataclass(slots=True)
 class Lot:
-    """A signed position with its average cost (negative quantity is short)."""
+    """A signed position with its average cost (negative quantity is short). `fees` is the
+    opening commission still carried by the open quantity: realized when that part closes."""
 
     quantity: Decimal
     avg_cost: Decimal
+    fees: Decimal = ZERO
 
 
 def apply_to_lot(
-    lot: Lot | None, signed_qty: Decimal, price: Decimal
+    lot: Lot | None, signed_qty: Decimal, price: Decimal, commission: Decimal = ZERO
 ) -> tuple[Lot | None, Decimal]:
-    """New position after a fill plus the P&L realized by whatever part of it closed."""
+    """New position after a fill plus the P&L realized by whatever part of it closed.
+
+    Realized P&L is net of commissions, as IB reports it: (close price - open price) x closed
+    quantity, less the opening commission of the closed shares and the closing commission. A
+    fill that only opens realizes nothing; its commission waits in the lot's `fees` (the
+    average cost stays the bare price, as the port's Position shows it). A fill that flips
+    the position splits its commission by quantity between the closing and the opening part.
+    """
     held = lot.quantity if lot else ZERO
     if held == 0 or (held > 0) == (signed_qty > 0):
         cost = (lot.avg_cost * abs(held) if lot else ZERO) + price * abs(signed_qty)
         total = held + signed_qty
-        return Lot(total, cost / abs(total)), ZERO
+        fees = (lot.fees if lot else ZERO) + commission
+        return Lot(total, cost / abs(total), fees), ZERO
     assert lot is not None
     closing = min(abs(signed_qty), abs(held))
     direction = Decimal(1) if held > 0 else Decimal(-1)
-    realized = closing * (price - lot.avg_cost) * direction
+    closing_fee = commission * closing / abs(signed_qty)
+    released = lot.fees * closing / abs(held)
+    realized = closing * (price - lot.avg_cost) * direction - released - closing_fee
     total = held + signed_qty
     if total == 0:
         return None, realized
     if (total > 0) == (held > 0):
-        return Lot(total, lot.avg_cost), realized
-    return Lot(total, price), realized
+        return Lot(total, lot.avg_cost, lot.fees - released), realized
+    return Lot(total, price, commission - closing_fee), realized
 
 
 @dataclass(slots=True)
 class SimAccount:
+    """One account's cash, positions and realized P&L today (net of commissions, as IB's
+    RealizedPnL: see apply_to_lot; zeroed at the close)."""
+
     account_id: str
     kind: AccountKind
     cash: Decimal

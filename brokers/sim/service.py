@@ -82,3 +82,8 @@ class SimOrderService:
     async def fills_since(self, since: datetime) -> list[FillReport]:
         await self._gate()
         return self.exchange.fills(self.account_id, since)
+
+    async def orders_since(self, since: datetime) -> list[OrderReport]:
+        await self._gate()
+        every = self.exchange.orders(self.account_id)
+        return sorted((o for o in every if o.created_at >= since), key=lambda o: o.created_at)

@@ -209,7 +209,8 @@ FROM events
 WHERE event_type = 'order';
 
 -- Each order's current state: argMax by (status rank, filled quantity, time), so a late
--- or replayed 'submitted' never overwrites 'filled'. Read with argMaxMerge (view: orders).
+-- or replayed 'submitted' never overwrites 'filled'. One state holds every changing field
+-- (one merge per order when read). Read with argMaxMerge (view: orders).
 CREATE TABLE IF NOT EXISTS orders_state
 (
     client_order_id String,
@@ -226,11 +227,12 @@ CREATE TABLE IF NOT EXISTS orders_state
     stop_price SimpleAggregateFunction(any, Nullable(Decimal(18, 6))),
     first_event_at SimpleAggregateFunction(min, DateTime64(6, 'UTC')),
     last_event_at SimpleAggregateFunction(max, DateTime64(6, 'UTC')),
-    status AggregateFunction(argMax, String, Tuple(UInt8, Decimal(18, 6), DateTime64(6, 'UTC'))),
-    filled_quantity AggregateFunction(argMax, Decimal(18, 6), Tuple(UInt8, Decimal(18, 6), DateTime64(6, 'UTC'))),
-    avg_fill_price AggregateFunction(argMax, Nullable(Decimal(18, 6)), Tuple(UInt8, Decimal(18, 6), DateTime64(6, 'UTC'))),
-    venue_order_id AggregateFunction(argMax, Nullable(String), Tuple(UInt8, Decimal(18, 6), DateTime64(6, 'UTC'))),
-    reason_code AggregateFunction(argMax, Nullable(String), Tuple(UInt8, Decimal(18, 6), DateTime64(6, 'UTC')))
+    -- (status, filled_quantity, avg_fill_price, venue_order_id, reason_code) of the latest event
+    latest AggregateFunction(
+        argMax,
+        Tuple(String, Decimal(18, 6), Nullable(Decimal(18, 6)), Nullable(String), Nullable(String)),
+        Tuple(UInt8, Decimal(18, 6), DateTime64(6, 'UTC'))
+    )
 )
 ENGINE = AggregatingMergeTree
 ORDER BY client_order_id
@@ -252,21 +254,13 @@ SELECT
     any(stop_price) AS stop_price,
     min(occurred_at) AS first_event_at,
     max(occurred_at) AS last_event_at,
-    argMaxState(st, k) AS status,
-    argMaxState(fq, k) AS filled_quantity,
-    argMaxState(afp, k) AS avg_fill_price,
-    argMaxState(voi, k) AS venue_order_id,
-    argMaxState(rc, k) AS reason_code
+    argMaxState(v, k) AS latest
 FROM
 (
     SELECT
         *,
         (status_rank, filled_quantity, occurred_at) AS k,
-        toString(status) AS st,
-        filled_quantity AS fq,
-        avg_fill_price AS afp,
-        venue_order_id AS voi,
-        reason_code AS rc
+        (toString(status), filled_quantity, avg_fill_price, venue_order_id, reason_code) AS v
     FROM order_events
 )
 GROUP BY client_order_id;

@@ -382,6 +382,41 @@ class OrderServiceContract:
         later = await service.fills_since(datetime.now(UTC) + timedelta(hours=1))
         assert later == []
 
+    async def test_orders_since_counts_every_order_sent(
+        self, service: OrderService, market: Market
+    ) -> None:
+        before = datetime.now(UTC) - CLOCK_SLACK
+        market.set_price("AAPL", Decimal("150.00"))
+        await service.place(
+            order_request(
+                "c-os-ioc",
+                order_type=OrderType.LMT,
+                limit_price=Decimal("140.00"),
+                time_in_force=TimeInForce.IOC,
+            )
+        )
+        await service.place(order_request("c-os-fill"))
+        await self.wait_status(service, "c-os-ioc", OrderStatus.CANCELLED)
+        await self.wait_status(service, "c-os-fill", OrderStatus.FILLED)
+        after = datetime.now(UTC) + timedelta(milliseconds=1)
+        sent = await eventually(
+            lambda: service.orders_since(before),
+            lambda rs: {"c-os-ioc", "c-os-fill"} <= {r.client_order_id for r in rs},
+            what="both orders in orders_since",
+        )
+        by_id = {r.client_order_id: r for r in sent}
+        assert by_id["c-os-ioc"].status is OrderStatus.CANCELLED
+        assert by_id["c-os-ioc"].filled_quantity == 0
+        assert by_id["c-os-fill"].status is OrderStatus.FILLED
+        assert by_id["c-os-fill"].filled_quantity == Decimal(10)
+        assert len(by_id) == len(sent)
+        mine = [r.client_order_id for r in sent if r.client_order_id.startswith("c-os-")]
+        assert mine == ["c-os-ioc", "c-os-fill"]
+        created = [r.created_at for r in sent]
+        assert created == sorted(created)
+        assert all(r.created_at.tzinfo is not None for r in sent)
+        assert await service.orders_since(after) == []
+
     # --------------------------------------------------------------- errors
 
     async def test_unknown_symbol_is_permanent_200(self, service: OrderService) -> None:

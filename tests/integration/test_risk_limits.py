@@ -88,13 +88,14 @@ def window_env() -> dict[str, str]:
 
 
 def seed_losing_day(home: Path) -> None:
-    """Leave the venue's account down 300 today before the worker starts: -150 realized and
-    -150 unrealized, from trades made by hand ten minutes ago (client ids outside the `jx-`
+    """Leave the venue's account down 301.50 today before the worker starts: -151.50 realized
+    (the -150 price loss net of commissions, as IB reports it) and -150 unrealized,
+    from trades made by hand ten minutes ago (client ids outside the `jx-`
     space, so the pipeline does not adopt them; old enough not to count as recent orders).
 
     Why not through the pipeline: with SIM_TICK_SECONDS=0 every fill is at the symbol's frozen
-    last print, so a round trip realizes exactly 0 and a position is marked at its own cost;
-    commissions lower equity but are not P&L. A loss needs the price to move, which only the
+    last print, so a round trip realizes only its commissions and a position is marked at its
+    own cost. A real loss needs the price to move, which only the
     venue can do; the worker's simulator has no admin port, so the move is made through the
     simulator's own API on its state file (the worker restores that state on start).
     """
@@ -126,7 +127,8 @@ def seed_losing_day(home: Path) -> None:
             ),
         )
         account = exchange.account_snapshot(DEFAULT_ACCOUNT_ID)
-        assert (account.realized_pnl_today, account.unrealized_pnl) == (-150, -150), account
+        assert (account.realized_pnl_today, account.unrealized_pnl) == \
+            (Decimal("-151.50"), -150), account
     finally:
         store.close()
 
@@ -356,9 +358,9 @@ async def test_after_the_daily_loss_no_new_risk_is_taken(workers: dict[str, Work
     w = workers["loss"]
     refusal = await expect_refusal(w, buy("MSFT", "415.50", "374.50"), ReasonCode.MAX_DAILY_LOSS)
     det = refusal["details"]
-    assert d(det, "realized_pnl_today") == -150
+    assert d(det, "realized_pnl_today") == Decimal("-151.50")
     assert d(det, "unrealized_pnl") == -150
-    assert d(det, "pnl") == -300
+    assert d(det, "pnl") == Decimal("-301.50")
     assert d(det, "max_daily_loss") == MAX_DAILY_LOSS
     assert await events(f"{w.prefix}order-intents") == []
     assert_stored(w, {refusal["correlation_id"]: refusal})

@@ -60,7 +60,8 @@ def test_take_profit_exit_cancels_stop(exchange: Exchange) -> None:
     assert status(exchange, "b-tp") is OrderStatus.FILLED
     assert status(exchange, "b-sl") is OrderStatus.CANCELLED
     assert exchange.positions(ACCOUNT) == []
-    assert exchange.account_snapshot(ACCOUNT).realized_pnl_today == D(100)
+    # 10 x (160 - 150), net of the entry's and the exit's 1.00 commissions, as IB reports it
+    assert exchange.account_snapshot(ACCOUNT).realized_pnl_today == D(98)
 
 
 def test_stop_loss_exit_cancels_take_profit(exchange: Exchange) -> None:
@@ -70,7 +71,8 @@ def test_stop_loss_exit_cancels_take_profit(exchange: Exchange) -> None:
     assert sl.status is OrderStatus.FILLED
     assert sl.avg_fill_price == D("144.10")
     assert status(exchange, "b-tp") is OrderStatus.CANCELLED
-    assert exchange.account_snapshot(ACCOUNT).realized_pnl_today == D("-59.00")
+    # 10 x (144.10 - 150) less two 1.00 commissions
+    assert exchange.account_snapshot(ACCOUNT).realized_pnl_today == D("-61.00")
 
 
 def test_short_bracket(exchange: Exchange) -> None:

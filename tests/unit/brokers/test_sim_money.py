@@ -60,6 +60,18 @@ def test_flip_long_to_short_realizes_and_resets_cost() -> None:
     assert lot == Lot(D(-5), D(90))
 
 
+def test_realized_pnl_is_net_of_commissions() -> None:
+    lot, realized = apply_to_lot(None, D(10), D(100), commission=D(2))
+    assert lot == Lot(D(10), D(100), fees=D(2))  # the cost stays the bare price
+    assert realized == 0
+    lot, realized = apply_to_lot(lot, D(-4), D(110), commission=D(1))
+    assert realized == D(40) - D("0.80") - D(1)  # 4/10 of the opening fee, all the closing
+    assert lot == Lot(D(6), D(100), fees=D("1.20"))
+    lot, realized = apply_to_lot(lot, D(-10), D(90), commission=D(5))
+    assert realized == D(-60) - D("1.20") - D(3)  # closes 6 of 10: 6/10 of the fee
+    assert lot == Lot(D(-4), D(90), fees=D(2))  # the opening 4 carry the rest
+
+
 def test_short_profit_when_price_falls() -> None:
     lot, _ = apply_to_lot(None, D(-10), D(100))
     lot, realized = apply_to_lot(lot, D(4), D(80))
@@ -81,7 +93,7 @@ def test_short_position_in_the_account(exchange: Exchange) -> None:
     assert pos.unrealized_pnl == D(1000)
     exchange.place(ACCOUNT, req("c", side=Side.BUY, qty=100))
     snap = exchange.account_snapshot(ACCOUNT)
-    assert snap.realized_pnl_today == D(1000)
+    assert snap.realized_pnl_today == D(1000) - D(2)  # net of both commissions
     assert snap.cash == D(100000) + D(1000) - D(2)
     exchange.end_of_day()
     assert exchange.account_snapshot(ACCOUNT).realized_pnl_today == 0
@@ -124,8 +136,15 @@ def test_equity_moves_only_by_prices_and_commissions(
         assert after.cash + sum(p.market_value for p in positions) == after.equity
         assert after.unrealized_pnl == sum(p.unrealized_pnl for p in positions)
     assert exchange.account_snapshot(ACCOUNT).equity == expected
-    fees = sum(f.commission for f in exchange.fills(ACCOUNT))
-    realized = exchange.account_snapshot(ACCOUNT).realized_pnl_today
-    unrealized = exchange.account_snapshot(ACCOUNT).unrealized_pnl
+    for j, pos in enumerate(exchange.positions(ACCOUNT)):  # flat again at the last prints
+        side = Side.SELL if pos.quantity > 0 else Side.BUY
+        shares = str(abs(pos.quantity))
+        exchange.place(ACCOUNT, req(f"x{j}", symbol=pos.symbol, side=side, qty=shares))
+        expected -= exchange.fills(ACCOUNT)[-1].commission
+    assert exchange.positions(ACCOUNT) == []
+    snap = exchange.account_snapshot(ACCOUNT)
+    assert snap.equity == expected
+    assert snap.unrealized_pnl == 0
+    # Realized P&L is net of every commission, so once flat it is all that moved equity.
     # Average costs can be repeating fractions; only the last digits of 28 may differ.
-    assert abs(expected - (D(100000) + realized + unrealized - fees)) < D("1e-20")
+    assert abs(expected - (D(100000) + snap.realized_pnl_today)) < D("1e-20")

@@ -272,3 +272,16 @@ async def test_flush_wraps_offset_lookup_failure() -> None:
         await w.flush()
     assert info.value.transient
     assert w.buffered_rows == 1
+
+
+async def test_forget_rereads_stored_offsets_after_reassignment() -> None:
+    ch = FakeClickHouse()
+    w = writer(ch)
+    w.add(good(0))
+    await w.flush()
+    ch.hwm = [{"topic": "signals", "partition": 0, "hwm": 9}]  # another worker wrote 1..9
+    w.forget([("signals", 0)])
+    for off in range(1, 12):
+        w.add(good(off))
+    assert await w.flush() == {("signals", 0): 11}
+    assert ch.inserts[-1] == ("events", 2, "signals-0-10-11")

@@ -1,0 +1,48 @@
+"""The order-rate count: orders sent in the last minute, whatever became of them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from agents.sizing import recent_order_count
+from brokers.port import OrderRequest
+from schemas.events import OrderType, Side, TimeInForce
+from tests.fakes import T0, FakeVenue
+
+
+def req(coid: str, **fields: object) -> OrderRequest:
+    base: dict[str, object] = {
+        "client_order_id": coid, "symbol": "AAPL", "side": Side.BUY,
+        "quantity": Decimal(10), "order_type": OrderType.LMT, "limit_price": Decimal("140"),
+    }
+    return OrderRequest.model_validate({**base, **fields})
+
+
+async def test_counts_a_cancelled_order_sent_this_minute_not_an_old_one_filled_now() -> None:
+    venue = FakeVenue()
+    now = T0 + timedelta(minutes=5)
+    venue.now = now - timedelta(minutes=3)
+    await venue.place(req("old-rester"))
+    venue.fill("old-rester", "140", "e-old", at=now - timedelta(seconds=10))
+    venue.now = now - timedelta(seconds=20)
+    await venue.place(req("ioc-miss", time_in_force=TimeInForce.IOC))
+    await venue.cancel("ioc-miss")
+    assert await recent_order_count(venue, now) == 1
+
+
+async def test_every_entry_in_the_window_counts_and_exit_children_do_not() -> None:
+    venue = FakeVenue()
+    now = T0 + timedelta(minutes=5)
+    venue.now = now - timedelta(seconds=59)
+    await venue.place(req("a"))
+    await venue.cancel("a")
+    venue.now = now - timedelta(seconds=30)
+    for coid in ("b", "b-tp", "b-sl"):
+        await venue.place(req(coid))
+    venue.fill("b", "140", "e-b", at=now - timedelta(seconds=29))
+    venue.now = now - timedelta(seconds=61)
+    await venue.place(req("too-old"))
+    await venue.cancel("too-old")
+    assert await recent_order_count(venue, now) == 2
+    assert await recent_order_count(venue, now + timedelta(seconds=2)) == 1
