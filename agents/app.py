@@ -7,6 +7,7 @@ with the raw bytes and the reason, and the next message still flows.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -220,8 +221,30 @@ def _audit(app: faust.App, pipeline: Pipeline) -> None:
                     offset=msg.offset, key=msg.key, value=msg.value or b"",
                     timestamp=msg.timestamp,
                 ))
-            await writer.flush()  # retries with backoff; returns only once stored
+            await _flush_until_stored(writer)
             for event in batch:
                 await stream.ack(event)
 
     app.agent(channel, name="jax.audit", concurrency=1)(audit)
+
+    @app.on_partitions_assigned.connect
+    async def reassigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # Another audit worker may have stored these partitions meanwhile: re-read before adding.
+        assigned = args[0] if args else kwargs.get("assigned", set())
+        writer.forget([(pipeline.logical(tp.topic), tp.partition) for tp in assigned])
+
+
+async def _flush_until_stored(writer: Any, max_wait: float = 30.0) -> None:
+    """Back-pressure, not loss: while ClickHouse refuses, the sink waits and retries, holding
+    its offsets; the batch is never acked unstored and never escapes the agent."""
+    from store.exceptions import StoreError
+
+    delay = 0.5
+    while True:
+        try:
+            await writer.flush()
+            return
+        except StoreError as exc:
+            log.warning("audit: ClickHouse insert failed (%s); retrying in %.1fs", exc, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_wait)
