@@ -36,3 +36,12 @@ class StageContext:
     venue: OrderService
     clock: Callable[[], datetime] = field(default=utc_now)
     venue_retry_attempts: int = 5
+
+
+class NoVenue:
+    """The venue of a process whose stages never trade (validation, audit): using it is a bug."""
+
+    venue = "none"
+
+    def __getattr__(self, name: str) -> object:
+        raise RuntimeError(f"this process runs no stage that uses a venue (asked for {name!r})")

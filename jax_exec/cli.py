@@ -268,6 +268,28 @@ def sql(
     console.print(table)
 
 
+@app.command()
+def trace(
+    correlation_id: str,
+    web_port: Annotated[int, typer.Option(help="The audit worker's port (embedded mode)")] = 6066,
+) -> None:
+    """One signal's whole story in causal order: signal, decision (and by whom), intent,
+    orders, fills, rejections."""
+    from jax_exec.web import fetch_trace
+
+    try:
+        steps = fetch_trace(_settings(), correlation_id, web_port)
+    except Exception as exc:  # shown to the operator as is
+        _fail(str(exc))
+        return
+    table = Table("when (UTC)", "event", "topic", "what")
+    for step in steps:
+        indent = "  " * int(step.get("depth", 0))
+        table.add_row(str(step["occurred_at"])[:23], indent + str(step["event_type"]),
+                      str(step["topic"]), str(step.get("summary", "")))
+    console.print(table)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     try:

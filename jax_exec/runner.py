@@ -50,8 +50,9 @@ def run_worker(settings: Settings, stages: Iterable[str], web_port: int | None =
         asyncio.set_event_loop(loop)
     built = loop.run_until_complete(
         build_worker(settings, stages, risk=risk, web_port=web_port, closers=closers))
-    venue = built.venue.service.venue
-    where = f"{settings.ib_host}:{settings.ib_port}" if venue == "ib" else "in-process simulator"
+    venue = built.venue.service.venue if built.venue else "none (no stage here trades)"
+    where = {"ib": f"{settings.ib_host}:{settings.ib_port}", "sim": "in-process simulator"}.get(
+        venue, "")
     lines = [*(banner or []),
              f"worker      stages: {', '.join(sorted(set(stages)))}",
              f"venue       {venue} {where}",

@@ -8,13 +8,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import faust
 from mode import Service
 
 from agents.app import STAGES, Pipeline, build_app
-from agents.context import StageContext
+from agents.context import NoVenue, StageContext
 from agents.decisions.config import RiskSettings
 from agents.decisions.live import check_account_mode
 from agents.readback import read_all
@@ -25,6 +25,9 @@ from jax_exec.topics_admin import ensure_topics
 from schemas.events import OrderStatus
 
 log = logging.getLogger(__name__)
+
+# Stages that talk to the venue; a process running none of them (validation, audit) opens none.
+VENUE_STAGES = frozenset({"sizing", "submission", "reconciliation"})
 
 
 @dataclass
@@ -100,7 +103,7 @@ class Resources(Service):
 class Worker:
     app: faust.App
     resources: Resources
-    venue: Venue
+    venue: Venue | None
     pipeline: Pipeline
 
 
@@ -119,21 +122,26 @@ async def build_worker(settings: Settings, stages: Iterable[str], risk: RiskSett
     stages = set(stages)
     risk = risk or RiskSettings()
     await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
-    venue = build_venue(settings, exchange)
-    closers = [*(closers or []), venue.service.close]
-    await venue.service.connect()
-    account = await venue.service.account()
-    check_account_mode(account.account_id, account.kind, risk)
+    venue: Venue | None = None
+    closers = list(closers or [])
+    if stages & VENUE_STAGES:
+        venue = build_venue(settings, exchange)
+        closers.append(venue.service.close)
+        await venue.service.connect()
+        account = await venue.service.account()
+        check_account_mode(account.account_id, account.kind, risk)
     pipeline = Pipeline(
         bootstrap=settings.kafka_bootstrap, topic_prefix=settings.topic_prefix,
-        ctx=StageContext(risk=risk, venue=venue.service,
+        ctx=StageContext(risk=risk, venue=venue.service if venue else cast(OrderService, NoVenue()),
                          venue_retry_attempts=settings.venue_retry_attempts),
         reconcile_interval=settings.reconcile_interval_seconds,
         audit_batch_rows=settings.audit_batch_rows,
         audit_batch_seconds=settings.audit_batch_seconds,
-        ticker=venue.ticker, tick_seconds=venue.tick_seconds,
+        ticker=venue.ticker if venue else None,
+        tick_seconds=venue.tick_seconds if venue else 0.0,
     )
     if "reconciliation" in stages:
+        assert venue is not None
         pipeline.reconciler = Reconciler(
             venue.service, lookback=timedelta(hours=settings.reconcile_lookback_hours))
         await seed_reconciler(pipeline.reconciler, settings)
@@ -143,7 +151,7 @@ async def build_worker(settings: Settings, stages: Iterable[str], risk: RiskSett
     if web_port is not None and pipeline.writer is not None:
         from jax_exec.web import add_pages
 
-        add_pages(app, pipeline.writer.ch)
+        add_pages(app, pipeline.writer)
     return Worker(app, Resources(closers), venue, pipeline)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from jax_exec.web import ask_worker
 from schemas.ids import client_order_id, signal_event_id
 from tests.integration.harness import (
     SEED_SIGNAL,
@@ -177,3 +178,32 @@ async def test_a_restarted_worker_resumes_without_a_second_order(
         assert venue_orders(home, coid) == [coid, f"{coid}-sl", f"{coid}-tp"]
     finally:
         worker.stop()
+
+
+async def test_stages_run_as_separate_processes_and_trace_tells_the_story(
+        tmp_path: Path, prefix: str) -> None:
+    home = tmp_path / "home"
+    trading = WorkerProcess(home, prefix, args=[
+        "--stage", "validation", "--stage", "sizing", "--stage", "submission",
+        "--stage", "reconciliation"]).start()
+    audit = WorkerProcess(home, prefix, args=["--stage", "audit"]).start()
+    try:
+        sig = signal_with()
+        corr = signal_event_id(sig["id"])
+        await publish(f"{prefix}signals", sig)
+        await publish(f"{prefix}approvals", approval_for(sig, by="carol"))
+        await wait_for(f"{prefix}fills", lambda rows: len(for_signal(rows, corr)) == 1)
+        wait_sql(audit, f"SELECT count() AS n FROM events WHERE correlation_id = '{corr}' "
+                        "AND topic = 'fills'", lambda rows: int(rows[0]["n"]) == 1)
+
+        steps = ask_worker(f"/trace/{corr}", audit.web_port)["steps"]
+        kinds = [s["event_type"] for s in steps]
+        assert kinds[:3] == ["signal", "approval", "order_intent"]
+        assert kinds.index("fill") > kinds.index("order_intent")
+        assert steps[1]["payload"]["approved_by"] == "carol"
+        health = ask_worker("/health", audit.web_port)
+        assert health["audit"]["rows_written"] >= len(steps)
+        assert health["audit"]["last_error"] is None
+    finally:
+        audit.stop()
+        trading.stop()
