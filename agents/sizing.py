@@ -10,14 +10,14 @@ from datetime import datetime, timedelta
 
 from agents.codec import decode_object
 from agents.context import Output, Source, StageContext
-from agents.decisions.decide import decide, rejection_from
+from agents.decisions.decide import decide, reject_approval
 from agents.decisions.reasons import ReasonCode, Refusal
 from agents.decisions.validation import parse_approval
 from agents.validation import refusal_without_event
 from brokers.exceptions import UnknownOrder
 from brokers.port import OrderService
 from schemas.events import Approval, Rejection
-from schemas.ids import client_order_id, derive_id
+from schemas.ids import client_order_id
 
 
 async def handle_approval(raw: bytes | None, source: Source, ctx: StageContext) -> list[Output]:
@@ -61,12 +61,7 @@ async def _already_ordered(
                  "decided_by": approval.approved_by},
         stage="validation",
     )
-    return rejection_from(
-        refusal, correlation_id=approval.correlation_id, causation_id=approval.event_id, now=now,
-        signal_id=approval.signal.id, symbol=approval.signal.symbol,
-        strategy_id=approval.signal.strategy_id,
-        event_id=derive_id("rejection", approval.event_id, "ALREADY_DECIDED"),
-    )
+    return reject_approval(approval, refusal, now)
 
 
 async def recent_order_count(venue: OrderService, now: datetime) -> int:
