@@ -13,13 +13,15 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import ib_async
 import pytest
+
+from tests.polling import until
 
 pytestmark = pytest.mark.integration
 
@@ -34,14 +36,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def until(check: Callable[[], Any], seconds: float = 10.0) -> Any:
-    """Poll until check() is truthy (bounded)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while not (result := check()):
-        assert loop.time() < end, "condition not met in time"
-        await asyncio.sleep(0.02)
-    return result
+# Subprocess round trips here are slower than in-process ones.
+WAIT = 10.0
 
 
 class SimProcess:
@@ -147,14 +143,14 @@ async def test_fill_survives_kill_9_and_restart(sim: SimProcess) -> None:
         await ib.qualifyContractsAsync(contract)
         buy = ib.placeOrder(contract, ib_async.LimitOrder("BUY", 10, 140.0, orderRef="k9-buy"))
         rest = ib.placeOrder(contract, ib_async.LimitOrder("BUY", 5, 100.0, orderRef="k9-rest"))
-        await until(lambda: buy.orderStatus.status == "Submitted")
-        await until(lambda: rest.orderStatus.status == "Submitted")
+        await until(lambda: buy.orderStatus.status == "Submitted", seconds=WAIT)
+        await until(lambda: rest.orderStatus.status == "Submitted", seconds=WAIT)
         await sim.admin("POST", "/price", {"symbol": "AAPL", "price": "139.50"})
-        await until(lambda: buy.orderStatus.status == "Filled")
-        await until(lambda: len(ib.fills()) == 1)
+        await until(lambda: buy.orderStatus.status == "Filled", seconds=WAIT)
+        await until(lambda: len(ib.fills()) == 1, seconds=WAIT)
         exec_id = ib.fills()[0].execution.execId
         assert ib.fills()[0].execution.price == 139.5
-        await until(lambda: [p.position for p in ib.positions()] == [10])
+        await until(lambda: [p.position for p in ib.positions()] == [10], seconds=WAIT)
         rest_id = rest.order.orderId
 
     await sim.kill9()
@@ -181,12 +177,13 @@ async def test_fill_survives_kill_9_and_restart(sim: SimProcess) -> None:
         ]
 
         # The resting order is still this client's after the restart: modify it to marketable.
-        resting = await until(lambda: [t for t in ib.openTrades() if t.order.orderId == rest_id])
+        resting = await until(
+            lambda: [t for t in ib.openTrades() if t.order.orderId == rest_id], seconds=WAIT)
         order = resting[0].order
         order.lmtPrice = 140.0
         trade = ib.placeOrder(contract, order)
-        await until(lambda: trade.orderStatus.status == "Filled")
-        await until(lambda: any(p.position == 15 for p in ib.positions()))
+        await until(lambda: trade.orderStatus.status == "Filled", seconds=WAIT)
+        await until(lambda: any(p.position == 15 for p in ib.positions()), seconds=WAIT)
 
     orders = await sim.admin("GET", "/orders", account=ACCOUNT)
     assert [(o["client_order_id"], o["status"]) for o in orders["orders"]] == [
@@ -204,8 +201,8 @@ async def test_admin_outage_reaches_client_as_1100_then_1102(sim: SimProcess) ->
         ib.errorEvent += lambda req_id, code, *_: codes.append(code)
         answer = await sim.admin("POST", "/outage", {"seconds": 0.5})
         assert answer["in_outage"] is True
-        await until(lambda: 1100 in codes)
-        await until(lambda: 1102 in codes)
+        await until(lambda: 1100 in codes, seconds=WAIT)
+        await until(lambda: 1102 in codes, seconds=WAIT)
         assert codes.index(1100) < codes.index(1102)
         assert (await sim.admin("GET", "/health"))["in_outage"] is False
         assert (await ib.reqCurrentTimeAsync()).year >= 2024  # traffic flows again

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,20 +18,12 @@ from brokers.sim.core import Exchange, SimConfig
 from brokers.sim.store import SimStore
 from brokers.sim.tws import TwsServer, run_tws_server
 from schemas.events import OrderLeg, OrderStatus, OrderType, Side
+from tests.polling import until
 
 pytestmark = pytest.mark.integration
 LIBS = [ib_async, ib_insync]
 ACCOUNT = "DU0000001"
 
-
-async def until(check: Callable[[], Any], seconds: float = 5.0) -> Any:
-    """Poll until check() is truthy (bounded)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while not (result := check()):
-        assert loop.time() < end, "condition not met in time"
-        await asyncio.sleep(0.01)
-    return result
 
 
 @pytest.fixture

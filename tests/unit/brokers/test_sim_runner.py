@@ -15,18 +15,11 @@ from pydantic import ValidationError
 
 from brokers.sim.runner import Simulator, SimulatorSettings, build_exchange, run_simulator
 from schemas.events import OrderType
+from tests.polling import until
 from tests.unit.brokers.conftest import ACCOUNT, req
 
 D = Decimal
 
-
-async def until(check: Callable[[], Any], seconds: float = 5.0) -> Any:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
-    while not (result := check()):
-        assert loop.time() < end, "condition not met in time"
-        await asyncio.sleep(0.01)
-    return result
 
 
 # ---------------------------------------------------------------------------- settings
