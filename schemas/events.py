@@ -61,10 +61,14 @@ class Decision(StrEnum):
 
 
 class OrderStatus(StrEnum):
-    SUBMITTED = "submitted"
-    ACCEPTED = "accepted"
+    """An order's life; `agents.decisions.order_state` holds the legal transitions."""
+
+    PENDING_SUBMIT = "pending_submit"  # the submission stage is about to place it
+    SUBMITTED = "submitted"  # sent to the venue
+    ACCEPTED = "accepted"  # the venue acknowledged it and it is working
     PARTIALLY_FILLED = "partially_filled"
     FILLED = "filled"
+    PENDING_CANCEL = "pending_cancel"  # a cancel was asked for, the venue has not confirmed it
     CANCELLED = "cancelled"
     REJECTED = "rejected"
     EXPIRED = "expired"
@@ -266,6 +270,7 @@ class OrderEvent(Event):
     avg_fill_price: Decimal | None = None
     reason_code: str | None = None
     message: str | None = None
+    attempts: int | None = Field(default=None, ge=1)  # placement attempts, on submission events
 
     @staticmethod
     def derive_event_id(client_order_id: str, status: OrderStatus, filled: Decimal) -> UUID:
@@ -330,8 +335,14 @@ class ControlCommand(Event):
         return data
 
 
+# Base64 grows bytes by 4/3; a record must stay under the producer's 1 MB request limit.
+DEAD_LETTER_RAW_BYTES = 256 * 1024
+
+
 class DeadLetter(Event):
-    """Input that could not be decoded, kept byte for byte with where it came from and why."""
+    """Input that could not be processed, kept byte for byte (up to DEAD_LETTER_RAW_BYTES;
+    beyond, the head is kept and the whole is referenced by topic, partition and offset) with
+    where it came from and why."""
 
     event_type: Literal["dead_letter"] = "dead_letter"
     source_topic: str
@@ -339,10 +350,13 @@ class DeadLetter(Event):
     offset: int
     error: str
     raw_base64: str
+    raw_size: int | None = Field(default=None, ge=0)  # bytes of the original message
+    truncated: bool = False  # raw_base64 holds only the first DEAD_LETTER_RAW_BYTES
 
     @classmethod
     def of(cls, raw: bytes, topic: str, partition: int, offset: int, error: str) -> DeadLetter:
         eid = derive_id("dead-letter", topic, partition, offset)
+        truncated = len(raw) > DEAD_LETTER_RAW_BYTES
         return cls(
             event_id=eid,
             correlation_id=eid,
@@ -350,12 +364,44 @@ class DeadLetter(Event):
             partition=partition,
             offset=offset,
             error=error[:2000],
-            raw_base64=base64.b64encode(raw).decode(),
+            raw_base64=base64.b64encode(raw[:DEAD_LETTER_RAW_BYTES]).decode(),
+            raw_size=len(raw),
+            truncated=truncated,
         )
 
     @property
     def raw(self) -> bytes:
         return base64.b64decode(self.raw_base64)
+
+
+class AlertKind(StrEnum):
+    EXTERNAL_ORDER = "external_order"  # an order at the venue the pipeline never placed
+    ORDER_VANISHED = "order_vanished"  # an open order the venue no longer knows
+    POSITION_MISMATCH = "position_mismatch"  # venue position != what our fills add up to
+    ILLEGAL_TRANSITION = "illegal_transition"  # a report that would move a final order
+    LATE_COMMISSION = "late_commission"  # a fill published before its commission was known
+    VENUE_UNREACHABLE = "venue_unreachable"  # a stage gave up on the venue
+
+
+class Alert(Event):
+    """Something an operator must look at: the pipeline and the venue disagree."""
+
+    event_type: Literal["alert"] = "alert"
+    kind: AlertKind
+    source: str  # the stage that raised it
+    message: str
+    account_id: str | None = None
+    symbol: str | None = None
+    client_order_id: str | None = None
+    details: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, kind: AlertKind, source: str, message: str, *parts: object,
+           **fields: Any) -> Alert:
+        """An alert whose id derives from its kind and identifying parts (a repeat matches)."""
+        eid = derive_id("alert", kind.value, *parts)
+        return cls(event_id=eid, correlation_id=fields.pop("correlation_id", eid), kind=kind,
+                   source=source, message=message, **fields)
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -367,4 +413,5 @@ EVENT_TYPES: dict[str, type[Event]] = {
     "rejection": Rejection,
     "control": ControlCommand,
     "dead_letter": DeadLetter,
+    "alert": Alert,
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schemas.events import (
+    Alert,
     Approval,
     ControlCommand,
     DeadLetter,
@@ -38,6 +39,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     # One partition: operator commands must be seen in the order they were given.
     TopicSpec("control", ControlCommand, 1, 365 * DAY_MS, "operator commands (kill switch)"),
     TopicSpec("dead-letter", DeadLetter, 1, 90 * DAY_MS, "undecodable input, kept raw"),
+    TopicSpec("alerts", Alert, 1, 365 * DAY_MS, "reconciliation and venue alerts for operators"),
 )
 
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in TOPICS}
