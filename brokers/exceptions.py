@@ -60,3 +60,14 @@ class NotCancellable(BrokerError):
 
     code = "not_cancellable"
     transient = False
+
+
+class VenueTimeout(TransientBrokerError):
+    """A venue call got no answer within its deadline; the same call may succeed later."""
+
+    code = "timeout"
+
+    def __init__(self, operation: str, seconds: float, venue: str = "venue") -> None:
+        super().__init__(f"{venue} {operation}: no answer within {seconds:g}s")
+        self.operation = operation
+        self.seconds = seconds

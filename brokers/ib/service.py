@@ -1,25 +1,31 @@
 """IbOrderService: the OrderService port over an IB client library (ib_async by default,
-ib_insync injectable). orderRef carries the client order id, which makes placement
-idempotent: after an ambiguous outcome the adapter looks the ref up before placing again."""
+ib_insync injectable).
+
+One IB client is shared by every caller of the service (sizing, submission, reconciliation),
+so what the library cannot do concurrently is serialized here (flights.py: the fixed-key
+requests) and every library call has a deadline: on expiry VenueTimeout (transient, code
+"timeout") and the session is dropped, because an unanswered fixed-key request would hand its
+late answer to the next caller; the next call reconnects. The adapter tries once: retrying is
+the stages' job. orderRef carries the client order id, which makes placement idempotent: an
+unanswered placement is looked up at the venue, and placing that id again looks it up first."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import ModuleType
-from typing import Any
-
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from typing import Any, TypeVar
 
 from brokers.exceptions import (
-    BrokerError,
     DuplicateClientOrderId,
     NotCancellable,
     OrderRejected,
     TransientBrokerError,
     UnknownOrder,
+    VenueTimeout,
 )
 from brokers.port import (
     AccountKind,
@@ -32,9 +38,17 @@ from brokers.port import (
 from schemas.events import OrderLeg, OrderStatus
 
 from . import errors, mapping
+from .flights import Coalescer, KeyedLocks
 
 log = logging.getLogger(__name__)
 POLL_S = 0.01
+T = TypeVar("T")
+
+# wrapper.startReq keys that are fixed names, not request ids (ib_async/ib.py, ib_insync/ib.py)
+OPEN_ORDERS, COMPLETED_ORDERS, ACCOUNT_VALUES, POSITIONS = (
+    "openOrders", "completedOrders", "accountValues", "positions",
+)  # fmt: skip
+FIXED_KEYS = (OPEN_ORDERS, COMPLETED_ORDERS, ACCOUNT_VALUES, POSITIONS)
 
 
 def _default_lib() -> ModuleType:
@@ -43,23 +57,22 @@ def _default_lib() -> ModuleType:
     return ib_async
 
 
-class _Ambiguous(Exception):
-    """The placement may or may not have reached the venue (timeout, disconnect)."""
-
-
 class IbOrderService:
-    """One IB account through TWS / IB Gateway (or the simulator's TWS front door)."""
+    """One IB account through TWS / IB Gateway (or the simulator's TWS front door); safe for
+    any number of concurrent callers on one event loop."""
 
     venue = "ib"
 
     def __init__(
         self, host: str = "127.0.0.1", port: int = 7497, client_id: int = 1, account: str = "",
-        ib_module: ModuleType | None = None, timeout: float = 4.0, attempts: int = 4,
+        ib_module: ModuleType | None = None, timeout: float = 4.0, attempts: int | None = None,
     ) -> None:  # fmt: skip
+        """`timeout`: the deadline of each venue call, in seconds. `attempts` is ignored
+        (deprecated): the adapter tries once, the stages retry."""
+        del attempts
         self.host, self.port, self.client_id, self.account_id = host, port, client_id, account
         self.lib = ib_module or _default_lib()
         self.timeout = timeout
-        self.attempts = attempts
         self.ib: Any = self.lib.IB()
         self.ib.errorEvent += self._on_error
         self._order_errors: dict[int, tuple[int, str]] = {}
@@ -67,6 +80,12 @@ class IbOrderService:
         self._outage = False
         self._closing = False
         self._completed_at: dict[int, datetime] = {}
+        self._flights = Coalescer()
+        self._connect_lock = asyncio.Lock()
+        self._placing = KeyedLocks()  # one placement per client order id at a time
+        self._qualifying = KeyedLocks()  # one contract look-up per symbol at a time
+        self._doubtful: set[str] = set()  # refs whose placement went unanswered
+        self._abandoned: set[int] = set()  # order ids given up on after no answer
         self._keep_completed_times()
 
     # ------------------------------------------------------------ connection
@@ -81,23 +100,20 @@ class IbOrderService:
             self._order_errors[req_id] = (code, message)
 
     async def connect(self) -> None:
-        """Connect with the configured client id, retrying with backoff."""
+        """Connect once (no retry) with the configured client id, within the deadline."""
         self._closing = False
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.attempts), reraise=True,
-            wait=wait_exponential(multiplier=0.05, max=1.0),
-            retry=retry_if_exception_type((OSError, TimeoutError, ConnectionError)),
-        )  # fmt: skip
         try:
-            async for attempt in retrying:
-                with attempt:
-                    await self._connect_once()
-        except (OSError, TimeoutError, ConnectionError) as exc:
+            async with asyncio.timeout(self.timeout), self._connect_lock:
+                if self.ib.isConnected():
+                    return
+                async with self._flights.exclusive(FIXED_KEYS):
+                    await self._open_session()
+        except TimeoutError as exc:
+            raise VenueTimeout("connect", self.timeout, "IB") from exc
+        except OSError as exc:  # refused, reset, ConnectionError
             raise TransientBrokerError(f"IB connect failed: {exc!r}", code="502") from exc
 
-    async def _connect_once(self) -> None:
-        if self.ib.isConnected():
-            return
+    async def _open_session(self) -> None:
         self.ib.disconnect()
         await self.ib.connectAsync(
             self.host, self.port, clientId=self.client_id, timeout=self.timeout,
@@ -109,22 +125,47 @@ class IbOrderService:
             self.account_id = self.ib.managedAccounts()[0]
         self._outage = False
 
+    def _drop_session(self, why: str) -> None:
+        """Disconnect, failing every pending request as a socket loss would (an explicit
+        disconnect alone leaves the library's futures pending forever)."""
+        if not self.ib.client.isConnected():
+            return
+        log.warning("IB session dropped: %s", why)
+        self.ib.wrapper.connectionClosed()
+        self.ib.disconnect()
+
     async def close(self) -> None:
         """Disconnect."""
         self._closing = True
         self.ib.disconnect()
 
     async def _ready(self) -> None:
-        """Connected and out of any outage, or TransientBrokerError."""
-        if not self.ib.isConnected():
+        """Connected (not mid-connect) and out of any outage, or TransientBrokerError."""
+        if self._connect_lock.locked() or not self.ib.isConnected():
             await self.connect()
         if self._outage:
             await self._wait(lambda: not self._outage)
             if self._outage:
                 raise TransientBrokerError("IB connectivity lost (1100)", code="1100")
 
-    async def _wait(self, done: Any, limit: float | None = None) -> bool:
-        """Poll `done()` until true or timeout (no fixed sleeps)."""
+    async def _call(
+        self, operation: str, request: Callable[[], Awaitable[T]], key: str | None = None
+    ) -> T:
+        """One library request within the deadline; a fixed-key request through the
+        coalescer (waiting for the key counts against the deadline)."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                if key is None:
+                    return await request()
+                return await self._flights.run(key, request)
+        except TimeoutError as exc:
+            self._drop_session(f"{operation} unanswered for {self.timeout:g}s")
+            raise VenueTimeout(operation, self.timeout, "IB") from exc
+        except ConnectionError as exc:
+            raise TransientBrokerError(f"IB {operation}: {exc}", code="504") from exc
+
+    async def _wait(self, done: Callable[[], bool], limit: float | None = None) -> bool:
+        """Poll `done()` until true or timeout (no fixed sleeps); False if the session ends."""
         loop = asyncio.get_running_loop()
         end = loop.time() + (self.timeout if limit is None else limit)
         while not done():
@@ -149,11 +190,48 @@ class IbOrderService:
 
         wrapper.completedOrder = completed_order
 
+    # ------------------------------------------------------------ venue requests
+
+    async def _open_trades(self) -> list[Any]:
+        """reqAllOpenOrders (fixed key "openOrders")."""
+        trades: list[Any] = await self._call(
+            "reqAllOpenOrders", self.ib.reqAllOpenOrdersAsync, OPEN_ORDERS
+        )
+        return trades
+
+    async def _completed_trades(self) -> list[Any]:
+        """reqCompletedOrders (fixed key "completedOrders")."""
+        trades: list[Any] = await self._call(
+            "reqCompletedOrders", lambda: self.ib.reqCompletedOrdersAsync(False), COMPLETED_ORDERS
+        )
+        return trades
+
+    async def _executions(self) -> list[Any]:
+        """reqExecutions (a fresh reqId each: concurrent requests are fine)."""
+        fills: list[Any] = await self._call("reqExecutions", self.ib.reqExecutionsAsync)
+        return fills
+
+    async def _refresh_account(self) -> None:
+        """reqAccountUpdates (fixed key "accountValues"), with the portfolio cleared just
+        before sending so a position gone flat does not linger."""
+
+        def request() -> Awaitable[Any]:
+            portfolio = getattr(self.ib.wrapper, "portfolio", None)
+            if portfolio is not None and self.account_id in portfolio:
+                portfolio[self.account_id].clear()
+            return self.ib.reqAccountUpdatesAsync(self.account_id)
+
+        await self._call("reqAccountUpdates", request, ACCOUNT_VALUES)
+
     # ------------------------------------------------------------ look-ups
 
     def _never_placed(self, trade: Any) -> bool:
-        """Refused before the venue took it (no permId, an error on its id): not an order."""
-        return not trade.order.permId and trade.order.orderId in self._order_errors
+        """Refused before the venue took it (no permId, and an error on its id or given up
+        on after no answer): not an order."""
+        order = trade.order
+        return not order.permId and (
+            order.orderId in self._order_errors or order.orderId in self._abandoned
+        )
 
     def _local_trades(self, ref: str) -> list[Any]:
         return [
@@ -179,77 +257,123 @@ class IbOrderService:
         live = [t for t in trades if not t.isDone()]
         return (live or trades)[-1]
 
+    def _acknowledged(self, ref: str) -> Any | None:
+        """The best trade with this orderRef that the venue has acknowledged (a permId)."""
+        return self._best([t for t in self._local_trades(ref) if t.order.permId])
+
     async def _scan(self, ref: str) -> Any | None:
-        """Ask the venue: open orders, completed orders, then executions, for this orderRef."""
-        await self.ib.reqAllOpenOrdersAsync()
-        await self.ib.reqCompletedOrdersAsync(False)
-        found = self._best(self._local_trades(ref))
+        """Ask the venue: open orders, completed orders, then executions, for this orderRef;
+        the trade the venue knows, if any."""
+        await self._open_trades()
+        await self._completed_trades()
+        found = self._acknowledged(ref)
         if found is None:
-            fills = await self.ib.reqExecutionsAsync()
+            fills = await self._executions()
             if any(f.execution.orderRef == ref for f in fills):
                 found = self._best(self._local_trades(ref))
         return found
 
     async def _find(self, ref: str, *, remote: bool) -> Any | None:
+        """The session's trade for this orderRef; with `remote`, the venue's when the session
+        has none, or has only a placement that was never answered."""
         found = self._best(self._local_trades(ref))
-        if found is None and remote:
+        unanswered = found is not None and ref in self._doubtful and not found.order.permId
+        if remote and (found is None or unanswered):
             found = await self._scan(ref)
         return found
 
     # ------------------------------------------------------------ placing
 
     async def _contract(self, symbol: str) -> Any:
-        if symbol not in self._contracts:
-            contract = mapping.stock(self.lib, symbol)
-            qualified = await self.ib.qualifyContractsAsync(contract)
-            if not qualified or qualified[0] is None or not contract.conId:
-                text = f"IB error 200: no security definition for {symbol}"
-                raise OrderRejected(text, code="200")
-            self._contracts[symbol] = contract
+        async with self._qualifying.hold(symbol):
+            if symbol not in self._contracts:
+                contract = mapping.stock(self.lib, symbol)
+                qualified = await self._call(
+                    f"qualifyContracts {symbol}", lambda: self.ib.qualifyContractsAsync(contract)
+                )
+                if not qualified or qualified[0] is None or not contract.conId:
+                    text = f"IB error 200: no security definition for {symbol}"
+                    raise OrderRejected(text, code="200")
+                self._contracts[symbol] = contract
         return self._contracts[symbol]
 
     async def place(self, order: OrderRequest) -> OrderReport:
-        """Place (a bracket via parentId/transmit); idempotent on the client order id."""
+        """Place once (a bracket via parentId/transmit); idempotent on the client order id:
+        DuplicateClientOrderId when the orderRef exists (looked up at the venue too when an
+        earlier placement of it went unanswered)."""
         await self._ready()
-        if await self._find(order.client_order_id, remote=False) is not None:
-            raise DuplicateClientOrderId(f"orderRef {order.client_order_id} exists at IB")
-        contract = await self._contract(order.symbol)
-        ambiguous = False
-        last: BrokerError | None = None
-        for attempt in range(self.attempts):
-            if ambiguous or attempt:
-                await self._recover(attempt)
-                found = await self._find(order.client_order_id, remote=True)
-                if found is not None:
-                    return self._report(found)
-            try:
-                return await self._submit(order, contract)
-            except _Ambiguous:
-                ambiguous = True
-            except TransientBrokerError as exc:
-                last = exc
-        raise last or TransientBrokerError(f"IB placement of {order.client_order_id} unresolved")
-
-    async def _recover(self, attempt: int) -> None:
-        await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+        ref = order.client_order_id
         try:
-            await self._ready()
-        except TransientBrokerError:
-            await self._wait(lambda: not self._outage)
+            async with self._placing.hold(ref, wait=self.timeout):
+                return await self._place_once(order)
+        except TimeoutError as exc:  # only the wait for the key: _place_once converts its own
+            raise VenueTimeout(f"place {ref} (an earlier placement of it still running)",
+                               self.timeout, "IB") from exc  # fmt: skip
 
-    async def _submit(self, order: OrderRequest, contract: Any) -> OrderReport:
-        """Send the order(s) with fresh ids and wait for the venue's answer."""
-        first = self.ib.client.getReqId()
-        legs = mapping.build_orders(self.lib, order, self.account_id, first)
-        for _ in legs[1:]:
-            self.ib.client.getReqId()
-        trades = [self.ib.placeOrder(contract, ib_order) for _, ib_order in legs]
+    async def _place_once(self, order: OrderRequest) -> OrderReport:
+        ref = order.client_order_id
+        if await self._exists(ref):
+            raise DuplicateClientOrderId(f"orderRef {ref} exists at IB")
+        contract = await self._contract(order.symbol)
+        # doubtful from sending until answered: if this call is cut short (an outer deadline
+        # cancels it), the next placement of this id asks the venue before placing
+        self._doubtful.add(ref)
+        try:
+            trades = self._send(order, contract)
+        except TransientBrokerError:
+            self._doubtful.discard(ref)  # nothing was sent
+            raise
         ids = [t.order.orderId for t in trades]
         answered = await self._wait(lambda: self._answered(trades[0], ids))
+        if answered:
+            self._doubtful.discard(ref)
         self._raise_order_error(ids)
-        if not answered:
-            raise _Ambiguous(order.client_order_id)
-        return self._report(trades[0])
+        if answered:
+            return self._report(trades[0])
+        return await self._resolve_unanswered(ref, trades)
+
+    async def _exists(self, ref: str) -> bool:
+        """Whether an order with this orderRef exists: the session's word, or the venue's
+        after an unanswered placement (whose leftovers are then given up on)."""
+        if ref not in self._doubtful:
+            return self._best(self._local_trades(ref)) is not None
+        found = await self._find(ref, remote=True)
+        if found is None:
+            self._abandon([t for t in self._local_trades(ref) if not t.order.permId])
+        return found is not None
+
+    def _send(self, order: OrderRequest, contract: Any) -> list[Any]:
+        """Send the order(s) with fresh ids; the library's Trades."""
+        try:
+            first = self.ib.client.getReqId()
+            legs = mapping.build_orders(self.lib, order, self.account_id, first)
+            for _ in legs[1:]:
+                self.ib.client.getReqId()
+            return [self.ib.placeOrder(contract, ib_order) for _, ib_order in legs]
+        except ConnectionError as exc:  # not connected: nothing was sent
+            raise TransientBrokerError(f"IB placeOrder: {exc}", code="504") from exc
+
+    async def _resolve_unanswered(self, ref: str, trades: list[Any]) -> OrderReport:
+        """No answer within the deadline: look the orderRef up at the venue once."""
+        await self._ready()
+        found = await self._scan(ref)
+        if found is not None:
+            self._doubtful.discard(ref)
+            return self._report(found)
+        self._abandon(trades)
+        what = f"placement of {ref} (not found at the venue either)"
+        raise VenueTimeout(what, self.timeout, "IB")
+
+    def _abandon(self, trades: list[Any]) -> None:
+        """Give up on unanswered order ids: cancel them (a late arrival must not live on
+        beside a new placement) and stop counting them as this orderRef's order."""
+        for trade in trades:
+            self._abandoned.add(trade.order.orderId)
+            if self.ib.isConnected() and not trade.order.permId:
+                try:
+                    self.ib.cancelOrder(trade.order)
+                except ConnectionError:
+                    log.warning("IB: could not cancel abandoned order id %s", trade.order.orderId)
 
     def _answered(self, entry: Any, ids: list[int]) -> bool:
         if any(i in self._order_errors for i in ids):
@@ -278,17 +402,23 @@ class IbOrderService:
         return self._report(found)
 
     async def cancel(self, client_order_id: str) -> OrderReport:
-        """Cancel; NotCancellable when already finished."""
+        """Cancel; NotCancellable when already finished; VenueTimeout when IB does not confirm
+        within the deadline (cancelling again is harmless)."""
         await self._ready()
         trade = await self._find(client_order_id, remote=True)
         if trade is None:
             raise UnknownOrder(f"no IB order with orderRef {client_order_id}")
         if self._report(trade).status.is_terminal:
             raise NotCancellable(f"{client_order_id} is {self._report(trade).status}")
-        self._order_errors.pop(trade.order.orderId, None)
-        self.ib.cancelOrder(trade.order)
-        await self._wait(lambda: trade.isDone() or trade.order.orderId in self._order_errors)
-        code_msg = self._order_errors.get(trade.order.orderId)
+        order_id = trade.order.orderId
+        self._order_errors.pop(order_id, None)
+        try:
+            self.ib.cancelOrder(trade.order)
+        except ConnectionError as exc:
+            raise TransientBrokerError(f"IB cancelOrder: {exc}", code="504") from exc
+        if not await self._wait(lambda: trade.isDone() or order_id in self._order_errors):
+            raise VenueTimeout(f"cancel of {client_order_id}", self.timeout, "IB")
+        code_msg = self._order_errors.get(order_id)
         if code_msg and code_msg[0] in (10147, 10148):
             raise errors.to_exception(*code_msg)
         return self._report(trade)
@@ -296,16 +426,10 @@ class IbOrderService:
     async def open_orders(self) -> list[OrderReport]:
         """Every live order of the account (all clients)."""
         await self._ready()
-        trades = await self.ib.reqAllOpenOrdersAsync()
+        trades = await self._open_trades()
         mine = [t for t in trades if (t.order.account or self.account_id) == self.account_id]
         reports = [self._report(t) for t in mine]
         return [r for r in reports if not r.status.is_terminal]
-
-    async def _refresh_account(self) -> None:
-        portfolio = getattr(self.ib.wrapper, "portfolio", None)
-        if portfolio is not None and self.account_id in portfolio:
-            portfolio[self.account_id].clear()
-        await asyncio.wait_for(self.ib.reqAccountUpdatesAsync(self.account_id), self.timeout)
 
     async def account(self) -> AccountSnapshot:
         """Account figures fetched now (reqAccountUpdates), not a cache."""
@@ -326,7 +450,7 @@ class IbOrderService:
     async def fills_since(self, since: datetime) -> list[FillReport]:
         """Executions at or after `since`, oldest first, with commissions."""
         await self._ready()
-        fills = await self.ib.reqExecutionsAsync()
+        fills = await self._executions()
         stored = getattr(self.ib.wrapper, "fills", {})
         out = []
         for fill in fills:
@@ -345,14 +469,8 @@ class IbOrderService:
         another client's open order) or else the completed order's completedTime (it never
         precedes creation, so a rate window is not under-counted)."""
         await self._ready()
-        try:
-            await asyncio.wait_for(self.ib.reqAllOpenOrdersAsync(), self.timeout)
-            completed = await asyncio.wait_for(
-                self.ib.reqCompletedOrdersAsync(False), self.timeout
-            )
-        except TimeoutError as exc:
-            text = "IB open/completed orders not answered"
-            raise TransientBrokerError(text, code="1100") from exc
+        await self._open_trades()
+        completed = await self._completed_trades()
         trades = list(self.ib.trades())
         known = {t.order.permId for t in trades if t.order.permId}
         trades += [t for t in completed if t.order.permId not in known]

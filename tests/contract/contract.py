@@ -460,6 +460,104 @@ class OrderServiceContract:
         done = await self.wait_status(service, "c-tr", OrderStatus.FILLED)
         assert done.filled_quantity == Decimal(10)
 
+    # --------------------------------------------------------------- concurrent callers
+
+    async def test_concurrent_placements_all_answered(
+        self, service: OrderService, market: Market
+    ) -> None:
+        market.set_price("AAPL", Decimal("150.00"))
+        ids = [f"c-burst-{i:02d}" for i in range(CONCURRENT_CALLS)]
+        resting = {"order_type": OrderType.LMT, "limit_price": Decimal("140.00")}
+        started = time.perf_counter()
+        async with asyncio.timeout(BURST_SECONDS):
+            placed = await asyncio.gather(
+                *(service.place(order_request(cid, **resting)) for cid in ids)
+            )
+        _print_figure(service, f"{len(ids)} concurrent place()", started)
+        assert [r.client_order_id for r in placed] == ids
+        assert len({r.venue_order_id for r in placed}) == len(ids)
+        open_ids = [o.client_order_id for o in await service.open_orders()]
+        assert sorted(i for i in open_ids if i.startswith("c-burst-")) == ids
+
+    async def test_concurrent_mixed_queries_all_answered(
+        self, service: OrderService, market: Market
+    ) -> None:
+        market.set_price("AAPL", Decimal("150.00"))
+        await service.place(order_request("c-mix-fill"))
+        await service.place(
+            order_request("c-mix-rest", order_type=OrderType.LMT, limit_price=Decimal("140.00"))
+        )
+        await self.wait_status(service, "c-mix-fill", OrderStatus.FILLED)
+        await eventually(
+            service.positions, lambda ps: any(p.symbol == "AAPL" for p in ps), what="AAPL held"
+        )
+        since = datetime.now(UTC) - timedelta(hours=1)
+
+        def round_of_calls() -> list[Awaitable[Any]]:
+            return [
+                service.status("c-mix-fill"),
+                service.status("c-mix-rest"),
+                service.open_orders(),
+                service.fills_since(since),
+                service.orders_since(since),
+                service.account(),
+                service.positions(),
+            ]
+
+        rounds = 4
+        calls = [call for _ in range(rounds) for call in round_of_calls()]
+        started = time.perf_counter()
+        async with asyncio.timeout(BURST_SECONDS):
+            results = await asyncio.gather(*calls)
+        _print_figure(service, f"{len(calls)} concurrent mixed queries", started)
+        for at in range(0, len(results), len(results) // rounds):
+            _check_mixed_round(results[at : at + len(results) // rounds])
+
+    async def test_concurrent_same_client_order_id_places_one(
+        self, service: OrderService, market: Market
+    ) -> None:
+        market.set_price("AAPL", Decimal("150.00"))
+        request = order_request("c-same", order_type=OrderType.LMT, limit_price=Decimal("140.00"))
+        async with asyncio.timeout(BURST_SECONDS):
+            outcomes = await asyncio.gather(
+                *(service.place(request) for _ in range(CONCURRENT_CALLS)), return_exceptions=True
+            )
+        reports = [o for o in outcomes if isinstance(o, OrderReport)]
+        refused = [o for o in outcomes if isinstance(o, DuplicateClientOrderId)]
+        assert len(reports) + len(refused) == CONCURRENT_CALLS, outcomes
+        assert reports
+        assert len({r.venue_order_id for r in reports}) == 1
+        open_ids = [o.client_order_id for o in await service.open_orders()]
+        assert open_ids.count("c-same") == 1
+        sent = await service.orders_since(datetime.now(UTC) - timedelta(hours=1))
+        assert [r.client_order_id for r in sent].count("c-same") == 1
+
+
+CONCURRENT_CALLS = 20
+BURST_SECONDS = 30.0
+
+
+def _print_figure(service: OrderService, what: str, started: float) -> None:
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    lib = getattr(getattr(service, "lib", None), "__name__", "")
+    print(f"[{service.venue}{'/' + lib if lib else ''}] {what} answered in {elapsed_ms:.0f} ms")
+
+
+def _check_mixed_round(results: list[Any]) -> None:
+    """One round of the mixed burst: status x2, open_orders, fills, orders, account, positions."""
+    filled, resting, open_orders, fills, orders, snap, positions = results
+    assert filled.status is OrderStatus.FILLED
+    assert resting.status in (OrderStatus.ACCEPTED, OrderStatus.SUBMITTED)
+    open_ids = {o.client_order_id for o in open_orders}
+    assert "c-mix-rest" in open_ids
+    assert "c-mix-fill" not in open_ids
+    assert sum(f.quantity for f in fills if f.client_order_id == "c-mix-fill") == Decimal(10)
+    assert {"c-mix-fill", "c-mix-rest"} <= {o.client_order_id for o in orders}
+    assert snap.gross_position_value == Decimal(1500)
+    assert [(p.symbol, p.quantity) for p in positions if p.symbol == "AAPL"] == [
+        ("AAPL", Decimal(10))
+    ]
+
 
 async def _place_retrying(service: OrderService, request: OrderRequest) -> OrderReport | None:
     """One attempt: None on a transient failure (the caller polls), the report otherwise."""

@@ -12,6 +12,9 @@ from brokers.port import OrderService
 from brokers.sim.core import Exchange
 from brokers.sim.tws import run_tws_server
 from tests.contract.contract import OrderServiceContract
+from tests.contract.stall import FreezableProxy, StallContract, Stalled
+
+STALL_TIMEOUT = 1.0
 
 
 class TestIbInsyncOrderService(OrderServiceContract):
@@ -22,4 +25,23 @@ class TestIbInsyncOrderService(OrderServiceContract):
         await svc.connect()
         yield svc
         await svc.close()
+        await server.close()
+
+
+class TestIbInsyncStall(StallContract):
+    """The same adapter with a freezable proxy between ib_insync and the TWS door."""
+
+    @pytest.fixture
+    async def stalled(self, exchange: Exchange) -> AsyncIterator[Stalled]:
+        server = await run_tws_server(exchange, port=0)
+        proxy = FreezableProxy("127.0.0.1", server.port)
+        port = await proxy.start()
+        svc = IbOrderService(
+            "127.0.0.1", port, client_id=12, ib_module=ib_insync, timeout=STALL_TIMEOUT
+        )
+        await svc.connect()
+        yield Stalled(svc, proxy, STALL_TIMEOUT)
+        proxy.thaw()
+        await svc.close()
+        await proxy.close()
         await server.close()

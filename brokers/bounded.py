@@ -1,0 +1,75 @@
+"""BoundedVenue: any OrderService with a deadline on every call.
+
+The generic guarantee, whatever sits behind the port: no venue call outlives `timeout`. An
+adapter bounds its own library calls too (brokers/ib does), but a stage must not depend on
+every adapter getting that right, so the wiring wraps each venue once in this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from datetime import datetime
+from typing import TypeVar
+
+from brokers.exceptions import VenueTimeout
+from brokers.port import (
+    AccountSnapshot,
+    FillReport,
+    OrderReport,
+    OrderRequest,
+    OrderService,
+    Position,
+)
+
+T = TypeVar("T")
+
+
+class BoundedVenue:
+    """OrderService by delegation; every method under `asyncio.timeout(timeout)`, and a
+    TimeoutError (ours or the inner service's) becomes VenueTimeout (transient, code
+    "timeout")."""
+
+    def __init__(self, service: OrderService, timeout: float) -> None:
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout}")
+        self.inner = service
+        self.venue = service.venue
+        self.timeout = timeout
+
+    async def _within(self, operation: str, call: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await call
+        except TimeoutError as exc:
+            raise VenueTimeout(operation, self.timeout, self.venue) from exc
+
+    async def connect(self) -> None:
+        await self._within("connect", self.inner.connect())
+
+    async def close(self) -> None:
+        await self._within("close", self.inner.close())
+
+    async def place(self, order: OrderRequest) -> OrderReport:
+        return await self._within(f"place {order.client_order_id}", self.inner.place(order))
+
+    async def status(self, client_order_id: str) -> OrderReport:
+        return await self._within(f"status {client_order_id}", self.inner.status(client_order_id))
+
+    async def cancel(self, client_order_id: str) -> OrderReport:
+        return await self._within(f"cancel {client_order_id}", self.inner.cancel(client_order_id))
+
+    async def account(self) -> AccountSnapshot:
+        return await self._within("account", self.inner.account())
+
+    async def positions(self) -> list[Position]:
+        return await self._within("positions", self.inner.positions())
+
+    async def open_orders(self) -> list[OrderReport]:
+        return await self._within("open_orders", self.inner.open_orders())
+
+    async def fills_since(self, since: datetime) -> list[FillReport]:
+        return await self._within("fills_since", self.inner.fills_since(since))
+
+    async def orders_since(self, since: datetime) -> list[OrderReport]:
+        return await self._within("orders_since", self.inner.orders_since(since))
