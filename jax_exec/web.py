@@ -62,7 +62,7 @@ def _stats(writer: Any) -> dict[str, Any]:
     stats = writer.stats
     return {name: _plain(getattr(stats, name)) for name in (
         "buffered_rows", "oldest_buffered_seconds", "last_flush_seconds", "rows_written",
-        "batches_written", "skipped_duplicates", "undecodable", "last_error")}
+        "batches_written", "skipped_duplicates", "undecodable", "unstorable", "last_error")}
 
 
 def _plain(value: Any) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import struct
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,10 +14,12 @@ from urllib.parse import urlparse
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
+from clickhouse_connect.driver.exceptions import ClickHouseError, DataError, OperationalError
 
 from store.exceptions import (
+    StoreBusyError,
     StoreConfigError,
+    StoreDataError,
     StoreError,
     StoreQueryError,
     StoreUnavailableError,
@@ -28,8 +31,24 @@ DEFAULT_DATABASE = "jax"
 INSERT_SETTINGS: dict[str, Any] = {"async_insert": 0, "insert_deduplicate": 1}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CODE = re.compile(r"Code: (\d+)")
-# Server error codes that mean "try again later": timeouts, network, overload, read-only.
-TRANSIENT_CODES = frozenset({159, 160, 164, 202, 209, 210, 242, 252, 319, 425, 999, 1000})
+# ClickHouse error codes (names as in system.errors), by what the writer should do about them.
+# Try again later: the network, timeouts, an unknown insert outcome (retry with the same token).
+UNAVAILABLE_CODES = frozenset({95, 96, 159, 209, 210, 319, 425, 999, 1000, 1019, 1020})
+# Try again later: the server is overloaded (parts, memory, query slots, read-only for now).
+BUSY_CODES = frozenset({160, 164, 173, 202, 203, 241, 242, 252, 364, 745, 777, 778})
+TRANSIENT_CODES = UNAVAILABLE_CODES | BUSY_CODES
+# Never, for these values: parse, conversion, overflow, out-of-range and throwIf failures that
+# a row's content causes (in the insert or in a materialized view it feeds). Provoked on chdb
+# 26.9: toDecimal32('1e30', 2) -> 69, toDecimal64(1e30, 6) and Decimal math -> 407,
+# toDecimal64('abc', 6) and toUInt8('x') -> 6, parseDateTime64BestEffort('x') -> 41,
+# toUUID('x') -> 376, throwIf -> 395, intDiv(1, 0) -> 153, toFixedString -> 131,
+# accurateCast(300, 'UInt8') -> 70, an unknown enum element -> 691.
+_CANNOT_PARSE = (6, 25, 26, 27, 38, 41, 72, 376, 441, 467, 632, 675, 676)
+_OUT_OF_RANGE = (69, 70, 131, 321, 407)  # out of bounds, cannot convert, too long, overflow
+_BAD_VALUE = (117, 153, 190, 349, 395, 691)  # incorrect, x/0, NULL, throwIf, unknown enum
+DATA_CODES = frozenset((*_CANNOT_PARSE, *_OUT_OF_RANGE, *_BAD_VALUE))
+# Code 252 is also "Too many partitions for single INSERT block": a smaller batch fits.
+_TOO_MANY_PARTITIONS = "too many partitions for single insert block"
 
 
 def parse_dsn(dsn: str) -> tuple[str, str | None]:
@@ -50,22 +69,55 @@ def parse_dsn(dsn: str) -> tuple[str, str | None]:
     raise StoreConfigError(f"unsupported ClickHouse DSN scheme {parsed.scheme!r} in {dsn!r}")
 
 
+def error_code(exc: BaseException) -> int | None:
+    """The ClickHouse error code of a driver exception (HTTP header or chdb message)."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, int):
+        return code
+    match = _CODE.search(str(exc))
+    return int(match.group(1)) if match else None
+
+
+def error_kind(exc: BaseException) -> type[StoreError]:
+    """Which store error a driver exception is: what the caller can do about it."""
+    if "Cannot lock file" in str(exc) or "already initialized with path" in str(exc):
+        return StoreConfigError
+    code = error_code(exc)
+    if code in DATA_CODES or (code == 252 and _TOO_MANY_PARTITIONS in str(exc).lower()):
+        return StoreDataError
+    if code in BUSY_CODES:
+        return StoreBusyError
+    if code in UNAVAILABLE_CODES:
+        return StoreUnavailableError
+    if isinstance(exc, DataError):  # the client could not encode a value for its column
+        return StoreDataError
+    if code is None and isinstance(exc, OperationalError | OSError):  # OSError: refused, reset
+        return StoreUnavailableError
+    return StoreQueryError
+
+
 def translate(exc: BaseException, what: str) -> StoreError:
-    """Map a driver exception to the store's errors, flagging outages as transient."""
+    """Map a driver exception to the store's errors: transient, bad data, or a bug."""
     if isinstance(exc, StoreError):
         return exc
     text = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, OperationalError | ConnectionError | TimeoutError | OSError):
-        return StoreUnavailableError(f"ClickHouse unavailable during {what}: {text}")
-    match = _CODE.search(str(exc))
-    if match and int(match.group(1)) in TRANSIENT_CODES:
-        return StoreUnavailableError(f"ClickHouse transient error during {what}: {text}")
-    if "Cannot lock file" in str(exc) or "already initialized with path" in str(exc):
-        return StoreConfigError(
+    kind = error_kind(exc)
+    code, name = error_code(exc), getattr(exc, "name", None)
+    name = name if isinstance(name, str) else None
+    if kind is StoreConfigError:
+        text = (
             f"chdb path is owned by another process or engine ({text}); "
             "in embedded mode exactly one process may open it"
         )
-    return StoreQueryError(f"ClickHouse error during {what}: {text}")
+    elif kind is StoreDataError:
+        text = f"ClickHouse cannot store this data ({what}): {text}"
+    elif kind is StoreQueryError:
+        text = f"ClickHouse error during {what}: {text}"
+    elif kind is StoreBusyError:
+        text = f"ClickHouse overloaded during {what}: {text}"
+    else:
+        text = f"ClickHouse unavailable during {what}: {text}"
+    return kind(text, clickhouse_code=code, clickhouse_name=name)
 
 
 def open_client(dsn: str, database: str | None = None) -> tuple[Client, str]:
@@ -183,4 +235,9 @@ class ClickHouse:
             )
         except ClickHouseError as exc:
             raise translate(exc, f"insert into {table}") from exc
+        except (ValueError, TypeError, OverflowError, struct.error) as exc:
+            # Raised while encoding rows (a lone surrogate in a string, an int out of range)
+            raise StoreDataError(
+                f"ClickHouse client cannot encode a row for {table}: {type(exc).__name__}: {exc}"
+            ) from exc
         return int(getattr(summary, "written_rows", len(rows)) or 0)

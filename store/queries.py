@@ -16,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from store.client import ClickHouse
 
 DEFAULT_LIMIT = 1000
-OPEN_STATUSES = ("submitted", "accepted", "partially_filled")
+OPEN_STATUSES = (
+    "pending_submit", "submitted", "accepted", "partially_filled", "pending_cancel",
+)
 M = TypeVar("M", bound="Row")
 
 

@@ -36,6 +36,7 @@ TOPIC_OF = {
     "rejection": "rejections",
     "control": "control",
     "dead_letter": "dead-letter",
+    "alert": "alerts",
 }
 T0 = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
 D = Decimal

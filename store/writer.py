@@ -4,6 +4,12 @@ Independent of faust and Kafka clients. The caller adds records, flushes when
 `should_flush()` says so, and commits Kafka offsets only up to what `flush()` returned.
 Exactly-once comes from two layers: a retried batch keeps its dedup token (the server
 drops the copy), and a restarted writer skips offsets the table already holds.
+
+Never stall, never skip: a batch that ClickHouse refuses for its data (StoreDataError: a
+value a materialized view cannot convert, a decimal overflow, a value the client cannot
+encode) is split in halves until the refused rows stand alone; every other row is stored
+once, and each refused row is stored as an `unstorable` event (its bytes in base64, the
+error, its topic/partition/offset) that no view parses, so its offset advances too.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -31,7 +38,9 @@ from schemas.events import EVENT_TYPES, Event
 from schemas.ids import derive_id
 from schemas.topics import TOPICS
 from store.client import ClickHouse
-from store.exceptions import FlushError, StoreError
+from store.exceptions import FlushError, StoreDataError, StoreError
+
+log = logging.getLogger(__name__)
 
 EVENT_COLUMNS: tuple[str, ...] = (
     "topic",
@@ -50,6 +59,13 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "payload",
 )
 UNDECODABLE = "undecodable"
+UNSTORABLE = "unstorable"
+_RANGE = (
+    "WHERE topic = {topic:String} AND partition = {partition:UInt32} "
+    "AND offset BETWEEN {first:UInt64} AND {last:UInt64}"
+)
+_COUNT_RANGE = f"SELECT count() AS n FROM events {_RANGE}"  # noqa: S608 - constants only
+_DELETE_RANGE = f"DELETE FROM events {_RANGE}"  # noqa: S608 - constants only
 Key = tuple[str, int]
 
 
@@ -177,10 +193,12 @@ def undecodable_envelope(record: EventRecord, error: str, when: datetime) -> Env
 
 def to_row(record: EventRecord, now: datetime) -> list[Any]:
     """The events-table row of one record; never raises on a bad value."""
-    ts = kafka_time(record.timestamp)
+    ts = _safe_kafka_time(record)
     try:
         env = decode_envelope(record)
-    except (ValueError, TypeError, ValidationError, UnicodeDecodeError) as exc:
+    except (ValueError, TypeError, OverflowError, RecursionError, ValidationError) as exc:
+        # ValueError covers UnicodeDecodeError and JSON errors; OverflowError is int(1e999);
+        # RecursionError is JSON nested too deep for the parser.
         env = undecodable_envelope(record, f"{type(exc).__name__}: {exc}", ts or now)
     key = record.key.decode("utf-8", "backslashreplace") if record.key is not None else None
     return [
@@ -201,6 +219,55 @@ def to_row(record: EventRecord, now: datetime) -> list[Any]:
     ]
 
 
+def _safe_kafka_time(record: EventRecord) -> datetime | None:
+    """A producer-set timestamp out of datetime's range is dropped, not raised."""
+    try:
+        return kafka_time(record.timestamp)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def unstorable_row(
+    record: EventRecord, row: list[Any], error: StoreError, now: datetime
+) -> list[Any]:
+    """The events row standing for a record ClickHouse refused: raw bytes, error, provenance.
+
+    No view parses it (event_type 'unstorable', the value base64 inside the payload), its
+    timestamps are the Kafka ones (or now), and it keeps the correlation id so a trace shows it.
+    """
+    ts = _safe_kafka_time(record)
+    payload = json.dumps(
+        {
+            "error": str(error)[:2000],
+            "clickhouse_code": error.clickhouse_code,
+            "event_type": str(row[4]),
+            "event_id": str(row[3]),
+            "occurred_at": str(row[7]),
+            "raw_base64": base64.b64encode(record.value).decode(),
+        },
+        separators=(",", ":"),
+    )
+    key = record.key.decode("utf-8", "backslashreplace") if record.key is not None else None
+    eid = derive_id(UNSTORABLE, record.topic, record.partition, record.offset)
+    when = ts or now
+    return [
+        record.topic,
+        record.partition,
+        record.offset,
+        eid,
+        UNSTORABLE,
+        row[5],
+        row[6],
+        when,
+        when,
+        now,
+        ts,
+        0,
+        key,
+        payload,
+    ]
+
+
 @dataclass
 class Batch:
     """A sealed batch: once tried, its rows and token never change, so retries dedup."""
@@ -209,6 +276,8 @@ class Batch:
     partition: int
     rows: list[list[Any]]
     created_at: float
+    records: list[EventRecord] = field(default_factory=list)
+    unstorable: bool = False
 
     @property
     def first_offset(self) -> int:
@@ -220,8 +289,25 @@ class Batch:
 
     @property
     def token(self) -> str:
-        """The insert_deduplication_token: same records, same token."""
-        return f"{self.topic}-{self.partition}-{self.first_offset}-{self.last_offset}"
+        """The insert_deduplication_token: same records, same token.
+
+        A half of a refused batch gets the token of its own offset range, as if it had
+        been sealed that way; an unstorable row gets its own namespace, because its
+        original one-row insert may have been committed (then deleted) under the plain one.
+        """
+        base = f"{self.topic}-{self.partition}-{self.first_offset}-{self.last_offset}"
+        return f"{base}-{UNSTORABLE}" if self.unstorable else base
+
+    def halves(self) -> tuple[Batch, Batch]:
+        """Split a refused batch in two, in offset order."""
+        mid = len(self.rows) // 2
+        left = Batch(
+            self.topic, self.partition, self.rows[:mid], self.created_at, self.records[:mid]
+        )
+        right = Batch(
+            self.topic, self.partition, self.rows[mid:], self.created_at, self.records[mid:]
+        )
+        return left, right
 
 
 @dataclass
@@ -243,6 +329,7 @@ class WriterStats:
     batches_written: int
     skipped_duplicates: int
     undecodable: int
+    unstorable: int
     last_error: str | None
 
 
@@ -278,6 +365,7 @@ class AuditWriter:
         self._batches = 0
         self._skipped = 0
         self._undecodable = 0
+        self._unstorable = 0
         self._last_error: str | None = None
 
     def add(self, record: EventRecord) -> None:
@@ -330,6 +418,7 @@ class AuditWriter:
             batches_written=self._batches,
             skipped_duplicates=self._skipped,
             undecodable=self._undecodable,
+            unstorable=self._unstorable,
             last_error=self._last_error,
         )
 
@@ -358,9 +447,10 @@ class AuditWriter:
         buf.records, buf.since = [], None
         now = datetime.now(UTC)
         for start in range(0, len(fresh), self.max_batch_rows):
-            rows = [to_row(r, now) for r in fresh[start : start + self.max_batch_rows]]
+            records = fresh[start : start + self.max_batch_rows]
+            rows = [to_row(r, now) for r in records]
             self._undecodable += sum(1 for row in rows if row[4] == UNDECODABLE)
-            buf.sealed.append(Batch(key[0], key[1], rows, since))
+            buf.sealed.append(Batch(key[0], key[1], rows, since, records))
 
     async def _insert(self, batch: Batch) -> None:
         """Insert one batch, retrying transient errors with the same token."""
@@ -378,13 +468,67 @@ class AuditWriter:
         last: int | None = None
         while buf.sealed:
             batch = buf.sealed[0]
-            await self._insert(batch)
+            try:
+                await self._insert(batch)
+            except StoreDataError as exc:
+                if batch.unstorable or not batch.records:
+                    raise  # even the stand-in row is refused: a schema bug, stall loudly
+                await self._isolate(buf, exc)
+                continue
             buf.sealed.popleft()
             self._stored[key] = max(self._stored.get(key, -1), batch.last_offset)
             self._written += len(batch.rows)
             self._batches += 1
+            self._unstorable += len(batch.rows) if batch.unstorable else 0
             last = batch.last_offset
         return last
+
+    async def _isolate(self, buf: _Buffer, error: StoreDataError) -> None:
+        """Replace the refused head batch by its halves, or a lone row by its stand-in.
+
+        The queue changes only after the undo succeeded: until then a retry re-sends the
+        same batch under the same token. Halves go in offset order, so what is stored is
+        always a prefix and a restarted writer resumes after the highest stored offset.
+        """
+        batch = buf.sealed[0]
+        await self._undo(batch)
+        buf.sealed.popleft()
+        if len(batch.rows) > 1:
+            left, right = batch.halves()
+            buf.sealed.appendleft(right)
+            buf.sealed.appendleft(left)
+            return
+        record = batch.records[0]
+        log.warning(
+            "audit: %s[%d]@%d (%s) cannot be stored, kept as %s: %s",
+            record.topic,
+            record.partition,
+            record.offset,
+            batch.rows[0][4],
+            UNSTORABLE,
+            error,
+        )
+        row = unstorable_row(record, batch.rows[0], error, datetime.now(UTC))
+        buf.sealed.appendleft(
+            Batch(batch.topic, batch.partition, [row], batch.created_at, [record], True)
+        )
+
+    async def _undo(self, batch: Batch) -> None:
+        """Remove what a refused insert left in `events`.
+
+        ClickHouse writes the `events` part before the materialized views run, so a view
+        that throws fails the insert with the rows already in `events` (not atomic across
+        views). Re-inserting halves under new tokens would then store them twice.
+        """
+        params = {
+            "topic": batch.topic,
+            "partition": batch.partition,
+            "first": batch.first_offset,
+            "last": batch.last_offset,
+        }
+        found = await self.ch.query(_COUNT_RANGE, params)
+        if found and int(found[0]["n"]):
+            await self.ch.command(_DELETE_RANGE, params)
 
     async def flush(self) -> dict[Key, int]:
         """Store everything buffered; return the last stored offset per (topic, partition)."""

@@ -9,13 +9,21 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+from clickhouse_connect.driver.exceptions import (
+    DatabaseError,
+    DataError,
+    OperationalError,
+    StreamFailureError,
+)
 
 from schemas.ids import derive_id
-from store.client import parse_dsn, translate
+from store.client import error_code, parse_dsn, translate
 from store.exceptions import (
     FlushError,
+    StoreBusyError,
     StoreConfigError,
+    StoreDataError,
+    StoreError,
     StoreQueryError,
     StoreUnavailableError,
 )
@@ -69,8 +77,13 @@ def good(offset: int) -> EventRecord:
 
 def writer(ch: FakeClickHouse, rows: int = 100) -> AuditWriter:
     return AuditWriter(
-        ch, rows, 1.0, retry_attempts=3, retry_initial_seconds=0.001, retry_max_seconds=0.002
-    )  # type: ignore[arg-type]
+        ch,  # type: ignore[arg-type]
+        rows,
+        1.0,
+        retry_attempts=3,
+        retry_initial_seconds=0.001,
+        retry_max_seconds=0.002,
+    )
 
 
 @pytest.mark.parametrize(
@@ -97,14 +110,48 @@ def test_translate_marks_outages_transient() -> None:
     assert translate(DatabaseError("Code: 159. Timeout exceeded"), "q").transient
     err = translate(DatabaseError("Code: 62. Syntax error"), "q")
     assert isinstance(err, StoreQueryError)
+    assert not isinstance(err, StoreDataError)
     assert not err.transient
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        (OperationalError("Error executing HTTP request"), StoreUnavailableError),
+        (ConnectionResetError("reset by peer"), StoreUnavailableError),
+        (DatabaseError("Code: 209. Timeout", code=209), StoreUnavailableError),
+        (DatabaseError("Code: 252. Too many parts (300). Merges are slow"), StoreBusyError),
+        (DatabaseError("Code: 241. Query memory limit exceeded"), StoreBusyError),
+        (DatabaseError("x", code=745, name="SERVER_OVERLOADED"), StoreBusyError),
+        (
+            DatabaseError("Code: 69. Decimal value is too big (ARGUMENT_OUT_OF_BOUND)"),
+            StoreDataError,
+        ),
+        (DatabaseError("Code: 407. Decimal convert overflow"), StoreDataError),
+        (DatabaseError("Code: 6. Cannot parse string 'abc' as Decimal(18, 6)"), StoreDataError),
+        (DatabaseError("x", code=41), StoreDataError),  # the HTTP header's code
+        (DatabaseError("Code: 252. Too many partitions for single INSERT block"), StoreDataError),
+        (DataError("Unable to create native array for column `schema_version`"), StoreDataError),
+        (StreamFailureError("Code: 60. Unknown table", code=60), StoreQueryError),
+        (DatabaseError("Code: 60. Unknown table expression identifier 'events'"), StoreQueryError),
+    ],
+)
+def test_translate_classifies_transient_data_and_statement_errors(
+    exc: Exception, kind: type[StoreError]
+) -> None:
+    err = translate(exc, "insert into events")
+    assert type(err) is kind
+    assert err.transient == issubclass(kind, StoreUnavailableError)
+    assert err.clickhouse_code == error_code(exc)
 
 
 def test_migrations_are_numbered_and_split() -> None:
     migrations = load_migrations()
     assert [m.version for m in migrations] == sorted(m.version for m in migrations)
     assert migrations[0].version == 1
-    assert all(s.upper().startswith("CREATE") for m in migrations for s in m.statements)
+    verbs = ("CREATE", "DROP VIEW IF EXISTS", "ALTER TABLE", "TRUNCATE TABLE IF EXISTS", "INSERT")
+    assert all(s.upper().startswith(verbs) for m in migrations for s in m.statements)
+    assert all(m.statements[0].upper().startswith("CREATE") for m in migrations)
 
 
 def test_valid_event_row_keeps_envelope() -> None:
@@ -285,3 +332,23 @@ async def test_forget_rereads_stored_offsets_after_reassignment() -> None:
         w.add(good(off))
     assert await w.flush() == {("signals", 0): 11}
     assert ch.inserts[-1] == ("events", 2, "signals-0-10-11")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"event_id":"7d3f0e4a-0000-4000-8000-000000000001","correlation_id":'
+        b'"7d3f0e4a-0000-4000-8000-000000000001","occurred_at":"2026-03-02T00:00:00Z",'
+        b'"event_type":"signal","schema_version":1e999}',  # int(inf): OverflowError
+        b"[" * 100_000 + b"]" * 100_000,  # nested past the JSON parser's recursion limit
+    ],
+)
+def test_values_that_break_the_decoder_are_kept_as_undecodable(value: bytes) -> None:
+    row = to_row(rec(3, value), NOW)
+    assert row[4] == UNDECODABLE
+
+
+def test_kafka_timestamp_out_of_range_is_dropped_not_raised() -> None:
+    row = to_row(EventRecord("signals", 0, 1, None, good(1).value, 1e300), NOW)
+    assert row[10] is None
+    assert row[4] == "signal"
