@@ -1,105 +1,400 @@
-"""Reconciliation stage: what the venue says happened becomes order and fill events.
+"""Reconciliation stage: what the venue says happened becomes order, fill and alert events.
 
-The venue is the source of truth. Each poll compares its open orders, the orders we watch
-and its executions with what was already published, and publishes the difference. Event ids
-are derived (order: client id + status + filled; fill: venue + execution id), so a repeat
-after a restart is recognisable downstream; the set of published executions is seeded at start
-from the `fills` topic itself, so a restart does not publish a fill twice.
+The venue is the source of truth. Each poll reads its executions since a cursor, its open
+orders and the status of every order we watch, and returns the difference with what was
+already published as a `Poll`: the events to send, and `commit()`, which the caller runs only
+after every send succeeded. Nothing is remembered before the commit, so a venue error at any
+step of a poll, or a failed send, loses nothing: the next poll finds the same facts again, and
+derived event ids (order: client id + status + filled; fill: venue + execution id; alert: kind
++ subject) make a repeat recognisable downstream.
+
+- Fills: an execution whose commission the venue has not reported yet
+  (FillReport.commission_known False) is held for `commission_grace`, then published with
+  the commission known so far and an Alert LATE_COMMISSION. The cursor never passes a held
+  fill.
+- Orders: each report goes through agents.decisions.order_state.transition; an illegal one is
+  not published and becomes an Alert ILLEGAL_TRANSITION. A watched order the venue no longer
+  knows is resolved as `cancelled` with reason_code "vanished" plus an Alert ORDER_VANISHED
+  (a pending_submit order only after `pending_submit_timeout`: it may not be placed yet).
+- Orders and fills the pipeline never placed (agents.orders.is_ours) are not traded on; each
+  becomes one Alert EXTERNAL_ORDER per venue order id.
+- Start-up (`start_up`, also what the first `poll` does) adds a position check: the venue's
+  positions against what our fills add up to per account and symbol (Alert POSITION_MISMATCH).
+- Memory is bounded: an order is forgotten once its final event is committed (a bounded set of
+  recent final states answers late copies), executions once older than the cursor.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
+from uuid import UUID
 
 from agents.codec import decode_object
 from agents.context import Output, Source, StageContext
+from agents.decisions.order_state import Accepted, Illegal, OrderState, transition
 from agents.orders import fill_event, is_ours, order_event
 from brokers.exceptions import UnknownOrder
 from brokers.port import FillReport, OrderReport, OrderService
-from schemas.events import OrderEvent, OrderStatus
+from schemas.events import Alert, AlertKind, Fill, OrderEvent, OrderStatus, Side
+from schemas.ids import correlation_from_client_order_id
 
 log = logging.getLogger(__name__)
 
-# Fills can be reported a little after their execution time; re-read this far back.
+SOURCE = "reconciliation"
+VANISHED = "vanished"  # reason_code of the cancelled event of an order the venue forgot
+# Fills can be reported a little after their execution time; re-read this far back. Must
+# exceed the commission grace, so a fill held for its commission is re-read after a restart.
 FILL_OVERLAP = timedelta(seconds=30)
+COMMISSION_GRACE = timedelta(seconds=10)
+PENDING_SUBMIT_TIMEOUT = timedelta(minutes=5)
+RECENT_LIMIT = 10_000
+
+PositionKey = tuple[str, str]  # account, symbol
+
+
+def _correlated(coid: str) -> dict[str, UUID]:
+    """The signal an alert about one of our orders belongs to (so a trace shows it)."""
+    correlation = correlation_from_client_order_id(coid)
+    return {} if correlation is None else {"correlation_id": correlation}
+
+
+def signed(side: Side, quantity: Decimal) -> Decimal:
+    return quantity if side is Side.BUY else -quantity
+
+
+@dataclass
+class Seed:
+    """What earlier runs published, read back from Kafka (agents.reconciliation_seed)."""
+
+    executions: dict[str, datetime] = field(default_factory=dict)  # execution id -> executed at
+    orders: dict[str, OrderEvent] = field(default_factory=dict)  # last event, orders not final
+    finished: dict[str, OrderState] = field(default_factory=dict)  # recent final states
+    alerts: set[UUID] = field(default_factory=set)
+    positions: dict[PositionKey, Decimal] = field(default_factory=dict)  # sum of our fills
+
+    @property
+    def latest_execution(self) -> datetime | None:
+        return max(self.executions.values(), default=None)
+
+
+class Poll:
+    """The events one reconciliation pass found, and how to remember them once sent."""
+
+    def __init__(self, outputs: list[Output], on_commit: Callable[[], None]) -> None:
+        self.outputs = outputs
+        self._on_commit: Callable[[], None] | None = on_commit
+
+    def commit(self) -> None:
+        """Call only after every output is on Kafka; a second call does nothing."""
+        if self._on_commit is not None:
+            self._on_commit()
+            self._on_commit = None
+
+
+@dataclass
+class _Pass:
+    """What one poll found, applied to the reconciler only by Poll.commit."""
+
+    now: datetime
+    since: datetime
+    outputs: list[Output] = field(default_factory=list)
+    processed: dict[str, datetime] = field(default_factory=dict)  # execution id -> executed at
+    fills: list[Fill] = field(default_factory=list)
+    held: list[FillReport] = field(default_factory=list)
+    orders: list[OrderEvent] = field(default_factory=list)
+    alerts: list[UUID] = field(default_factory=list)
+    starting: bool = False
+
+    def emit(self, topic: str, event: OrderEvent | Fill | Alert) -> None:
+        self.outputs.append((topic, event))
 
 
 @dataclass
 class Reconciler:
     venue: OrderService
-    lookback: timedelta = timedelta(hours=24)
-    watched: set[str] = field(default_factory=set)
-    published: dict[str, tuple[OrderStatus, Decimal]] = field(default_factory=dict)
-    seen_executions: set[str] = field(default_factory=set)
+    lookback: timedelta = timedelta(hours=24)  # when no fill is known yet
+    overlap: timedelta = FILL_OVERLAP
+    commission_grace: timedelta = COMMISSION_GRACE
+    pending_submit_timeout: timedelta = PENDING_SUBMIT_TIMEOUT
+    recent_limit: int = RECENT_LIMIT
+    orders: dict[str, OrderEvent] = field(default_factory=dict)  # watched: not final yet
+    finished: OrderedDict[str, OrderState] = field(default_factory=OrderedDict)
+    seen_executions: dict[str, datetime] = field(default_factory=dict)
+    commission_wait: dict[str, datetime] = field(default_factory=dict)  # held since
+    alerted: OrderedDict[UUID, None] = field(default_factory=OrderedDict)
+    positions: dict[PositionKey, Decimal] = field(default_factory=dict)
     cursor: datetime | None = None
+    latest_execution: datetime | None = None  # the newest execution processed
+    started: bool = False
 
-    def seed(self, executions: set[str], orders: dict[str, tuple[OrderStatus, Decimal]]) -> None:
+    def __post_init__(self) -> None:
+        if self.overlap <= self.commission_grace:
+            raise ValueError("the fill overlap must exceed the commission grace period")
+
+    @property
+    def watched(self) -> set[str]:
+        return set(self.orders)
+
+    def seed(self, seed: Seed) -> None:
         """What earlier runs already published (read back from Kafka at start)."""
-        self.seen_executions |= executions
-        self.published.update(orders)
-        self.watched |= {coid for coid, (status, _) in orders.items() if not status.is_terminal}
+        latest = seed.latest_execution
+        if latest is not None:
+            self.latest_execution = latest
+            self.cursor = latest - self.overlap
+        cursor = self.cursor
+        self.seen_executions.update(
+            {e: at for e, at in seed.executions.items() if cursor is None or at >= cursor})
+        for coid, state in seed.finished.items():
+            self._finish(coid, state)
+        for event in seed.orders.values():
+            self._record(event)
+        for alert_id in seed.alerts:
+            self._remember_alert(alert_id)
+        self.positions.update(seed.positions)
 
     def on_order_event(self, event: OrderEvent) -> None:
-        known = self.published.get(event.client_order_id)
-        if known is not None and known[0].is_terminal:
-            return  # a late copy of an earlier state never reopens a finished order
-        self.published[event.client_order_id] = (event.status, event.filled_quantity)
-        if event.status.is_terminal:
-            self.watched.discard(event.client_order_id)
-        else:
-            self.watched.add(event.client_order_id)
+        """An order event on `orders` (submission's or our own): watch it until final."""
+        self._record(event)
 
-    async def poll(self, now: datetime) -> list[Output]:
-        """One reconciliation pass: fills first, then each order whose state moved."""
-        fills = await self._new_fills(now)
-        out: list[Output] = [("fills", fill_event(f, self.venue.venue)) for f in fills]
-        reports = {o.client_order_id: o for o in await self.venue.open_orders()
-                   if is_ours(o.client_order_id)}
+    async def poll(self, now: datetime) -> Poll:
+        """One reconciliation pass (the first one, until committed, is the start-up pass)."""
+        if not self.started:
+            return await self.start_up(now)
+        found = self._pass(now)
+        await self._reconcile(found)
+        return Poll(found.outputs, lambda: self._commit(found))
+
+    async def start_up(self, now: datetime) -> Poll:
+        """Orders, executions since the last known one, and positions against our fills."""
+        found = self._pass(now)
+        found.starting = True
+        await self._reconcile(found)
+        await self._check_positions(found)
+        return Poll(found.outputs, lambda: self._commit(found))
+
+    def _pass(self, now: datetime) -> _Pass:
+        return _Pass(now=now, since=self.cursor if self.cursor is not None else now - self.lookback)
+
+    async def _reconcile(self, found: _Pass) -> None:
+        await self._fills(found)
+        reports: dict[str, OrderReport] = {}
+        for report in await self.venue.open_orders():
+            if is_ours(report.client_order_id):
+                reports[report.client_order_id] = report
+            else:
+                self._external(found, report.venue_order_id, report.account_id, report.symbol,
+                               {"client_order_id": report.client_order_id,
+                                "side": report.side.value, "quantity": str(report.quantity),
+                                "status": report.status.value})
+        held = {f.client_order_id for f in found.held}
         # A fill may belong to an order no poll saw open (placed and filled in between).
-        check = (self.watched | {f.client_order_id for f in fills}) - reports.keys()
-        for coid in check:
-            report = await self._status(coid)
-            if report is not None:
-                reports[coid] = report
-        for report in reports.values():
-            out.extend(self._changed(report, now))
-        return out
+        check = (self.orders.keys() | {f.client_order_id for f in found.fills}) - reports.keys()
+        for coid in sorted(check - held):
+            status = await self._status(coid, found)
+            if status is not None:
+                reports[coid] = status
+        # An order's state waits for its held fills: fills first, then the state they made.
+        for coid, report in reports.items():
+            if coid not in held:
+                self._order(report, found)
 
-    async def _new_fills(self, now: datetime) -> list[FillReport]:
-        since = self.cursor if self.cursor is not None else now - self.lookback
-        fills = [f for f in await self.venue.fills_since(since)
-                 if is_ours(f.client_order_id) and f.execution_id not in self.seen_executions]
-        for f in fills:
-            self.seen_executions.add(f.execution_id)
-        latest = max((f.executed_at for f in fills), default=None)
-        if latest is not None and (self.cursor is None or latest - FILL_OVERLAP > self.cursor):
-            self.cursor = latest - FILL_OVERLAP
-        elif self.cursor is None:
-            self.cursor = since
-        return fills
+    async def _fills(self, found: _Pass) -> None:
+        for report in await self.venue.fills_since(found.since):
+            if report.execution_id in self.seen_executions:
+                continue
+            if not is_ours(report.client_order_id):
+                found.processed[report.execution_id] = report.executed_at
+                self._external(found, report.venue_order_id, report.account_id, report.symbol,
+                               {"client_order_id": report.client_order_id,
+                                "side": report.side.value, "execution_id": report.execution_id,
+                                "quantity": str(report.quantity), "price": str(report.price)})
+                continue
+            if not report.commission_known:
+                # Held since first sight: an observation, not a publication, so kept uncommitted.
+                held_since = self.commission_wait.setdefault(report.execution_id, found.now)
+                if found.now - held_since < self.commission_grace:
+                    found.held.append(report)
+                    continue
+                self._late_commission(found, report)
+            event = fill_event(report, self.venue.venue)
+            found.processed[report.execution_id] = report.executed_at
+            found.fills.append(event)
+            found.emit("fills", event)
 
-    async def _status(self, coid: str) -> OrderReport | None:
+    def _late_commission(self, found: _Pass, report: FillReport) -> None:
+        seconds = self.commission_grace.total_seconds()
+        self._alert(found, Alert.of(
+            AlertKind.LATE_COMMISSION, SOURCE,
+            f"execution {report.execution_id} of {report.client_order_id}: no commission "
+            f"reported within {seconds:g}s; the fill is recorded with {report.commission}",
+            self.venue.venue, report.execution_id,
+            **_correlated(report.client_order_id),
+            account_id=report.account_id, symbol=report.symbol,
+            client_order_id=report.client_order_id,
+            details={"execution_id": report.execution_id, "grace_seconds": f"{seconds:g}",
+                     "commission_recorded": str(report.commission)}))
+
+    def _external(self, found: _Pass, venue_order_id: str, account: str, symbol: str,
+                  details: dict[str, str]) -> None:
+        self._alert(found, Alert.of(
+            AlertKind.EXTERNAL_ORDER, SOURCE,
+            f"order {venue_order_id} ({details['client_order_id']}) {details['side']} "
+            f"{details['quantity']} {symbol} in {account} was not placed by the pipeline; "
+            "it is not traded on",
+            self.venue.venue, venue_order_id, account_id=account, symbol=symbol,
+            client_order_id=details["client_order_id"],
+            details={"venue_order_id": venue_order_id, **details}))
+
+    async def _status(self, coid: str, found: _Pass) -> OrderReport | None:
         try:
             return await self.venue.status(coid)
         except UnknownOrder:
-            log.warning("watched order %s is unknown at the venue; no longer watching", coid)
-            self.watched.discard(coid)
+            self._vanished(coid, found)
             return None
 
-    def _changed(self, report: OrderReport, now: datetime) -> list[Output]:
-        state = (report.status, report.filled_quantity)
+    def _vanished(self, coid: str, found: _Pass) -> None:
+        last = self.orders.get(coid)
+        if last is None:
+            log.warning("order %s of a fill is unknown at the venue", coid)
+            return
+        if (last.status is OrderStatus.PENDING_SUBMIT
+                and found.now - last.occurred_at < self.pending_submit_timeout):
+            return  # the submission stage may not have placed it yet
+        event = OrderEvent.model_validate({
+            **last.model_dump(),
+            "event_id": OrderEvent.derive_event_id(coid, OrderStatus.CANCELLED,
+                                                   last.filled_quantity),
+            "causation_id": last.event_id, "occurred_at": found.now, "recorded_at": found.now,
+            "status": OrderStatus.CANCELLED, "reason_code": VANISHED,
+            "message": f"the venue no longer knows this order (last seen {last.status})",
+            "attempts": None,
+        })
+        found.orders.append(event)
+        found.emit("orders", event)
+        self._alert(found, Alert.of(
+            AlertKind.ORDER_VANISHED, SOURCE,
+            f"order {coid} was {last.status} (filled {last.filled_quantity}) and the venue no "
+            f"longer knows it; recorded as cancelled ({VANISHED})",
+            coid, correlation_id=last.correlation_id, account_id=last.account_id,
+            symbol=last.symbol, client_order_id=coid,
+            details={"last_status": last.status.value,
+                     "filled_quantity": str(last.filled_quantity)}))
+
+    def _known(self, coid: str) -> OrderState | None:
+        if coid in self.orders:
+            return OrderState.of(self.orders[coid])
+        return self.finished.get(coid)
+
+    def _order(self, report: OrderReport, found: _Pass) -> None:
         coid = report.client_order_id
-        if report.status.is_terminal:
-            self.watched.discard(coid)
+        known = self._known(coid)
+        outcome = transition(known, OrderState.of(report))
+        if isinstance(outcome, Accepted):
+            event = order_event(report, self.venue.venue, found.now)
+            found.orders.append(event)
+            found.emit("orders", event)
+        elif isinstance(outcome, Illegal):
+            before = f"{known.status}/{known.filled_quantity}" if known else "none"
+            after = f"{report.status}/{report.filled_quantity}"
+            self._alert(found, Alert.of(
+                AlertKind.ILLEGAL_TRANSITION, SOURCE,
+                f"order {coid}: the venue reports {after} after {before}; not published "
+                f"({outcome.reason})",
+                coid, before, after, **_correlated(coid),
+                account_id=report.account_id, symbol=report.symbol, client_order_id=coid,
+                details={"from": before, "to": after, "reason": outcome.reason}))
+
+    async def _check_positions(self, found: _Pass) -> None:
+        at_venue = await self.venue.positions()
+        account = (await self.venue.account()).account_id
+        venue_qty: dict[PositionKey, Decimal] = {}
+        for position in at_venue:
+            key = (position.account_id, position.symbol)
+            venue_qty[key] = venue_qty.get(key, Decimal(0)) + position.quantity
+        ours = self._positions_with(found.fills, found.held)
+        accounts = {account} | {a for a, _ in venue_qty}
+        for key in sorted(venue_qty.keys() | ours.keys()):
+            theirs, mine = venue_qty.get(key, Decimal(0)), ours.get(key, Decimal(0))
+            if key[0] in accounts and theirs != mine:
+                self._mismatch(found, key, theirs, mine)
+
+    def _positions_with(self, fills: Iterable[Fill], held: Iterable[FillReport]
+                        ) -> dict[PositionKey, Decimal]:
+        out = dict(self.positions)
+        executions: list[Fill | FillReport] = [*fills, *held]
+        for f in executions:
+            key = (f.account_id, f.symbol)
+            out[key] = out.get(key, Decimal(0)) + signed(f.side, f.quantity)
+        return out
+
+    def _mismatch(self, found: _Pass, key: PositionKey, theirs: Decimal, mine: Decimal) -> None:
+        account, symbol = key
+        self._alert(found, Alert.of(
+            AlertKind.POSITION_MISMATCH, SOURCE,
+            f"{account} {symbol}: the venue holds {theirs}, the pipeline's fills add up to {mine}",
+            account, symbol, theirs.normalize(), mine.normalize(),
+            account_id=account, symbol=symbol,
+            details={"venue_quantity": str(theirs), "fills_quantity": str(mine),
+                     "difference": str(theirs - mine)}))
+
+    def _alert(self, found: _Pass, alert: Alert) -> None:
+        if alert.event_id in self.alerted or alert.event_id in found.alerts:
+            return
+        found.alerts.append(alert.event_id)
+        found.emit("alerts", alert)
+
+    # ------------------------------------------------------------ commit
+
+    def _commit(self, found: _Pass) -> None:
+        for execution, at in found.processed.items():
+            self.seen_executions[execution] = at
+            self.commission_wait.pop(execution, None)
+        self.positions = self._positions_with(found.fills, [])
+        for event in found.orders:
+            self._record(event)
+        for alert_id in found.alerts:
+            self._remember_alert(alert_id)
+        self._advance_cursor(found)
+        if found.starting:
+            self.started = True
+
+    def _advance_cursor(self, found: _Pass) -> None:
+        latest = max([*found.processed.values(), *filter(None, [self.latest_execution])],
+                     default=None)
+        self.latest_execution = latest
+        target = found.since if latest is None else latest - self.overlap
+        # A held fill must be read again: the cursor never passes it.
+        target = min([target, *(f.executed_at for f in found.held)])
+        cursor = max(target, found.since)
+        self.cursor = cursor
+        self.seen_executions = {e: at for e, at in self.seen_executions.items() if at >= cursor}
+
+    def _record(self, event: OrderEvent) -> None:
+        coid = event.client_order_id
+        if not isinstance(transition(self._known(coid), OrderState.of(event)), Accepted):
+            return  # same state, a stale copy, or a late copy after the final one
+        if event.status.is_terminal:
+            self.orders.pop(coid, None)
+            self._finish(coid, OrderState.of(event))
         else:
-            self.watched.add(coid)
-        if self.published.get(coid) == state:
-            return []
-        self.published[coid] = state
-        return [("orders", order_event(report, self.venue.venue, now))]
+            self.orders[coid] = event
+
+    def _finish(self, coid: str, state: OrderState) -> None:
+        self.finished[coid] = state
+        self.finished.move_to_end(coid)
+        while len(self.finished) > self.recent_limit:
+            self.finished.popitem(last=False)
+
+    def _remember_alert(self, alert_id: UUID) -> None:
+        self.alerted[alert_id] = None
+        self.alerted.move_to_end(alert_id)
+        while len(self.alerted) > self.recent_limit:
+            self.alerted.popitem(last=False)
 
 
 async def handle_order_event(raw: bytes | None, source: Source, ctx: StageContext,

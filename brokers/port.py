@@ -88,6 +88,7 @@ class FillReport(_Value):
     quantity: Decimal
     price: Decimal
     commission: Decimal = Decimal(0)
+    commission_known: bool = True  # False: the venue has not reported the commission yet
     currency: str = "USD"
     executed_at: datetime
 

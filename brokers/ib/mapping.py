@@ -200,13 +200,16 @@ def fill_to_report(fill: Any, commission: Any = None) -> FillReport:
     report = commission if commission is not None else fill.commissionReport
     leg, parent = leg_of(ex.orderRef or "", 1)
     when = ex.time if isinstance(ex.time, datetime) else datetime.now(UTC)
-    fee = dec(report.commission) if report and report.commission < UNSET_DOUBLE else Decimal(0)
+    # An execution's commissionReport arrives separately; until then the library holds an
+    # empty one (execId '').
+    known = bool(report and report.execId)
+    fee = dec(report.commission) if known and report.commission < UNSET_DOUBLE else Decimal(0)
     return FillReport(
         execution_id=ex.execId, client_order_id=ex.orderRef or f"{ex.clientId}:{ex.orderId}",
         venue_order_id=str(ex.permId) if ex.permId else f"{ex.clientId}:{ex.orderId}",
         parent_client_order_id=parent, leg=leg, account_id=ex.acctNumber,
         symbol=fill.contract.symbol, side=Side.BUY if ex.side == "BOT" else Side.SELL,
-        quantity=dec(ex.shares), price=dec(ex.price), commission=fee,
+        quantity=dec(ex.shares), price=dec(ex.price), commission=fee, commission_known=known,
         currency=(report.currency if report and report.currency else "USD"),
         executed_at=when.astimezone(UTC),
     )  # fmt: skip
