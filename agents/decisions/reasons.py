@@ -51,12 +51,24 @@ class ReasonCode(StrEnum):
     ALREADY_DECIDED = "ALREADY_DECIDED"
     VENUE_REJECTED = "VENUE_REJECTED"
     VENUE_UNAVAILABLE = "VENUE_UNAVAILABLE"
+    # signed approvals (agents.decisions.signatures.verify)
+    UNSIGNED = "UNSIGNED"
+    BAD_SIGNATURE = "BAD_SIGNATURE"
+    UNKNOWN_KEY = "UNKNOWN_KEY"
+    REVOKED_KEY = "REVOKED_KEY"
+    APPROVAL_EXPIRED = "APPROVAL_EXPIRED"
+    SIGNER_MISMATCH = "SIGNER_MISMATCH"
 
 
-# Codes produced outside agents.decisions (sizing agent, submission agent).
+# Signature codes come from signatures.verify, which the stages call beside decide().
+SIGNATURE_CODES = frozenset(
+    {ReasonCode.UNSIGNED, ReasonCode.BAD_SIGNATURE, ReasonCode.UNKNOWN_KEY,
+     ReasonCode.REVOKED_KEY, ReasonCode.APPROVAL_EXPIRED, ReasonCode.SIGNER_MISMATCH}
+)
+# Codes produced outside decide() (sizing agent, submission agent, signature check).
 EXTERNAL_CODES = frozenset(
     {ReasonCode.ALREADY_DECIDED, ReasonCode.VENUE_REJECTED, ReasonCode.VENUE_UNAVAILABLE}
-)
+) | SIGNATURE_CODES
 
 
 def _text(value: object) -> str:
