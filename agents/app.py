@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
+from aiokafka.errors import KafkaError
 from faust.streams import Stream
 from pydantic import ValidationError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from agents.codec import DecodeError, encode
+from agents.codec import MAX_MESSAGE_BYTES, DecodeError, encode
 from agents.context import Output, Source, StageContext, utc_now
 from agents.reconciliation import Reconciler, handle_order_event
 from agents.sizing import handle_approval
@@ -48,7 +48,6 @@ class Pipeline:
     audit_batch_seconds: float = 1.0
     ticker: Callable[[], None] | None = None  # advances the in-process simulator
     tick_seconds: float = 0.0
-    transient_retry_seconds: float = 60.0
 
     def physical(self, topic: str) -> str:
         return f"{self.topic_prefix}{topic}"
@@ -77,6 +76,9 @@ def build_app(app_id: str, pipeline: Pipeline, stages: Iterable[str], web_port: 
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         broker_commit_interval=1.0,
+        # Stopping must not wait for a message stuck on a venue call: it is not committed, so
+        # it is processed again at the next start.
+        stream_wait_empty=False,
         web_enabled=web_port is not None,
         web_port=web_port or 6066,
         web_bind="127.0.0.1",
@@ -101,7 +103,8 @@ def build_app(app_id: str, pipeline: Pipeline, stages: Iterable[str], web_port: 
 
 
 class Emitter:
-    """Sends events keyed by correlation id; faust flushes them before input offsets commit."""
+    """Sends events keyed by correlation id and waits for the broker's acknowledgement, so a
+    failed send is retried here (the input offset does not move meanwhile) and never lost."""
 
     def __init__(self, app: faust.App, pipeline: Pipeline) -> None:
         self.topics = {
@@ -109,31 +112,62 @@ class Emitter:
                                  key_serializer="raw")
             for spec in TOPICS
         }
+        self.max_wait = 10.0
 
     async def send(self, topic: str, event: Event) -> None:
-        await self.topics[topic].send(key=event.kafka_key, value=encode(event))
+        await self.send_all([(topic, event)])
 
     async def send_all(self, outputs: Iterable[Output]) -> None:
-        for topic, event in outputs:
-            await self.send(topic, event)
+        await self.deliver(list(outputs), None, None)
+
+    async def deliver(self, outputs: list[Output], source: Source | None,
+                      raw: bytes | None) -> None:
+        """Send every output and wait until the broker has them all. An output too large for
+        a Kafka record becomes a dead-letter record that references its input; a broker that
+        refuses or is away is retried with backoff (events have derived ids, so a repeat is
+        recognised downstream)."""
+        encoded = [_fit(topic, event, source, raw) for topic, event in outputs]
+        delay = 0.2
+        while True:
+            try:
+                acks = [await self.topics[topic].send(key=key, value=value)
+                        for topic, key, value in encoded]
+                await asyncio.gather(*acks)
+                return
+            except (KafkaError, OSError) as exc:
+                log.warning("sending %d event(s) failed (%r); retrying in %.1fs",
+                            len(encoded), exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.max_wait)
 
 
-async def run_handler(handler: Handler, raw: bytes | None, source: Source, ctx: StageContext,
-                      retry_seconds: float) -> list[Output]:
-    """Run a stage handler so that nothing escapes: every failure is a dead-letter record."""
+def _fit(topic: str, event: Event, source: Source | None,
+         raw: bytes | None) -> tuple[str, bytes, bytes]:
+    """The record to send; one that exceeds the record limit is replaced by a dead-letter."""
+    value = encode(event)
+    if len(value) <= MAX_MESSAGE_BYTES:
+        return topic, event.kafka_key, value
+    kind = getattr(event, "event_type", type(event).__name__)
+    reason = (f"output {kind} {event.event_id} for {topic} is {len(value)} bytes, over the "
+              f"{MAX_MESSAGE_BYTES}-byte record limit; not sent")
+    src = source or Source(topic, -1, -1)
+    dead = DeadLetter.of(raw or b"", src.topic, src.partition, src.offset, reason)
+    return "dead-letter", dead.kafka_key, encode(dead)
+
+
+async def run_handler(handler: Handler, raw: bytes | None, source: Source,
+                      ctx: StageContext) -> list[Output]:
+    """Run a stage handler so that nothing escapes: every failure is a dead-letter record.
+    A transient venue failure that a handler lets through is retried by the one policy
+    (handlers are idempotent); if the venue stays away the input is dead-lettered with why."""
     try:
-        async for attempt in AsyncRetrying(
-            stop=stop_after_delay(retry_seconds), wait=wait_exponential(multiplier=0.5, max=10),
-            retry=retry_if_exception_type(TransientBrokerError), reraise=True,
-        ):
-            with attempt:
-                return await handler(raw, source, ctx)
+        return await ctx.retry.call(lambda: handler(raw, source, ctx))
     except DecodeError as exc:
         reason = f"undecodable: {exc}"
     except ValidationError as exc:
         reason = f"does not match the {source.topic} schema: {_short(exc)}"
     except TransientBrokerError as exc:
-        reason = f"venue unavailable for {retry_seconds:.0f}s: {exc}"
+        reason = f"venue unavailable after {ctx.retry.attempts} attempts: {exc}"
     except Exception as exc:
         log.exception("stage failed on %s[%d]@%d", source.topic, source.partition, source.offset)
         reason = f"internal error {type(exc).__name__}: {exc}"
@@ -158,9 +192,8 @@ def _stage_agent(app: faust.App, emitter: Emitter, pipeline: Pipeline, stage: st
         async for event in stream.events():
             msg = event.message
             source = Source(topic, msg.partition, msg.offset)
-            outputs = await run_handler(handler, event.value, source, ctx,
-                                        pipeline.transient_retry_seconds)
-            await emitter.send_all(outputs)
+            outputs = await run_handler(handler, event.value, source, ctx)
+            await emitter.deliver(outputs, source, event.value)
 
     app.agent(channel, name=f"jax.{stage}", concurrency=1)(agent)
 
@@ -175,17 +208,25 @@ def _reconciliation(app: faust.App, emitter: Emitter, pipeline: Pipeline) -> Non
 
     _stage_agent(app, emitter, pipeline, "reconciliation", "orders", watch)
 
+    started = False
+
     @app.timer(pipeline.reconcile_interval, name="jax.reconciliation.poll")
     async def poll() -> None:
+        # The first pass is the full start-up reconciliation; a pass that fails publishes and
+        # advances nothing, so the next one sees the same fills again.
+        nonlocal started
         try:
-            outputs = await reconciler.poll(utc_now())
+            now = utc_now()
+            result = await (reconciler.poll(now) if started else reconciler.start_up(now))
         except TransientBrokerError as exc:
             log.warning("reconciliation: venue unavailable (%s); next poll retries", exc)
             return
         except Exception:
             log.exception("reconciliation poll failed; next poll retries")
             return
-        await emitter.send_all(outputs)
+        await emitter.send_all(result.outputs)
+        result.commit()
+        started = True
 
 
 def _sim_clock(app: faust.App, pipeline: Pipeline) -> None:
@@ -245,6 +286,10 @@ async def _flush_until_stored(writer: Any, max_wait: float = 30.0) -> None:
             await writer.flush()
             return
         except StoreError as exc:
-            log.warning("audit: ClickHouse insert failed (%s); retrying in %.1fs", exc, delay)
+            if getattr(exc, "transient", False):
+                log.warning("audit: ClickHouse insert failed (%s); retrying in %.1fs", exc, delay)
+            else:
+                log.error("audit: ClickHouse refuses the batch for a reason no retry fixes (%s); "
+                          "holding offsets, retrying in %.1fs", exc, delay)
         await asyncio.sleep(delay)
         delay = min(delay * 2, max_wait)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from agents.decisions.reservations import ReservationBook
+from agents.retry import RetryPolicy
+from agents.venue_view import VenueView
 from schemas.events import Event
 
 if TYPE_CHECKING:
@@ -35,7 +38,21 @@ class StageContext:
     risk: RiskSettings
     venue: OrderService
     clock: Callable[[], datetime] = field(default=utc_now)
-    venue_retry_attempts: int = 5
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    book: ReservationBook = field(default_factory=ReservationBook)
+    snapshot_max_age: timedelta = timedelta(seconds=0.5)
+    lookback: timedelta = timedelta(hours=24)
+    view: VenueView = field(init=False)  # the account and orders, for sizing
+    orders_view: VenueView = field(init=False)  # the orders only, for submission
+
+    def __post_init__(self) -> None:
+        self.view = VenueView(self.venue, self.snapshot_max_age, self.lookback)
+        self.orders_view = VenueView(self.venue, self.snapshot_max_age, self.lookback,
+                                     accounts=False)
+
+    @property
+    def venue_retry_attempts(self) -> int:
+        return self.retry.attempts
 
 
 class NoVenue:

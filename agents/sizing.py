@@ -1,23 +1,30 @@
 """Sizing stage: an approval becomes one sized order intent, or a refusal with its numbers.
 
-Account, positions and open orders are read from the venue at decision time (stateless):
-a cache could be stale, and a stale account is how a risk limit gets talked past.
+Account, positions and open orders are read from the venue at decision time: a cache could
+be stale, and a stale account is how a risk limit gets talked past. What the venue cannot know
+yet (intents decided but not placed) comes from the reservation book, which lives in Kafka
+(`order-intents`, `rejections`) and is rebuilt from there at start, so a burst of approvals
+yields at most what each limit allows and a restarted worker decides the same.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from agents.codec import decode_object
 from agents.context import Output, Source, StageContext
 from agents.decisions.decide import decide, reject_approval
 from agents.decisions.reasons import ReasonCode, Refusal
+from agents.decisions.reservations import pending_orders, with_reservations
 from agents.decisions.validation import parse_approval
 from agents.validation import refusal_without_event
-from brokers.exceptions import UnknownOrder
-from brokers.port import OrderService
-from schemas.events import Approval, Rejection
+from brokers.exceptions import TransientBrokerError
+from brokers.port import OrderReport, OrderService
+from schemas.events import Approval, OrderIntent, OrderLeg, Rejection
 from schemas.ids import client_order_id
+
+RATE_WINDOW = timedelta(minutes=1)
 
 
 async def handle_approval(raw: bytes | None, source: Source, ctx: StageContext) -> list[Output]:
@@ -26,15 +33,51 @@ async def handle_approval(raw: bytes | None, source: Source, ctx: StageContext) 
     parsed = parse_approval(obj)
     if isinstance(parsed, Refusal):
         return [("rejections", refusal_without_event(parsed, _signal_part(obj), source, now))]
-    duplicate = await _already_ordered(parsed, ctx.venue, now)
-    if duplicate is not None:
-        return [("rejections", duplicate)]
-    venue = ctx.venue
-    account = await venue.account()
-    positions = await venue.positions()
-    open_orders = await venue.open_orders()
-    recent = await recent_order_count(venue, now)
-    result = decide(parsed, account, positions, open_orders, recent, now, ctx.risk, venue.venue)
+    book = ctx.book
+    remembered = book.outcome_of(parsed.event_id)
+    if remembered is not None:  # redelivered (a restart): the same outcome, never another one
+        return [(remembered.topic, remembered.event)]
+    coid = client_order_id(parsed.correlation_id)
+    earlier = book.intent_for(coid)
+    if earlier is not None:
+        outputs: list[Output] = [("rejections", _decided_already(parsed, coid, "decided", now))]
+    else:
+        try:
+            outputs = await ctx.retry.call(lambda: _decide(parsed, ctx, now))
+        except TransientBrokerError as exc:
+            outputs = [("rejections", _venue_unavailable(parsed, exc, ctx, now))]
+    for _, event in outputs:
+        if isinstance(event, OrderIntent):
+            book.on_intent(event)
+        elif isinstance(event, Rejection):
+            book.on_rejection(event)
+    return outputs
+
+
+async def _decide(approval: Approval, ctx: StageContext, now: datetime) -> list[Output]:
+    """The venue as read at most VENUE_SNAPSHOT_SECONDS ago, plus what was decided but is not
+    yet visible there (reservations taken before the venue was read: a reservation the venue
+    shows is counted by the venue's figures, one it does not show is counted as pending; a
+    race can count an order twice for a moment, the conservative way, never zero times)."""
+    book = ctx.book
+    coid = client_order_id(approval.correlation_id)
+    reservations = book.snapshot(now)
+    window_start = now - RATE_WINDOW
+    oldest = book.oldest(reservations)
+    since = min(window_start, oldest - RATE_WINDOW) if oldest is not None else window_start
+    snap = await ctx.view.get(now, since)
+    existing = snap.known(coid)
+    if existing is not None:
+        return [("rejections", _decided_already(approval, coid, existing.status.value, now))]
+    assert snap.account is not None, "the sizing view reads the account"
+    placed = snap.sent_ids
+    book.settle(placed)
+    open_orders = list(snap.open_orders)
+    pending = pending_orders(reservations, placed | {o.client_order_id for o in open_orders},
+                             exclude=coid)
+    recent = count_recent([*snap.sent, *pending], window_start)
+    result = decide(approval, with_reservations(snap.account, pending), snap.positions,
+                    [*open_orders, *pending], recent, now, ctx.risk, ctx.venue.venue)
     topic = "rejections" if isinstance(result, Rejection) else "order-intents"
     return [(topic, result)]
 
@@ -44,22 +87,26 @@ def _signal_part(obj: dict[str, object]) -> dict[str, object]:
     return signal if isinstance(signal, dict) else {}
 
 
-async def _already_ordered(
-    approval: Approval, venue: OrderService, now: datetime
-) -> Rejection | None:
-    """A second decision on a signal that already has an order is a no-op, kept on record."""
-    coid = client_order_id(approval.correlation_id)
-    try:
-        existing = await venue.status(coid)
-    except UnknownOrder:
-        return None
+def _decided_already(approval: Approval, coid: str, status: str, now: datetime) -> Rejection:
     refusal = Refusal(
         code=ReasonCode.ALREADY_DECIDED,
         message=(f"signal {approval.signal.id} already has order {coid} "
-                 f"({existing.status.value}); this decision places nothing"),
-        details={"client_order_id": coid, "order_status": existing.status.value,
+                 f"({status}); this decision places nothing"),
+        details={"client_order_id": coid, "order_status": status,
                  "decided_by": approval.approved_by},
         stage="validation",
+    )
+    return reject_approval(approval, refusal, now)
+
+
+def _venue_unavailable(approval: Approval, exc: TransientBrokerError, ctx: StageContext,
+                       now: datetime) -> Rejection:
+    refusal = Refusal(
+        code=ReasonCode.VENUE_UNAVAILABLE,
+        message=(f"the account could not be read from the venue after {ctx.retry.attempts} "
+                 f"attempts: {exc.message}; nothing was sized or placed (approve again to retry)"),
+        details={"venue_code": str(exc.code), "attempts": str(ctx.retry.attempts)},
+        stage="sizing",
     )
     return reject_approval(approval, refusal, now)
 
@@ -68,8 +115,13 @@ async def recent_order_count(venue: OrderService, now: datetime) -> int:
     """Entry orders the account sent (created) in the last minute, from the venue, for the
     order-rate limit: every one counts whatever became of it (filled, cancelled, an unfilled
     IOC, expired, rejected after acceptance), so a loop of orders that never fill still trips
-    the limit; an older order that happens to fill this minute does not count. Bracket exit
-    children (`-tp` / `-sl`) are part of their entry's order, not orders of their own."""
-    since = now - timedelta(minutes=1)
-    sent = {o.client_order_id for o in await venue.orders_since(since)}
-    return len({i for i in sent if not i.endswith(("-tp", "-sl"))})
+    the limit; an older order that happens to fill this minute does not count."""
+    return count_recent(await venue.orders_since(now - RATE_WINDOW), now - RATE_WINDOW)
+
+
+def count_recent(orders: Iterable[OrderReport], since: datetime) -> int:
+    """Distinct entry orders created at or after `since`. Bracket exit children are part of
+    their entry's order, not orders of their own."""
+    return len({o.client_order_id for o in orders
+                if o.created_at >= since and o.leg is OrderLeg.ENTRY
+                and not o.client_order_id.endswith(("-tp", "-sl"))})

@@ -1,25 +1,22 @@
 """Submission stage: place each intent at the venue exactly once.
 
 The client order id is derived from the signal, and the venue is asked for it before any
-placement, so a redelivered intent (at-least-once) never becomes a second order.
+placement (the orders it was sent in the look-back window, read at most
+VENUE_SNAPSHOT_SECONDS before; an order placed since by this process is known to the adapter,
+which refuses a duplicate client id), so a redelivered intent (at-least-once) never becomes a
+second order.
 """
 
 from __future__ import annotations
 
 import logging
 
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
-
 from agents.codec import decode_object
 from agents.context import Output, Source, StageContext
 from agents.decisions.decide import rejection_from
 from agents.decisions.reasons import ReasonCode, Refusal
 from agents.orders import order_event
+from agents.retry import Attempts, RetryPolicy
 from brokers.exceptions import (
     DuplicateClientOrderId,
     OrderRejected,
@@ -58,64 +55,78 @@ async def existing_order(venue: OrderService, coid: str) -> OrderReport | None:
 async def handle_intent(raw: bytes | None, source: Source, ctx: StageContext) -> list[Output]:
     intent = OrderIntent.model_validate(decode_object(raw))
     venue = ctx.venue
-    existing = await existing_order(venue, intent.client_order_id)
+    attempts = Attempts()
+    try:
+        snap = await ctx.retry.call(lambda: ctx.orders_view.get(ctx.clock()))
+    except TransientBrokerError as exc:
+        return _unavailable(intent, exc, ctx, attempts)
+    existing = snap.known(intent.client_order_id)
     if existing is not None:
         log.info("intent %s already at the venue as %s: not placing again",
                  intent.client_order_id, existing.status)
         return [("orders", order_event(existing, venue.venue, ctx.clock()))]
     submitted_at = ctx.clock()
     try:
-        report = await _place(venue, request_from(intent), ctx.venue_retry_attempts)
+        report = await _place(venue, request_from(intent), ctx.retry, attempts)
     except DuplicateClientOrderId:
-        report = await venue.status(intent.client_order_id)
+        # Placed since the snapshot was read (by this process): the venue has it already.
+        try:
+            report = await ctx.retry.call(lambda: venue.status(intent.client_order_id))
+        except TransientBrokerError as exc:
+            return _unavailable(intent, exc, ctx, attempts)
+        return [("orders", order_event(report, venue.venue, ctx.clock()))]
     except OrderRejected as exc:
-        return _refused(intent, exc, ctx)
+        return _refused(intent, exc, ctx, attempts)
     except TransientBrokerError as exc:
-        return _unavailable(intent, exc, ctx)
+        return _unavailable(intent, exc, ctx, attempts)
+    tries = max(attempts.count, 1)
     submitted = report.model_copy(update={"status": OrderStatus.SUBMITTED,
                                           "filled_quantity": report.filled_quantity * 0,
                                           "avg_fill_price": None})
     return [
-        ("orders", order_event(submitted, venue.venue, submitted_at)),
-        ("orders", order_event(report, venue.venue, ctx.clock())),
+        ("orders", order_event(submitted, venue.venue, submitted_at)
+         .model_copy(update={"attempts": tries})),
+        ("orders", order_event(report, venue.venue, ctx.clock())
+         .model_copy(update={"attempts": tries})),
     ]
 
 
-async def _place(venue: OrderService, request: OrderRequest, attempts: int) -> OrderReport:
-    """Retry only transient failures; before each retry, look the order up (the last try may
-    have reached the venue even though its answer did not reach us)."""
-    async for attempt in AsyncRetrying(
-        stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(multiplier=0.2, max=5),
-        retry=retry_if_exception_type(TransientBrokerError),
-        reraise=True,
-    ):
-        with attempt:
-            if attempt.retry_state.attempt_number > 1:
-                found = await existing_order(venue, request.client_order_id)
-                if found is not None:
-                    return found
-            return await venue.place(request)
-    raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+async def _place(venue: OrderService, request: OrderRequest, policy: RetryPolicy,
+                 attempts: Attempts) -> OrderReport:
+    """Retry only transient failures (the one policy); before each retry, look the order up:
+    the last try may have reached the venue even though its answer did not reach us."""
+
+    async def once() -> OrderReport:
+        if attempts.count > 1:
+            found = await existing_order(venue, request.client_order_id)
+            if found is not None:
+                return found
+        return await venue.place(request)
+
+    return await policy.call(once, attempts)
 
 
-def _refused(intent: OrderIntent, exc: OrderRejected, ctx: StageContext) -> list[Output]:
+def _refused(intent: OrderIntent, exc: OrderRejected, ctx: StageContext,
+             attempts: Attempts) -> list[Output]:
     refusal = Refusal(
         code=ReasonCode.VENUE_REJECTED,
         message=f"the venue refused the order: {exc.message} (venue code {exc.code})",
         details={"venue_code": str(exc.code), "venue_message": exc.message,
-                 "client_order_id": intent.client_order_id},
+                 "client_order_id": intent.client_order_id,
+                 "attempts": str(max(attempts.count, 1))},
         stage="submission",
     )
     return [("rejections", _rejection(intent, refusal, ctx))]
 
 
-def _unavailable(intent: OrderIntent, exc: TransientBrokerError, ctx: StageContext) -> list[Output]:
+def _unavailable(intent: OrderIntent, exc: TransientBrokerError, ctx: StageContext,
+                 attempts: Attempts) -> list[Output]:
     refusal = Refusal(
         code=ReasonCode.VENUE_UNAVAILABLE,
-        message=(f"the venue stayed unavailable after {ctx.venue_retry_attempts} attempts: "
+        message=(f"the venue stayed unavailable after {attempts.count} attempts: "
                  f"{exc.message}; the order was not placed (replay the intent to try again)"),
-        details={"venue_code": str(exc.code), "client_order_id": intent.client_order_id},
+        details={"venue_code": str(exc.code), "client_order_id": intent.client_order_id,
+                 "attempts": str(attempts.count), "errors": " | ".join(attempts.errors)[:1000]},
         stage="submission",
     )
     return [("rejections", _rejection(intent, refusal, ctx))]

@@ -30,9 +30,17 @@ class Settings(BaseSettings):
     ib_account: str = ""
     reconcile_interval_seconds: float = Field(0.5, gt=0)
     reconcile_lookback_hours: float = Field(24, gt=0)
+    reconcile_commission_grace_seconds: float = Field(
+        10, gt=0, lt=30, description="How long a fill waits for its commission report")
     audit_batch_rows: int = Field(5000, gt=0)
     audit_batch_seconds: float = Field(1.0, gt=0)
-    venue_retry_attempts: int = Field(5, ge=1)
+    venue_timeout_seconds: float = Field(10.0, gt=0, description="Deadline of every venue call")
+    venue_snapshot_seconds: float = Field(
+        0.5, ge=0, description="Largest age of the venue snapshot a decision reads")
+    venue_retry_attempts: int = Field(8, ge=1)
+    venue_retry_seconds: float = Field(60.0, gt=0, description="Total time a stage retries")
+    reservation_ttl_seconds: float = Field(
+        900.0, gt=0, description="How long a decided, unplaced order counts against limits")
     log_level: str = Field("warning", description="Worker log level (faust, agents)")
 
     @field_validator("jax_home")

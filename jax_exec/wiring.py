@@ -7,7 +7,6 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any, cast
 
 import faust
@@ -15,14 +14,17 @@ from mode import Service
 
 from agents.app import STAGES, Pipeline, build_app
 from agents.context import NoVenue, StageContext
+from agents.decision_memory import DecisionMemory
 from agents.decisions.config import RiskSettings
 from agents.decisions.live import check_account_mode
-from agents.readback import read_all
+from agents.decisions.reservations import ReservationBook
 from agents.reconciliation import Reconciler
+from agents.reconciliation_seed import seed_reconciler
+from agents.retry import RetryPolicy
+from brokers.bounded import BoundedVenue
 from brokers.port import OrderService
 from jax_exec.settings import Settings
 from jax_exec.topics_admin import ensure_topics
-from schemas.events import OrderStatus
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +42,22 @@ class Venue:
 
 
 def build_venue(settings: Settings, exchange: Any = None) -> Venue:
+    """The configured venue, every call of it bounded by VENUE_TIMEOUT_SECONDS."""
+    venue = _venue(settings, exchange)
+    venue.service = BoundedVenue(venue.service, settings.venue_timeout_seconds)
+    return venue
+
+
+def _venue(settings: Settings, exchange: Any) -> Venue:
     if settings.venue == "ib":
         from brokers.ib.service import IbOrderService
 
         return Venue(IbOrderService(host=settings.ib_host, port=settings.ib_port,
                                     client_id=settings.ib_client_id,
-                                    account=settings.ib_account))
+                                    account=settings.ib_account,
+                                    # a third: the adapter's own look-up after an
+                                    # unanswered placement fits in the outer deadline
+                                    timeout=settings.venue_timeout_seconds / 3))
     from brokers.sim.runner import SimulatorSettings, build_exchange
     from brokers.sim.service import SimOrderService
 
@@ -54,32 +66,6 @@ def build_venue(settings: Settings, exchange: Any = None) -> Venue:
     ticker = exchange.advance if sim.tick_seconds > 0 else None
     return Venue(SimOrderService(exchange, sim.account), ticker=ticker, exchange=exchange,
                  tick_seconds=sim.tick_seconds)
-
-
-async def seed_reconciler(reconciler: Reconciler, settings: Settings) -> None:
-    """Executions and order states already on Kafka: not to be published again."""
-    executions: set[str] = set()
-    orders: dict[str, tuple[OrderStatus, Decimal]] = {}
-
-    def fill(obj: dict[str, Any]) -> None:
-        if isinstance(obj.get("execution_id"), str):
-            executions.add(obj["execution_id"])
-
-    def order(obj: dict[str, Any]) -> None:
-        try:
-            state = (OrderStatus(obj["status"]), Decimal(str(obj["filled_quantity"])))
-            coid = str(obj["client_order_id"])
-        except (KeyError, ValueError, ArithmeticError):
-            return
-        known = orders.get(coid)
-        if known is None or not known[0].is_terminal:
-            orders[coid] = state
-
-    await read_all(settings.kafka_bootstrap, settings.topic("fills"), fill)
-    await read_all(settings.kafka_bootstrap, settings.topic("orders"), order)
-    reconciler.seed(executions, orders)
-    log.info("reconciler seeded: %d executions, %d orders already published",
-             len(executions), len(orders))
 
 
 class Resources(Service):
@@ -127,13 +113,24 @@ async def build_worker(settings: Settings, stages: Iterable[str], risk: RiskSett
     if stages & VENUE_STAGES:
         venue = build_venue(settings, exchange)
         closers.append(venue.service.close)
-        await venue.service.connect()
-        account = await venue.service.account()
+        policy = RetryPolicy(attempts=settings.venue_retry_attempts,
+                             total_seconds=settings.venue_retry_seconds)
+        await policy.call(venue.service.connect)
+        account = await policy.call(venue.service.account)
         check_account_mode(account.account_id, account.kind, risk)
+    book = ReservationBook(ttl=timedelta(seconds=settings.reservation_ttl_seconds))
+    if "sizing" in stages:
+        memory = DecisionMemory(settings.kafka_bootstrap, book, settings.topic)
+        await memory.start()
+        closers.append(memory.stop)
     pipeline = Pipeline(
         bootstrap=settings.kafka_bootstrap, topic_prefix=settings.topic_prefix,
         ctx=StageContext(risk=risk, venue=venue.service if venue else cast(OrderService, NoVenue()),
-                         venue_retry_attempts=settings.venue_retry_attempts),
+                         retry=RetryPolicy(attempts=settings.venue_retry_attempts,
+                                           total_seconds=settings.venue_retry_seconds),
+                         book=book,
+                         snapshot_max_age=timedelta(seconds=settings.venue_snapshot_seconds),
+                         lookback=timedelta(hours=settings.reconcile_lookback_hours)),
         reconcile_interval=settings.reconcile_interval_seconds,
         audit_batch_rows=settings.audit_batch_rows,
         audit_batch_seconds=settings.audit_batch_seconds,
@@ -143,8 +140,9 @@ async def build_worker(settings: Settings, stages: Iterable[str], risk: RiskSett
     if "reconciliation" in stages:
         assert venue is not None
         pipeline.reconciler = Reconciler(
-            venue.service, lookback=timedelta(hours=settings.reconcile_lookback_hours))
-        await seed_reconciler(pipeline.reconciler, settings)
+            venue.service, lookback=timedelta(hours=settings.reconcile_lookback_hours),
+            commission_grace=timedelta(seconds=settings.reconcile_commission_grace_seconds))
+        await seed_reconciler(pipeline.reconciler, settings.kafka_bootstrap, settings.topic)
     if "audit" in stages:
         pipeline.writer = await open_writer(settings, closers)
     app = build_app(app_id_for(settings, stages), pipeline, stages, web_port=web_port)

@@ -169,6 +169,18 @@ class Approval(Event):
     approved_by: str = Field(min_length=1, max_length=128)
     decided_at: UtcDatetime
     reason: str | None = Field(default=None, max_length=1000)
+    # Signed approvals (schemas.canonical, agents.decisions.signatures). Optional so that an
+    # unsigned approval still decodes and is refused with a reason instead of dead-lettered.
+    expires_at: UtcDatetime | None = Field(
+        default=None, description="The approval's own expiry (UTC); refused from then on")
+    key_id: str | None = Field(default=None, min_length=1, max_length=128,
+                               description="Id of the signing key in the approval keyring")
+    algorithm: Literal["ed25519", "hmac-sha256"] | None = Field(
+        default=None, description="Signature algorithm; must match the key's")
+    signature: str | None = Field(
+        default=None, min_length=1, max_length=512,
+        description="Base64 (RFC 4648; URL-safe alphabet and missing padding accepted) of the "
+                    "signature over RFC 8785 (JCS) of this JSON object without `signature`")
 
     @model_validator(mode="before")
     @classmethod

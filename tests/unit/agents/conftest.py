@@ -8,6 +8,7 @@ import pytest
 
 from agents.context import StageContext
 from agents.decisions.config import RiskSettings
+from agents.retry import RetryPolicy
 from schemas.events import Approval, OrderIntent, OrderType, SizingBound, SizingFigures
 from tests.fakes import T0, FakeVenue
 
@@ -54,4 +55,8 @@ def venue() -> FakeVenue:
 @pytest.fixture
 def ctx(venue: FakeVenue) -> StageContext:
     return StageContext(risk=RiskSettings(), venue=venue, clock=lambda: T0,
-                        venue_retry_attempts=3)
+                        retry=RetryPolicy(attempts=3, sleep=no_sleep))
+
+
+async def no_sleep(seconds: float) -> None:
+    """The retry policy's sleep in unit tests: none."""

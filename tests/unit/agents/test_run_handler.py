@@ -17,7 +17,7 @@ async def decode_only(raw: bytes | None, source: Source, ctx: StageContext) -> l
 
 
 async def test_undecodable_bytes_go_to_dead_letter_verbatim(ctx: StageContext) -> None:
-    (topic, dead), = await run_handler(decode_only, b"\x00garbage", SRC, ctx, 1)
+    (topic, dead), = await run_handler(decode_only, b"\x00garbage", SRC, ctx)
     assert topic == "dead-letter"
     assert isinstance(dead, DeadLetter)
     assert dead.raw == b"\x00garbage"
@@ -26,7 +26,7 @@ async def test_undecodable_bytes_go_to_dead_letter_verbatim(ctx: StageContext) -
 
 
 async def test_json_that_is_not_an_object_is_undecodable(ctx: StageContext) -> None:
-    (_, dead), = await run_handler(decode_only, b"[1, 2]", SRC, ctx, 1)
+    (_, dead), = await run_handler(decode_only, b"[1, 2]", SRC, ctx)
     assert "expected a JSON object" in dead.error  # type: ignore[attr-defined]
 
 
@@ -35,7 +35,7 @@ async def test_schema_mismatch_on_an_internal_topic_is_dead_lettered(ctx: StageC
         OrderIntent.model_validate(decode_object(raw))
         return []
 
-    (_, dead), = await run_handler(intent, b'{"symbol": "AAPL"}', SRC, ctx, 1)
+    (_, dead), = await run_handler(intent, b'{"symbol": "AAPL"}', SRC, ctx)
     assert "does not match the approvals schema" in dead.error  # type: ignore[attr-defined]
 
 
@@ -43,7 +43,7 @@ async def test_a_bug_is_dead_lettered_not_raised(ctx: StageContext) -> None:
     async def broken(raw: bytes | None, source: Source, c: StageContext) -> list[Output]:
         raise ZeroDivisionError("boom")
 
-    (_, dead), = await run_handler(broken, b"{}", SRC, ctx, 1)
+    (_, dead), = await run_handler(broken, b"{}", SRC, ctx)
     assert "internal error ZeroDivisionError: boom" in dead.error  # type: ignore[attr-defined]
 
 
@@ -56,5 +56,5 @@ async def test_transient_venue_errors_are_retried_before_giving_up(ctx: StageCon
             raise TransientBrokerError("socket closed", code="1100")
         return []
 
-    assert await run_handler(flaky, b"{}", SRC, ctx, 30) == []
+    assert await run_handler(flaky, b"{}", SRC, ctx) == []
     assert len(attempts) == 3

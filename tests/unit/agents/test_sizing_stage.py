@@ -30,6 +30,9 @@ async def test_a_second_decision_on_an_ordered_signal_is_a_recorded_no_op(
     (_, intent), = await handle_approval(raw(approval()), SRC, ctx)
     assert isinstance(intent, OrderIntent)
     await venue.place(request_from(intent))
+    ctx.book.outcomes.clear()  # a worker that never saw the first decision: the venue knows
+    ctx.book.intents.clear()
+    ctx.view.invalidate()
     (topic, again), = await handle_approval(raw(approval()), SRC, ctx)
     assert topic == "rejections"
     assert isinstance(again, Rejection)

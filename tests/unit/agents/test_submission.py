@@ -34,8 +34,18 @@ async def test_a_redelivered_intent_is_looked_up_not_placed_again(
         venue: FakeVenue, ctx: StageContext) -> None:
     intent = intent_for(approval())
     await handle_intent(raw(intent), SRC, ctx)
+    ctx.orders_view.invalidate()  # a restarted worker reads the venue afresh
     out = await handle_intent(raw(intent), SRC, ctx)
     assert places(venue) == 1
+    assert [e.status for _, e in out] == [OrderStatus.ACCEPTED]  # type: ignore[attr-defined]
+
+
+async def test_a_duplicate_refused_by_the_venue_is_looked_up(
+        venue: FakeVenue, ctx: StageContext) -> None:
+    intent = intent_for(approval())
+    await handle_intent(raw(intent), SRC, ctx)
+    out = await handle_intent(raw(intent), SRC, ctx)  # the snapshot predates the placement
+    assert len(venue.orders) == 1
     assert [e.status for _, e in out] == [OrderStatus.ACCEPTED]  # type: ignore[attr-defined]
 
 
@@ -44,7 +54,7 @@ async def test_transient_errors_are_retried_with_a_lookup_first(
     venue.fail_next.append(TransientBrokerError("connection reset", code="1100"))
     out = await handle_intent(raw(intent_for(approval())), SRC, ctx)
     assert places(venue) == 2
-    assert ("status", intent_for(approval()).client_order_id) in venue.calls[2:]
+    assert ("status", intent_for(approval()).client_order_id) in venue.calls[1:], venue.calls
     assert len(venue.orders) == 1
     assert out[-1][0] == "orders"
 

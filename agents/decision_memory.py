@@ -1,0 +1,96 @@
+"""Feeds the sizing stage's reservation book from Kafka: `order-intents` and `rejections`,
+every partition, from `ttl` ago, and then as they arrive (no consumer group: every sizing
+process sees every decision, whoever made it)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import ValidationError
+
+from agents.decisions.reservations import ReservationBook
+from agents.readback import partitions_of
+from schemas.events import OrderIntent, Rejection
+
+log = logging.getLogger(__name__)
+
+
+class DecisionMemory:
+    """A background tail of the decision topics into a ReservationBook; `ready` is set once
+    everything that was on the topics at start has been read (decide only after that)."""
+
+    def __init__(self, bootstrap: str, book: ReservationBook,
+                 topic: Callable[[str], str], timeout: float = 30.0) -> None:
+        self.bootstrap = bootstrap
+        self.book = book
+        self.intents, self.rejections = topic("order-intents"), topic("rejections")
+        self.timeout = timeout
+        self.ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        """Assign every partition from `ttl` ago and read up to the current end."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
+                                    enable_auto_commit=False, auto_offset_reset="earliest")
+        await asyncio.wait_for(consumer.start(), self.timeout)
+        self._consumer = consumer
+        parts = [TopicPartition(t, p) for t in (self.intents, self.rejections)
+                 for p in await partitions_of(self.bootstrap, t)]
+        consumer.assign(parts)
+        since_ms = int((time.time() - self.book.ttl.total_seconds()) * 1000)
+        starts = await consumer.offsets_for_times(dict.fromkeys(parts, since_ms))
+        ends = await consumer.end_offsets(parts)
+        for tp in parts:
+            found = starts.get(tp)
+            consumer.seek(tp, found.offset if found is not None else ends[tp])
+        remaining = {tp: end for tp, end in ends.items()
+                     if end > (starts[tp].offset if starts.get(tp) else end)}
+        read = 0
+        while remaining:
+            batches = await consumer.getmany(*remaining.keys(), timeout_ms=1000)
+            for tp, messages in batches.items():
+                for msg in messages:
+                    read += self._feed(tp.topic, msg.value)
+                if messages and messages[-1].offset + 1 >= remaining.get(tp, 0):
+                    remaining.pop(tp, None)
+        log.info("decision memory: %d decisions read back, %d reservations open",
+                 read, len(self.book.intents))
+        self.ready.set()
+        self._task = asyncio.create_task(self._tail(), name="jax.decision-memory")
+
+    async def _tail(self) -> None:
+        assert self._consumer is not None
+        while True:
+            try:
+                batches = await self._consumer.getmany(timeout_ms=500)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("decision memory: read failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            for tp, messages in batches.items():
+                for msg in messages:
+                    self._feed(tp.topic, msg.value)
+
+    def _feed(self, topic: str, raw: bytes | None) -> int:
+        try:
+            if topic == self.intents:
+                self.book.on_intent(OrderIntent.model_validate_json(raw or b""))
+            else:
+                self.book.on_rejection(Rejection.model_validate_json(raw or b""))
+        except (ValidationError, ValueError):
+            return 0  # not ours to judge: the stage that consumes it dead-letters it
+        return 1
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._consumer is not None:
+            await self._consumer.stop()

@@ -1,0 +1,83 @@
+"""What the venue says, read once and shared by the decisions of a burst.
+
+A venue answers slowly and rations messages (IB: 50 a second on a connection, which ib_async
+paces to 45), so reading the whole account for every approval of a burst would take the
+burst minutes. A snapshot is read at most `max_age` before a decision instead; what changed
+since at our own hand (intents decided but not yet visible) is counted by the reservation book,
+so a snapshot younger than `max_age` never lets a limit be talked past. The reads go in an order
+that never undercounts (see `read_snapshot`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from brokers.port import AccountSnapshot, OrderReport, OrderService, Position
+
+
+@dataclass(frozen=True)
+class VenueSnapshot:
+    """Orders sent in the look-back window, open orders, account and positions, in that order
+    of reading."""
+
+    taken_at: datetime
+    since: datetime
+    sent: tuple[OrderReport, ...]
+    open_orders: tuple[OrderReport, ...]
+    account: AccountSnapshot | None  # None when only orders were asked for
+    positions: tuple[Position, ...]
+
+    def known(self, client_order_id: str) -> OrderReport | None:
+        """The order with this client id, if the venue had it when the snapshot was taken."""
+        for order in (*self.open_orders, *self.sent):
+            if order.client_order_id == client_order_id:
+                return order
+        return None
+
+    @property
+    def sent_ids(self) -> set[str]:
+        return {o.client_order_id for o in self.sent}
+
+
+async def read_snapshot(venue: OrderService, since: datetime, now: datetime,
+                        accounts: bool = True) -> VenueSnapshot:
+    """Sent orders, then open orders, then account and positions: an order the venue was
+    sent is, by the time the later reads happen, open, filled into a position, or ended, so a
+    reservation settled against `sent` is always counted somewhere (never zero times)."""
+    sent = await venue.orders_since(since)
+    if not accounts:
+        return VenueSnapshot(now, since, tuple(sent), (), None, ())
+    open_orders = await venue.open_orders()
+    account = await venue.account()
+    positions = await venue.positions()
+    return VenueSnapshot(now, since, tuple(sent), tuple(open_orders), account, tuple(positions))
+
+
+class VenueView:
+    """A snapshot no older than `max_age`; concurrent callers share one read."""
+
+    def __init__(self, venue: OrderService, max_age: timedelta, lookback: timedelta,
+                 accounts: bool = True) -> None:
+        self.venue = venue
+        self.max_age = max_age
+        self.lookback = lookback
+        self.accounts = accounts
+        self._snapshot: VenueSnapshot | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self, now: datetime, since: datetime | None = None) -> VenueSnapshot:
+        """A fresh enough snapshot covering orders sent since `since` (default the look-back)."""
+        wanted = since if since is not None else now - self.lookback
+        async with self._lock:
+            snap = self._snapshot
+            if snap is None or now - snap.taken_at > self.max_age or snap.since > wanted or \
+                    now < snap.taken_at:
+                snap = await read_snapshot(self.venue, min(wanted, now - self.lookback), now,
+                                           self.accounts)
+                self._snapshot = snap
+            return snap
+
+    def invalidate(self) -> None:
+        self._snapshot = None
