@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
@@ -175,6 +176,10 @@ async def run_handler(handler: Handler, raw: bytes | None, source: Source,
     return [("dead-letter", dead)]
 
 
+def _kafka_time(timestamp: float | None) -> datetime | None:
+    return datetime.fromtimestamp(timestamp, UTC) if timestamp else None
+
+
 def _short(exc: ValidationError) -> str:
     return "; ".join(
         f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
@@ -191,7 +196,7 @@ def _stage_agent(app: faust.App, emitter: Emitter, pipeline: Pipeline, stage: st
     async def agent(stream: faust.StreamT) -> None:
         async for event in stream.events():
             msg = event.message
-            source = Source(topic, msg.partition, msg.offset)
+            source = Source(topic, msg.partition, msg.offset, _kafka_time(msg.timestamp))
             outputs = await run_handler(handler, event.value, source, ctx)
             await emitter.deliver(outputs, source, event.value)
 

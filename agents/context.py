@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from agents.decisions.ledger import SignalLedger
 from agents.decisions.reservations import ReservationBook
+from agents.decisions.signatures import KeyRing
 from agents.retry import RetryPolicy
 from agents.venue_view import VenueView
 from schemas.events import Event
@@ -28,6 +30,7 @@ class Source:
     topic: str
     partition: int
     offset: int
+    timestamp: datetime | None = None  # the record's Kafka timestamp, when known
 
 
 Output = tuple[str, Event]
@@ -40,6 +43,9 @@ class StageContext:
     clock: Callable[[], datetime] = field(default=utc_now)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     book: ReservationBook = field(default_factory=ReservationBook)
+    ledger: SignalLedger = field(default_factory=SignalLedger)
+    keyring: KeyRing = field(default_factory=KeyRing)  # who may approve (public keys only)
+    signal_grace: timedelta = timedelta(seconds=5)  # how long an approval waits for its signal
     snapshot_max_age: timedelta = timedelta(seconds=0.5)
     lookback: timedelta = timedelta(hours=24)
     view: VenueView = field(init=False)  # the account and orders, for sizing

@@ -9,19 +9,30 @@ yields at most what each limit allows and a restarted worker decides the same.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from agents.codec import decode_object
 from agents.context import Output, Source, StageContext
 from agents.decisions.decide import decide, reject_approval
+from agents.decisions.ledger import (
+    Verdict,
+    judge,
+    needs_second_approver,
+    signal_time_from,
+    source_of,
+    waiting_refusal,
+    with_signal_time,
+)
 from agents.decisions.reasons import ReasonCode, Refusal
 from agents.decisions.reservations import pending_orders, with_reservations
+from agents.decisions.signatures import verify
 from agents.decisions.validation import parse_approval
 from agents.validation import refusal_without_event
 from brokers.exceptions import TransientBrokerError
 from brokers.port import OrderReport, OrderService
-from schemas.events import Approval, OrderIntent, OrderLeg, Rejection
+from schemas.events import Approval, LedgerStatus, OrderIntent, OrderLeg, Rejection, SignalRecord
 from schemas.ids import client_order_id
 
 RATE_WINDOW = timedelta(minutes=1)
@@ -33,25 +44,74 @@ async def handle_approval(raw: bytes | None, source: Source, ctx: StageContext) 
     parsed = parse_approval(obj)
     if isinstance(parsed, Refusal):
         return [("rejections", refusal_without_event(parsed, _signal_part(obj), source, now))]
-    book = ctx.book
-    remembered = book.outcome_of(parsed.event_id)
-    if remembered is not None:  # redelivered (a restart): the same outcome, never another one
-        return [(remembered.topic, remembered.event)]
-    coid = client_order_id(parsed.correlation_id)
-    earlier = book.intent_for(coid)
-    if earlier is not None:
-        outputs: list[Output] = [("rejections", _decided_already(parsed, coid, "decided", now))]
-    else:
-        try:
-            outputs = await ctx.retry.call(lambda: _decide(parsed, ctx, now))
-        except TransientBrokerError as exc:
-            outputs = [("rejections", _venue_unavailable(parsed, exc, ctx, now))]
+    verified = verify(raw or b"", ctx.keyring, now)
+    if isinstance(verified, Refusal):  # unsigned, forged, unknown or revoked key, expired
+        return [("rejections", reject_approval(parsed, verified, now))]
+    where = source_of(source.topic, source.partition, source.offset)
+    record = await _ledger_record(parsed, ctx)
+    judgement = judge(record, parsed, where)
+    if judgement.refusal is not None:
+        return [("rejections", reject_approval(parsed, judgement.refusal, now))]
+    if judgement.verdict is Verdict.REDELIVERED and ctx.book.outcome_of(parsed.event_id):
+        return []  # redelivered after a restart: its outcome is on Kafka already
+    assert record is not None  # judge refuses an approval of a signal never seen
+    approval = with_signal_time(parsed, record, signal_time_from(obj))
+    try:
+        outputs = await ctx.retry.call(lambda: _decide(approval, ctx, now))
+    except TransientBrokerError as exc:
+        outputs = [("rejections", _venue_unavailable(approval, exc, ctx, now))]
+    if judgement.verdict is Verdict.DECIDE:
+        outputs = _recorded(outputs, record, approval, (raw or b"").decode(), where, ctx, now)
+    _remember(outputs, ctx)
+    return outputs
+
+
+def _remember(outputs: list[Output], ctx: StageContext) -> None:
+    """Into this process's memory at once (the tail of Kafka brings them back later too)."""
     for _, event in outputs:
         if isinstance(event, OrderIntent):
-            book.on_intent(event)
+            ctx.book.on_intent(event)
         elif isinstance(event, Rejection):
-            book.on_rejection(event)
-    return outputs
+            ctx.book.on_rejection(event)
+        elif isinstance(event, SignalRecord):
+            ctx.ledger.on_record(event)
+
+
+async def _ledger_record(approval: Approval, ctx: StageContext) -> SignalRecord | None:
+    """The signal's ledger entry; an approval may overtake its signal on the way in, so one
+    whose signal is not yet in the ledger waits a moment for it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ctx.signal_grace.total_seconds()
+    while True:
+        record = ctx.ledger.get(approval.correlation_id)
+        if record is not None or loop.time() >= deadline:
+            return record
+        await asyncio.sleep(0.05)
+
+
+def _recorded(outputs: list[Output], record: SignalRecord, approval: Approval, raw: str,
+              where: str, ctx: StageContext, now: datetime) -> list[Output]:
+    """The decision into the signal ledger; four-eyes holds an order above the threshold until
+    a second, different approver approves it."""
+    out: list[Output] = []
+    for topic, event in outputs:
+        if isinstance(event, OrderIntent):
+            value = event.sizing.position_value
+            threshold = ctx.risk.four_eyes_notional
+            if threshold is not None and needs_second_approver(record, approval, value,
+                                                               threshold):
+                waiting = record.after(approval, raw, LedgerStatus.AWAITING_SECOND_APPROVAL,
+                                       where, now)
+                held = reject_approval(approval, waiting_refusal(approval, value, threshold),
+                                       now)
+                return [("signal-ledger", waiting), ("rejections", held)]
+            decided = record.after(approval, raw, LedgerStatus.DECIDED, where, now)
+            out += [("signal-ledger", decided),
+                    (topic, event.model_copy(update={"approvals": decided.approvals}))]
+        else:
+            out += [("signal-ledger", record.after(approval, raw, LedgerStatus.DECIDED, where,
+                                                   now)), (topic, event)]
+    return out
 
 
 async def _decide(approval: Approval, ctx: StageContext, now: datetime) -> list[Output]:

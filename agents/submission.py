@@ -13,6 +13,7 @@ import logging
 
 from agents.codec import decode_object
 from agents.context import Output, Source, StageContext
+from agents.decisions.approved import check_intent
 from agents.decisions.decide import rejection_from
 from agents.decisions.reasons import ReasonCode, Refusal
 from agents.orders import order_event
@@ -54,6 +55,9 @@ async def existing_order(venue: OrderService, coid: str) -> OrderReport | None:
 
 async def handle_intent(raw: bytes | None, source: Source, ctx: StageContext) -> list[Output]:
     intent = OrderIntent.model_validate(decode_object(raw))
+    unapproved = check_intent(intent, ctx.keyring, ctx.risk)
+    if unapproved is not None:
+        return [("rejections", _rejection(intent, unapproved, ctx))]
     venue = ctx.venue
     attempts = Attempts()
     try:

@@ -1,4 +1,6 @@
-"""Validation stage: refuse a bad signal as soon as it arrives, before anyone approves it."""
+"""Validation stage: refuse a bad signal as soon as it arrives, before anyone approves it, and
+record a valid one's first sighting in the signal ledger (an approval must name a signal seen
+here; a signal without its own time is aged from this sighting)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from agents.context import Output, Source, StageContext
 from agents.decisions.decide import reject_signal, rejection_from
 from agents.decisions.reasons import Refusal
 from agents.decisions.validation import parse_signal, validate_signal
-from schemas.events import Rejection
+from schemas.events import Rejection, SignalRecord
 from schemas.ids import derive_id, signal_event_id
 
 
@@ -21,9 +23,13 @@ async def handle_signal(raw: bytes | None, source: Source, ctx: StageContext) ->
     if isinstance(parsed, Refusal):
         return [("rejections", refusal_without_event(parsed, obj, source, now))]
     refusal = validate_signal(parsed, ctx.risk, now)
-    if refusal is None:
-        return []
-    return [("rejections", reject_signal(parsed, refusal, now))]
+    if refusal is not None:
+        return [("rejections", reject_signal(parsed, refusal, now))]
+    if ctx.ledger.get(parsed.correlation_id) is not None:
+        return []  # seen before (a re-publication): its first sighting stands
+    record = SignalRecord.seen(parsed, source.timestamp or now)
+    ctx.ledger.on_record(record)
+    return [("signal-ledger", record)]
 
 
 def refusal_without_event(

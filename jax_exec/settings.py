@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     venue_retry_seconds: float = Field(60.0, gt=0, description="Total time a stage retries")
     reservation_ttl_seconds: float = Field(
         900.0, gt=0, description="How long a decided, unplaced order counts against limits")
+    approval_keyring: Path | None = Field(
+        None, description="Approval keyring; default <JAX_HOME>/keys/keyring.json")
+    signal_grace_seconds: float = Field(
+        5.0, ge=0, description="How long an approval waits for its signal to be seen")
     log_level: str = Field("warning", description="Worker log level (faust, agents)")
 
     @field_validator("jax_home")

@@ -16,13 +16,16 @@ from agents.app import STAGES, Pipeline, build_app
 from agents.context import NoVenue, StageContext
 from agents.decision_memory import DecisionMemory
 from agents.decisions.config import RiskSettings
+from agents.decisions.ledger import SignalLedger
 from agents.decisions.live import check_account_mode
 from agents.decisions.reservations import ReservationBook
+from agents.decisions.signatures import KeyRing
 from agents.reconciliation import Reconciler
 from agents.reconciliation_seed import seed_reconciler
 from agents.retry import RetryPolicy
 from brokers.bounded import BoundedVenue
 from brokers.port import OrderService
+from jax_exec.keys import keyring_path, load_keyring
 from jax_exec.settings import Settings
 from jax_exec.topics_admin import ensure_topics
 
@@ -30,6 +33,18 @@ log = logging.getLogger(__name__)
 
 # Stages that talk to the venue; a process running none of them (validation, audit) opens none.
 VENUE_STAGES = frozenset({"sizing", "submission", "reconciliation"})
+# Stages that read the signal ledger and the recent decisions before they consume anything.
+DECIDING_STAGES = frozenset({"validation", "sizing"})
+
+
+def load_approval_keyring(settings: Settings) -> KeyRing:
+    """The public keys (and upstream HMAC secrets) approvals are verified with; none (every
+    approval refused) when the keyring file does not exist."""
+    path = keyring_path(settings.jax_home, settings.approval_keyring)
+    if not path.exists():
+        log.warning("no approval keyring at %s: every approval will be refused", path)
+        return KeyRing()
+    return load_keyring(path)
 
 
 @dataclass
@@ -119,8 +134,9 @@ async def build_worker(settings: Settings, stages: Iterable[str], risk: RiskSett
         account = await policy.call(venue.service.account)
         check_account_mode(account.account_id, account.kind, risk)
     book = ReservationBook(ttl=timedelta(seconds=settings.reservation_ttl_seconds))
-    if "sizing" in stages:
-        memory = DecisionMemory(settings.kafka_bootstrap, book, settings.topic)
+    ledger = SignalLedger()
+    if stages & DECIDING_STAGES:
+        memory = DecisionMemory(settings.kafka_bootstrap, book, ledger, settings.topic)
         await memory.start()
         closers.append(memory.stop)
     pipeline = Pipeline(
@@ -128,7 +144,8 @@ async def build_worker(settings: Settings, stages: Iterable[str], risk: RiskSett
         ctx=StageContext(risk=risk, venue=venue.service if venue else cast(OrderService, NoVenue()),
                          retry=RetryPolicy(attempts=settings.venue_retry_attempts,
                                            total_seconds=settings.venue_retry_seconds),
-                         book=book,
+                         book=book, ledger=ledger, keyring=load_approval_keyring(settings),
+                         signal_grace=timedelta(seconds=settings.signal_grace_seconds),
                          snapshot_max_age=timedelta(seconds=settings.venue_snapshot_seconds),
                          lookback=timedelta(hours=settings.reconcile_lookback_hours)),
         reconcile_interval=settings.reconcile_interval_seconds,

@@ -110,8 +110,27 @@ def check_order_prices(order_type: OrderType, limit_price: Decimal | None,
 
 
 class ControlAction(StrEnum):
-    HALT = "halt"
-    RESUME = "resume"
+    """Operator commands (imperative): what the control stage does to a scope's trading."""
+
+    HALT = "halt"  # no new orders; approvals and intents in flight are refused
+    REDUCE_ONLY = "reduce_only"  # only orders that shrink a position without flipping it
+    FLATTEN = "flatten"  # cancel the open orders, close the positions, then HALTED
+    RESUME = "resume"  # trade normally again
+
+
+class ScopeKind(StrEnum):
+    ACCOUNT = "account"
+    SYMBOL = "symbol"
+    STRATEGY = "strategy"
+
+
+class TradingMode(StrEnum):
+    """A scope's trading state, derived from commands (agents.decisions.trading_state)."""
+
+    ACTIVE = "active"
+    REDUCE_ONLY = "reduce_only"
+    FLATTENING = "flattening"  # a FLATTEN is running: refuses like HALTED
+    HALTED = "halted"
 
 
 class Event(BaseModel):
@@ -244,6 +263,9 @@ class OrderIntent(Event):
     signal_id: str
     approved_by: str
     sizing: SizingFigures
+    # The signed approvals this intent descends from, verbatim as published: the submission
+    # stage verifies them again before placing (defence in depth).
+    approvals: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _prices_match_type(self) -> OrderIntent:
@@ -327,12 +349,20 @@ class Rejection(Event):
 
 
 class ControlCommand(Event):
-    """An operator command (kill switch)."""
+    """An operator's (or an automatic trip's) command on one scope: the whole account (no
+    symbol, no strategy), one symbol, or one strategy."""
 
     event_type: Literal["control"] = "control"
     command: ControlAction
-    issued_by: str = Field(min_length=1)
-    reason: str | None = None
+    issued_by: str = Field(min_length=1, max_length=128,
+                           description="Who: an operator's name, or auto:<trigger> for a trip")
+    reason: str | None = Field(default=None, max_length=2000)
+    symbol: str | None = Field(default=None, min_length=1, max_length=32,
+                               description="Scope: this symbol only")
+    strategy_id: str | None = Field(default=None, min_length=1, max_length=128,
+                                    description="Scope: this strategy only")
+    details: dict[str, str] = Field(default_factory=dict,
+                                    description="The figures behind an automatic trip")
 
     @model_validator(mode="before")
     @classmethod
@@ -340,15 +370,110 @@ class ControlCommand(Event):
         if isinstance(data, dict) and "event_id" not in data:
             data = dict(data)
             data.setdefault("occurred_at", utcnow().isoformat())
+            scope = [p for p in (data.get("symbol"), data.get("strategy_id")) if p]
             eid = derive_id("control", data.get("command"), data.get("issued_by"),
-                            data["occurred_at"])
+                            data["occurred_at"], *scope)
             data["event_id"] = str(eid)
             data.setdefault("correlation_id", str(eid))
         return data
 
+    @model_validator(mode="after")
+    def _one_scope(self) -> ControlCommand:
+        if self.symbol is not None and self.strategy_id is not None:
+            raise ValueError("a command has one scope: the account, a symbol or a strategy")
+        if self.command is ControlAction.FLATTEN and self.strategy_id is not None:
+            raise ValueError("FLATTEN applies to the account or a symbol: the venue nets "
+                             "positions per symbol, not per strategy")
+        return self
+
+    @property
+    def scope_kind(self) -> ScopeKind:
+        if self.symbol is not None:
+            return ScopeKind.SYMBOL
+        if self.strategy_id is not None:
+            return ScopeKind.STRATEGY
+        return ScopeKind.ACCOUNT
+
+    @property
+    def scope(self) -> str:
+        """The scope's key: `account`, `symbol:<S>` or `strategy:<id>`."""
+        return scope_key(self.scope_kind, self.symbol or self.strategy_id)
+
+
+def scope_key(kind: ScopeKind, value: str | None = None) -> str:
+    return kind.value if kind is ScopeKind.ACCOUNT else f"{kind.value}:{value}"
+
+
+class TradingStateChanged(Event):
+    """A scope's trading state after a command was applied (compacted topic, keyed by scope):
+    the latest one per scope is the state every worker's gate enforces."""
+
+    event_type: Literal["trading_state"] = "trading_state"
+    scope: str  # account | symbol:<S> | strategy:<id>
+    scope_kind: ScopeKind
+    symbol: str | None = None
+    strategy_id: str | None = None
+    mode: TradingMode
+    previous_mode: TradingMode
+    command: ControlAction
+    command_offset: int = Field(ge=0, description="Offset of the command on `control`: "
+                                "a later command's state replaces an earlier one's")
+    issued_by: str
+    reason: str | None = None
+    account_id: str | None = None
+    details: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def kafka_key(self) -> bytes:
+        """Keyed by scope: compaction keeps each scope's latest state."""
+        return self.scope.encode()
+
+    @staticmethod
+    def derive_event_id(command_event_id: UUID, mode: TradingMode) -> UUID:
+        return derive_id("trading-state", command_event_id, mode.value)
+
 
 # Base64 grows bytes by 4/3; a record must stay under the producer's 1 MB request limit.
 DEAD_LETTER_RAW_BYTES = 256 * 1024
+
+
+class LedgerStatus(StrEnum):
+    SEEN = "seen"  # on `signals`, valid, undecided
+    AWAITING_SECOND_APPROVAL = "awaiting_second_approval"  # four-eyes: one approver so far
+    DECIDED = "decided"  # the first valid decision; final
+
+
+class SignalRecord(Event):
+    """A signal's entry in the signal ledger (compacted, keyed by the signal's correlation
+    id): when it was first seen on `signals`, and its first valid decision, which wins for
+    good. Every stage that decides reads the whole ledger at start."""
+
+    event_type: Literal["signal_record"] = "signal_record"
+    signal_id: str
+    status: LedgerStatus
+    first_seen_at: UtcDatetime | None = None  # None: an approval came before its signal
+    decision: Decision | None = None
+    decided_by: tuple[str, ...] = ()  # approvers so far, in order
+    decision_event_id: UUID | None = None  # the approval that decided (or the first, waiting)
+    decision_source: str | None = None  # "approvals/<partition>/<offset>" of that approval
+    approvals: tuple[str, ...] = ()  # the signed approvals counted, verbatim (four-eyes)
+
+    @classmethod
+    def seen(cls, signal: Signal, at: datetime) -> SignalRecord:
+        return cls(event_id=derive_id("signal-seen", signal.event_id), correlation_id=
+                   signal.correlation_id, causation_id=signal.event_id, occurred_at=at,
+                   signal_id=signal.id, status=LedgerStatus.SEEN, first_seen_at=at)
+
+    def after(self, approval: Approval, raw: str, status: LedgerStatus, source: str,
+              at: datetime) -> SignalRecord:
+        """This entry once `approval` (valid; `raw` as it was signed) was counted."""
+        by = (*self.decided_by, approval.approved_by)
+        return self.model_copy(update={
+            "event_id": derive_id("signal-record", self.correlation_id, status.value, *by),
+            "causation_id": approval.event_id, "occurred_at": at, "recorded_at": at,
+            "status": status, "decision": approval.decision, "decided_by": by,
+            "decision_event_id": approval.event_id, "decision_source": source,
+            "approvals": (*self.approvals, raw)})
 
 
 class DeadLetter(Event):
@@ -426,4 +551,6 @@ EVENT_TYPES: dict[str, type[Event]] = {
     "control": ControlCommand,
     "dead_letter": DeadLetter,
     "alert": Alert,
+    "signal_record": SignalRecord,
+    "trading_state": TradingStateChanged,
 }

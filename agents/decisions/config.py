@@ -185,6 +185,12 @@ class RiskSettings(BaseSettings):
         "Optional largest order value (quantity x entry) in account currency (empty = no cap).",
         POSITIVE,
     )
+    four_eyes_notional: Decimal | None = _setting(
+        "FOUR_EYES_NOTIONAL",
+        None,
+        "Optional order value above which two distinct approvers must approve (empty = one).",
+        POSITIVE,
+    )
     min_reward_risk: Decimal | None = _setting(
         "MIN_REWARD_RISK",
         None,

@@ -7,7 +7,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
-Stage = Literal["validation", "sizing", "risk", "live_guard", "submission"]
+Stage = Literal["validation", "sizing", "risk", "live_guard", "submission", "control"]
 
 
 class ReasonCode(StrEnum):
@@ -58,6 +58,15 @@ class ReasonCode(StrEnum):
     REVOKED_KEY = "REVOKED_KEY"
     APPROVAL_EXPIRED = "APPROVAL_EXPIRED"
     SIGNER_MISMATCH = "SIGNER_MISMATCH"
+    # the signal ledger (agents.decisions.ledger): seen, decided once, four-eyes
+    SIGNAL_NOT_SEEN = "SIGNAL_NOT_SEEN"
+    AWAITING_SECOND_APPROVAL = "AWAITING_SECOND_APPROVAL"
+    # submission's own check of the approval an intent carries (defence in depth)
+    INTENT_NOT_APPROVED = "INTENT_NOT_APPROVED"
+    # the trading gate (agents.control.TradingGate, agents.decisions.trading_state)
+    HALTED = "HALTED"
+    REDUCE_ONLY = "REDUCE_ONLY"
+    TRADING_STATE_UNKNOWN = "TRADING_STATE_UNKNOWN"
 
 
 # Signature codes come from signatures.verify, which the stages call beside decide().
@@ -65,10 +74,18 @@ SIGNATURE_CODES = frozenset(
     {ReasonCode.UNSIGNED, ReasonCode.BAD_SIGNATURE, ReasonCode.UNKNOWN_KEY,
      ReasonCode.REVOKED_KEY, ReasonCode.APPROVAL_EXPIRED, ReasonCode.SIGNER_MISMATCH}
 )
-# Codes produced outside decide() (sizing agent, submission agent, signature check).
+# The trading gate's codes: the kill switch, beside decide() in sizing and submission.
+GATE_CODES = frozenset(
+    {ReasonCode.HALTED, ReasonCode.REDUCE_ONLY, ReasonCode.TRADING_STATE_UNKNOWN}
+)
+# Codes produced outside decide() (sizing agent, submission agent, signature check, gate).
+LEDGER_CODES = frozenset(
+    {ReasonCode.SIGNAL_NOT_SEEN, ReasonCode.AWAITING_SECOND_APPROVAL,
+     ReasonCode.INTENT_NOT_APPROVED}
+)
 EXTERNAL_CODES = frozenset(
     {ReasonCode.ALREADY_DECIDED, ReasonCode.VENUE_REJECTED, ReasonCode.VENUE_UNAVAILABLE}
-) | SIGNATURE_CODES
+) | LEDGER_CODES | SIGNATURE_CODES | GATE_CODES
 
 
 def _text(value: object) -> str:

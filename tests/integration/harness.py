@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -21,7 +22,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from agents.decisions.signatures import sign
 from agents.readback import read_all
+from jax_exec.keys import generate_dev_keys, keyring_path, signing_key
 from schemas.examples import SEED_SIGNAL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,10 +42,20 @@ def signal_with(**changes: Any) -> dict[str, Any]:
     return {**SEED_SIGNAL, "id": str(uuid.uuid4()), **changes}
 
 
+# Approvers' signing keys for the tests, and the keyring every test worker verifies with.
+KEYS_HOME = Path(tempfile.gettempdir()) / "jax-test-keys"
+TEST_APPROVERS = ("alice", "bob", "carol")
+generate_dev_keys(KEYS_HOME, TEST_APPROVERS)
+KEYRING = keyring_path(KEYS_HOME)
+
+
 def approval_for(signal: dict[str, Any], decision: str = "approved", by: str = "alice",
                  **extra: Any) -> dict[str, Any]:
-    return {"signal": signal, "decision": decision, "approved_by": by,
+    """An approval as an approver publishes it: signed with the approver's key."""
+    body = {"signal": signal, "decision": decision, "approved_by": by,
             "decided_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra}
+    key = signing_key(KEYS_HOME, by)
+    return sign(body, key.private_key, key.key_id)
 
 
 class WorkerProcess:
@@ -57,6 +70,7 @@ class WorkerProcess:
                     "KAFKA_BOOTSTRAP": BOOTSTRAP, "SIM_TICK_SECONDS": "0", "VENUE": "sim",
                     "APP_ID": f"jax-test-{prefix.rstrip('-')}", "LOG_LEVEL": "info",
                     "RECONCILE_INTERVAL_SECONDS": "0.3", "AUDIT_BATCH_SECONDS": "0.3",
+                    "APPROVAL_KEYRING": str(KEYRING),
                     **(env or {})}
         self.args = args or []
         self.proc: subprocess.Popen[bytes] | None = None

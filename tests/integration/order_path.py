@@ -17,6 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from schemas.events import Approval
+from schemas.ids import signal_event_id
 from tests.integration.harness import (
     BOOTSTRAP,
     ROOT,
@@ -56,20 +57,31 @@ def approval_id(approval: dict[str, Any]) -> str:
 
 
 async def publish_all(topic: str, values: Iterable[dict[str, Any]]) -> float:
-    """Publish at once (one producer, no waiting per message); return the seconds it took."""
+    """Publish at once (one producer, no waiting per message); return the seconds it took.
+    Approvals go with their signals, which are published to `signals` first (the pipeline
+    refuses an approval of a signal it never saw)."""
+    values = list(values)
     producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
     await producer.start()
     started = time.monotonic()
     try:
-        futures = []
-        for value in values:
-            key = value["signal"]["id"].encode() if "signal" in value else None
-            futures.append(await producer.send(topic, json.dumps(value).encode(), key=key))
-        for fut in futures:
-            await fut
+        if topic.endswith("approvals"):
+            signals = topic.removesuffix("approvals") + "signals"
+            await _send(producer, signals, [v["signal"] for v in values if "signal" in v])
+        await _send(producer, topic, values)
     finally:
         await producer.stop()
     return time.monotonic() - started
+
+
+async def _send(producer: AIOKafkaProducer, topic: str, values: list[dict[str, Any]]) -> None:
+    futures = []
+    for value in values:
+        signal = value.get("signal", value)
+        key = str(signal_event_id(signal["id"])).encode() if "id" in signal else None
+        futures.append(await producer.send(topic, json.dumps(value).encode(), key=key))
+    for fut in futures:
+        await fut
 
 
 @dataclass
@@ -137,5 +149,5 @@ def stack(tmp: Path, prefix: str, env: dict[str, str] | None = None,
 ROOMY = {
     "MAX_OPEN_POSITIONS": "200", "ALLOW_SAME_SYMBOL_POSITION": "true",
     "MAX_ORDERS_PER_MINUTE": "5000", "MAX_POSITION_PCT": "0.002",
-    "MAX_SYMBOL_EXPOSURE_PCT": "1", "MAX_GROUP_EXPOSURE_PCT": "1", "MAX_GROSS_EXPOSURE_PCT": "1",
+    "MAX_SYMBOL_EXPOSURE_PCT": "1", "MAX_GROUP_EXPOSURE_PCT": "1", "MAX_GROSS_EXPOSURE_PCT": "0.2",
 }

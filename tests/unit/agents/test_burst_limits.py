@@ -18,9 +18,10 @@ from agents.submission import handle_intent
 from brokers.exceptions import OrderRejected
 from schemas.events import OrderIntent, Rejection
 from tests.fakes import T0, FakeVenue
-from tests.unit.agents.conftest import approval, raw
+from tests.unit.agents.conftest import approval, outcome, raw
 
 SRC = Source("approvals", 0, 3)
+OFFSETS: dict[bytes, int] = {}
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOGL", "META", "JPM", "XOM"]
 
 
@@ -45,7 +46,8 @@ async def outcomes(ctx: StageContext, raws: list[bytes]) -> tuple[list[OrderInte
                                                                   list[Rejection]]:
     intents, rejections = [], []
     for r in raws:
-        for _, event in await handle_approval(r, SRC, ctx):
+        offset = OFFSETS.setdefault(r, len(OFFSETS))  # a redelivery has the same offset
+        for _, event in outcome(await handle_approval(r, Source("approvals", 0, offset), ctx)):
             (intents if isinstance(event, OrderIntent) else rejections).append(event)
     return intents, rejections  # type: ignore[return-value]
 
@@ -114,13 +116,21 @@ async def test_a_venue_refusal_frees_its_reservation(
     assert len(more) == 1
 
 
-async def test_a_redelivered_approval_gets_the_same_outcome(burst_ctx: StageContext) -> None:
+async def test_a_redelivered_approval_adds_no_second_outcome(burst_ctx: StageContext) -> None:
     raws = [fresh(s) for s in SYMBOLS[:4]]
     first_intents, first_rejections = await outcomes(burst_ctx, raws)
-    again_intents, again_rejections = await outcomes(burst_ctx, raws)
-    assert again_intents == first_intents
-    assert again_rejections == first_rejections
+    assert (len(first_intents), len(first_rejections)) == (3, 1)
+    again_intents, again_rejections = await outcomes(burst_ctx, raws)  # same offsets
+    assert again_intents == again_rejections == []  # the outcomes are on Kafka already
     assert len(burst_ctx.book.intents) == 3
+
+
+async def test_a_replayed_approval_is_refused(burst_ctx: StageContext) -> None:
+    raw_approval = fresh("AAPL")
+    intents, _ = await outcomes(burst_ctx, [raw_approval])
+    replay = await handle_approval(raw_approval, Source("approvals", 1, 999), burst_ctx)
+    assert len(intents) == 1
+    assert [e.reason_code for _, e in replay] == ["ALREADY_DECIDED"]  # type: ignore[attr-defined]
 
 
 async def test_a_second_approver_of_a_reserved_signal_places_nothing(

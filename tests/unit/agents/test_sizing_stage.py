@@ -9,13 +9,13 @@ from agents.sizing import handle_approval
 from agents.submission import request_from
 from schemas.events import OrderIntent, Rejection, SizingBound
 from tests.fakes import FakeVenue
-from tests.unit.agents.conftest import approval, raw
+from tests.unit.agents.conftest import approval, outcome, raw
 
 SRC = Source("approvals", 0, 3)
 
 
 async def test_the_seed_approval_sizes_to_133_shares(venue: FakeVenue, ctx: StageContext) -> None:
-    (topic, intent), = await handle_approval(raw(approval()), SRC, ctx)
+    (topic, intent), = outcome(await handle_approval(raw(approval()), SRC, ctx))
     assert topic == "order-intents"
     assert isinstance(intent, OrderIntent)
     assert intent.quantity == 133
@@ -27,13 +27,13 @@ async def test_the_seed_approval_sizes_to_133_shares(venue: FakeVenue, ctx: Stag
 
 async def test_a_second_decision_on_an_ordered_signal_is_a_recorded_no_op(
         venue: FakeVenue, ctx: StageContext) -> None:
-    (_, intent), = await handle_approval(raw(approval()), SRC, ctx)
+    (_, intent), = outcome(await handle_approval(raw(approval()), SRC, ctx))
     assert isinstance(intent, OrderIntent)
     await venue.place(request_from(intent))
     ctx.book.outcomes.clear()  # a worker that never saw the first decision: the venue knows
     ctx.book.intents.clear()
     ctx.view.invalidate()
-    (topic, again), = await handle_approval(raw(approval()), SRC, ctx)
+    (topic, again), = outcome(await handle_approval(raw(approval()), SRC, ctx))
     assert topic == "rejections"
     assert isinstance(again, Rejection)
     assert again.reason_code == "ALREADY_DECIDED"
@@ -41,7 +41,7 @@ async def test_a_second_decision_on_an_ordered_signal_is_a_recorded_no_op(
 
 
 async def test_a_human_no_is_a_rejection_with_who_said_it(ctx: StageContext) -> None:
-    (topic, rejection), = await handle_approval(raw(approval("rejected")), SRC, ctx)
+    (topic, rejection), = outcome(await handle_approval(raw(approval("rejected")), SRC, ctx))
     assert topic == "rejections"
     assert isinstance(rejection, Rejection)
     assert rejection.reason_code == "SIGNAL_REJECTED_BY_HUMAN"
