@@ -31,7 +31,7 @@ from schemas.topics import TOPICS
 
 log = logging.getLogger(__name__)
 
-STAGES = ("validation", "sizing", "submission", "reconciliation", "audit")
+STAGES = ("validation", "sizing", "submission", "reconciliation", "control", "audit")
 Handler = Callable[[bytes | None, Source, StageContext], Awaitable[list[Output]]]
 
 
@@ -49,6 +49,8 @@ class Pipeline:
     audit_batch_seconds: float = 1.0
     ticker: Callable[[], None] | None = None  # advances the in-process simulator
     tick_seconds: float = 0.0
+    session_timeout: float = 10.0  # Kafka consumer group session, seconds
+    trips: Any = None  # agents.control.TripSettings when this process runs the control stage
 
     def physical(self, topic: str) -> str:
         return f"{self.topic_prefix}{topic}"
@@ -77,6 +79,10 @@ def build_app(app_id: str, pipeline: Pipeline, stages: Iterable[str], web_port: 
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         broker_commit_interval=1.0,
+        # A worker that died (SIGKILL, a lost host) holds its partitions until its session
+        # times out: keep that short so another worker, or its restart, takes over quickly.
+        broker_session_timeout=pipeline.session_timeout,
+        broker_heartbeat_interval=max(pipeline.session_timeout / 5, 0.5),
         # Stopping must not wait for a message stuck on a venue call: it is not committed, so
         # it is processed again at the next start.
         stream_wait_empty=False,
@@ -98,6 +104,10 @@ def build_app(app_id: str, pipeline: Pipeline, stages: Iterable[str], web_port: 
         _reconciliation(app, emitter, pipeline)
     if "audit" in stages:
         _audit(app, pipeline)
+    if "control" in stages:
+        from agents.control import register_control
+
+        register_control(app, emitter, pipeline, pipeline.trips)
     if pipeline.ticker is not None and pipeline.tick_seconds > 0:
         _sim_clock(app, pipeline)
     return app

@@ -15,6 +15,7 @@ from agents.venue_view import VenueView
 from schemas.events import Event
 
 if TYPE_CHECKING:
+    from agents.control import TradingGate
     from agents.decisions.config import RiskSettings
     from brokers.port import OrderService
 
@@ -43,6 +44,7 @@ class StageContext:
     clock: Callable[[], datetime] = field(default=utc_now)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     book: ReservationBook = field(default_factory=ReservationBook)
+    gate: TradingGate | None = None  # the kill switch's latched trading state
     ledger: SignalLedger = field(default_factory=SignalLedger)
     keyring: KeyRing = field(default_factory=KeyRing)  # who may approve (public keys only)
     signal_grace: timedelta = timedelta(seconds=5)  # how long an approval waits for its signal

@@ -54,6 +54,7 @@ from schemas.events import (
     ControlCommand,
     DeadLetter,
     OrderEvent,
+    OrderIntent,
     OrderStatus,
     OrderType,
     Rejection,
@@ -93,8 +94,9 @@ class TripSettings(BaseSettings):
         5, ge=0, description="Consecutive VENUE_UNAVAILABLE rejections that halt (0 = off)")
     venue_failures_gap_seconds: float = Field(
         300.0, gt=0, description="A longer pause between two failures breaks the run")
+    # Off by default: a burst of limit refusals is the limits working, not a fault.
     rejection_burst: int = Field(
-        20, ge=0, description="Rejections within TRIP_REJECTION_BURST_SECONDS that halt (0 = off)")
+        0, ge=0, description="Rejections within TRIP_REJECTION_BURST_SECONDS that halt (0 = off)")
     rejection_burst_seconds: float = Field(60.0, gt=0, description="The burst window")
     mismatch_action: Literal["halt", "off"] = Field(
         "halt", description="On a reconciliation alert external_order or position_mismatch")
@@ -242,7 +244,8 @@ class TradingGate:
         return state is not None and state.mode is TradingMode.REDUCE_ONLY
 
     async def admit(self, symbol: str, strategy_id: str | None, side: Side, quantity: Decimal,
-                    position: Callable[[], Awaitable[Decimal]], stage: Stage = "submission",
+                    position: Callable[[], Awaitable[Decimal | None]],
+                    stage: Stage = "submission",
                     **details: object) -> Refusal | None:
         """`check`, reading the position (`await position()`) only under REDUCE_ONLY."""
         held = await position() if self.needs_position(symbol, strategy_id) else None
@@ -271,6 +274,25 @@ def net_position(positions: Iterable[Position], symbol: str) -> Decimal:
 async def venue_position(venue: OrderService, symbol: str, retry: RetryPolicy) -> Decimal:
     """The signed quantity held in one symbol, read from the venue now."""
     return net_position(await retry.call(venue.positions), symbol)
+
+
+async def intent_refusal(gate: TradingGate | None, intent: OrderIntent, venue: OrderService,
+                         retry: RetryPolicy) -> Refusal | None:
+    """The submission stage's gate check of one intent (None: place it). Under REDUCE_ONLY the
+    position is read from the venue; a venue that cannot say refuses (fail closed)."""
+    if gate is None:
+        return None
+
+    async def position() -> Decimal | None:
+        try:
+            return await venue_position(venue, intent.symbol, retry)
+        except TransientBrokerError as exc:
+            log.warning("gate: position of %s unknown (%s): reduce-only refuses", intent.symbol,
+                        exc)
+            return None
+
+    return await gate.admit(intent.symbol, intent.strategy_id, intent.side, intent.quantity,
+                            position, "submission", client_order_id=intent.client_order_id)
 
 
 # ---------------------------------------------------------------- FLATTEN

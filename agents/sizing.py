@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from agents.codec import decode_object
 from agents.context import Output, Source, StageContext
+from agents.control import net_position
 from agents.decisions.decide import decide, reject_approval
 from agents.decisions.ledger import (
     Verdict,
@@ -119,6 +120,10 @@ async def _decide(approval: Approval, ctx: StageContext, now: datetime) -> list[
     yet visible there (reservations taken before the venue was read: a reservation the venue
     shows is counted by the venue's figures, one it does not show is counted as pending; a
     race can count an order twice for a moment, the conservative way, never zero times)."""
+    gate = ctx.gate
+    blocked = gate.blocked(approval.signal.symbol, approval.signal.strategy_id) if gate else None
+    if blocked is not None:
+        return [("rejections", reject_approval(approval, blocked, now))]
     book = ctx.book
     coid = client_order_id(approval.correlation_id)
     reservations = book.snapshot(now)
@@ -138,6 +143,11 @@ async def _decide(approval: Approval, ctx: StageContext, now: datetime) -> list[
     recent = count_recent([*snap.sent, *pending], window_start)
     result = decide(approval, with_reservations(snap.account, pending), snap.positions,
                     [*open_orders, *pending], recent, now, ctx.risk, ctx.venue.venue)
+    if isinstance(result, OrderIntent) and gate is not None:
+        refusal = gate.check(result.symbol, result.strategy_id, result.side, result.quantity,
+                             net_position(snap.positions, result.symbol), "sizing")
+        if refusal is not None:
+            result = reject_approval(approval, refusal, now)
     topic = "rejections" if isinstance(result, Rejection) else "order-intents"
     return [(topic, result)]
 

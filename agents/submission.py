@@ -13,6 +13,7 @@ import logging
 
 from agents.codec import decode_object
 from agents.context import Output, Source, StageContext
+from agents.control import intent_refusal
 from agents.decisions.approved import check_intent
 from agents.decisions.decide import rejection_from
 from agents.decisions.reasons import ReasonCode, Refusal
@@ -69,6 +70,9 @@ async def handle_intent(raw: bytes | None, source: Source, ctx: StageContext) ->
         log.info("intent %s already at the venue as %s: not placing again",
                  intent.client_order_id, existing.status)
         return [("orders", order_event(existing, venue.venue, ctx.clock()))]
+    refused = await intent_refusal(ctx.gate, intent, venue, ctx.retry)
+    if refused is not None:
+        return [("rejections", _rejection(intent, refused, ctx))]
     submitted_at = ctx.clock()
     try:
         report = await _place(venue, request_from(intent), ctx.retry, attempts)

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from jax_exec.cli_control import register as register_control_commands
 from jax_exec.kafka_local import KafkaControlError, LocalKafka
 from jax_exec.settings import Settings
 from schemas.examples import SEED_SIGNAL
@@ -23,6 +24,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Jax Execution: approved signals to broker orders, audited.")
 kafka_app = typer.Typer(no_args_is_help=True, help="The local Apache Kafka broker (KRaft).")
 app.add_typer(kafka_app, name="kafka")
+register_control_commands(app)
 console = Console()
 
 

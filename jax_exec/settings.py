@@ -45,6 +45,8 @@ class Settings(BaseSettings):
         None, description="Approval keyring; default <JAX_HOME>/keys/keyring.json")
     signal_grace_seconds: float = Field(
         5.0, ge=0, description="How long an approval waits for its signal to be seen")
+    kafka_session_timeout_seconds: float = Field(
+        10.0, ge=3, description="How soon a dead worker's partitions go to another worker")
     log_level: str = Field("warning", description="Worker log level (faust, agents)")
 
     @field_validator("jax_home")

@@ -8,7 +8,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
-from schemas.topics import TOPICS, topic_name
+from schemas.topics import TOPICS, TopicSpec, topic_name
 
 
 async def ensure_topics(bootstrap: str, prefix: str = "") -> list[str]:
@@ -27,7 +27,7 @@ async def ensure_topics(bootstrap: str, prefix: str = "") -> list[str]:
                 name=topic_name(spec.name, prefix),
                 num_partitions=spec.partitions,
                 replication_factor=1,
-                topic_configs={"retention.ms": str(spec.retention_ms)},
+                topic_configs=topic_configs(spec),
             )
             for spec in TOPICS
             if topic_name(spec.name, prefix) not in existing
@@ -40,6 +40,14 @@ async def ensure_topics(bootstrap: str, prefix: str = "") -> list[str]:
         return [t.name for t in wanted]
     finally:
         await admin.close()
+
+
+def topic_configs(spec: TopicSpec) -> dict[str, str]:
+    """A compacted topic keeps each key's latest record whatever its age (retention applies to
+    the log's deletion policy only)."""
+    if spec.compact:
+        return {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+    return {"retention.ms": str(spec.retention_ms)}
 
 
 async def _grow_partitions(admin: AIOKafkaAdminClient, prefix: str, existing: set[str]) -> None:

@@ -14,6 +14,7 @@ from mode import Service
 
 from agents.app import STAGES, Pipeline, build_app
 from agents.context import NoVenue, StageContext
+from agents.control import TradingGate, TripSettings
 from agents.decision_memory import DecisionMemory
 from agents.decisions.config import RiskSettings
 from agents.decisions.ledger import SignalLedger
@@ -32,7 +33,7 @@ from jax_exec.topics_admin import ensure_topics
 log = logging.getLogger(__name__)
 
 # Stages that talk to the venue; a process running none of them (validation, audit) opens none.
-VENUE_STAGES = frozenset({"sizing", "submission", "reconciliation"})
+VENUE_STAGES = frozenset({"sizing", "submission", "reconciliation", "control"})
 # Stages that read the signal ledger and the recent decisions before they consume anything.
 DECIDING_STAGES = frozenset({"validation", "sizing"})
 
@@ -135,6 +136,11 @@ async def build_worker(settings: Settings, stages: Iterable[str], risk: RiskSett
         check_account_mode(account.account_id, account.kind, risk)
     book = ReservationBook(ttl=timedelta(seconds=settings.reservation_ttl_seconds))
     ledger = SignalLedger()
+    gate = None
+    if stages & {"sizing", "submission", "control"}:
+        gate = TradingGate(settings.kafka_bootstrap, settings.topic)
+        await gate.start()
+        closers.append(gate.stop)
     if stages & DECIDING_STAGES:
         memory = DecisionMemory(settings.kafka_bootstrap, book, ledger, settings.topic)
         await memory.start()
@@ -145,10 +151,13 @@ async def build_worker(settings: Settings, stages: Iterable[str], risk: RiskSett
                          retry=RetryPolicy(attempts=settings.venue_retry_attempts,
                                            total_seconds=settings.venue_retry_seconds),
                          book=book, ledger=ledger, keyring=load_approval_keyring(settings),
+                         gate=gate,
                          signal_grace=timedelta(seconds=settings.signal_grace_seconds),
                          snapshot_max_age=timedelta(seconds=settings.venue_snapshot_seconds),
                          lookback=timedelta(hours=settings.reconcile_lookback_hours)),
         reconcile_interval=settings.reconcile_interval_seconds,
+        session_timeout=settings.kafka_session_timeout_seconds,
+        trips=TripSettings() if "control" in stages else None,
         audit_batch_rows=settings.audit_batch_rows,
         audit_batch_seconds=settings.audit_batch_seconds,
         ticker=venue.ticker if venue else None,

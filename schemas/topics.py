@@ -15,6 +15,8 @@ from schemas.events import (
     OrderIntent,
     Rejection,
     Signal,
+    SignalRecord,
+    TradingStateChanged,
 )
 
 DAY_MS = 24 * 3600 * 1000
@@ -27,6 +29,7 @@ class TopicSpec:
     partitions: int
     retention_ms: int
     description: str
+    compact: bool = False  # cleanup.policy=compact: the latest record per key is kept forever
 
 
 TOPICS: tuple[TopicSpec, ...] = (
@@ -40,6 +43,13 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("control", ControlCommand, 1, 365 * DAY_MS, "operator commands (kill switch)"),
     TopicSpec("dead-letter", DeadLetter, 1, 90 * DAY_MS, "undecodable input, kept raw"),
     TopicSpec("alerts", Alert, 1, 365 * DAY_MS, "reconciliation and venue alerts for operators"),
+    # Compacted, one partition: each scope's latest trading state, read from the beginning by
+    # every worker before it trades (the kill switch survives every restart).
+    TopicSpec("trading-state", TradingStateChanged, 1, 365 * DAY_MS,
+              "latched trading state per scope (kill switch), compacted", compact=True),
+    # Compacted, keyed by signal: first seen, and the first valid decision, for good.
+    TopicSpec("signal-ledger", SignalRecord, 3, 365 * DAY_MS,
+              "each signal's first sighting and its one decision, compacted", compact=True),
 )
 
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in TOPICS}

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from agents.readback import read_all
 from schemas.events import Approval
 from schemas.ids import signal_event_id
 from tests.integration.harness import (
@@ -24,7 +25,6 @@ from tests.integration.harness import (
     SimulatorProcess,
     WorkerProcess,
     approval_for,
-    events,
     signal_with,
 )
 
@@ -56,12 +56,13 @@ def approval_id(approval: dict[str, Any]) -> str:
     return str(Approval.model_validate(approval).event_id)
 
 
-async def publish_all(topic: str, values: Iterable[dict[str, Any]]) -> float:
+async def publish_all(topic: str, values: Iterable[dict[str, Any]],
+                      bootstrap: str = BOOTSTRAP) -> float:
     """Publish at once (one producer, no waiting per message); return the seconds it took.
     Approvals go with their signals, which are published to `signals` first (the pipeline
     refuses an approval of a signal it never saw)."""
     values = list(values)
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     started = time.monotonic()
     try:
@@ -113,10 +114,17 @@ class Ledger:
                        for e in evs[:1])
 
 
-async def ledger(prefix: str, sim: SimulatorProcess, approval_ids: set[str]) -> Ledger:
+async def read_topic(topic: str, bootstrap: str = BOOTSTRAP) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    await read_all(bootstrap, topic, rows.append)
+    return rows
+
+
+async def ledger(prefix: str, sim: SimulatorProcess, approval_ids: set[str],
+                 bootstrap: str = BOOTSTRAP) -> Ledger:
     book = Ledger()
     for topic in ("order-intents", "rejections"):
-        for e in await events(f"{prefix}{topic}"):
+        for e in await read_topic(f"{prefix}{topic}", bootstrap):
             cause = e.get("subject_event_id") or e.get("causation_id")
             if cause in approval_ids:
                 book.outcomes.setdefault(cause, []).append(e)
@@ -125,7 +133,7 @@ async def ledger(prefix: str, sim: SimulatorProcess, approval_ids: set[str]) -> 
             elif e.get("stage") == "submission":
                 coid = e.get("details", {}).get("client_order_id", "")
                 book.submission.setdefault(coid, set()).add(e["event_id"])
-    for e in await events(f"{prefix}orders"):
+    for e in await read_topic(f"{prefix}orders", bootstrap):
         if e.get("leg") == "entry":
             book.submission.setdefault(e["client_order_id"], set()).add(e["event_id"])
     state = sim.admin("/orders")

@@ -9,6 +9,7 @@ import asyncio
 import os
 import random
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,7 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import SimulatorProcess, WorkerProcess, events, publish
+from jax_exec.kafka_local import LocalKafka
+from tests.integration.harness import (
+    BOOTSTRAP,
+    ROOT,
+    SimulatorProcess,
+    WorkerProcess,
+    events,
+    free_port,
+    publish,
+)
 from tests.integration.order_path import (
     ROOMY,
     Ledger,
@@ -47,15 +57,15 @@ def cleanup() -> Iterator[list[SimulatorProcess | WorkerProcess]]:
 
 
 async def settle(prefix: str, sim: SimulatorProcess, ids: set[str], within: float,
-                 worker: WorkerProcess | None = None) -> Ledger:
+                 worker: WorkerProcess | None = None, bootstrap: str = BOOTSTRAP) -> Ledger:
     """Wait until every approval has an outcome and every intent a submission outcome."""
     deadline = time.monotonic() + within
-    book = await ledger(prefix, sim, ids)
+    book = await ledger(prefix, sim, ids, bootstrap)
     while time.monotonic() < deadline:
         if not book.undecided(ids) and not book.unsubmitted():
             return book
         await asyncio.sleep(1.0)
-        book = await ledger(prefix, sim, ids)
+        book = await ledger(prefix, sim, ids, bootstrap)
     tail = worker.tail() if worker else ""
     raise AssertionError(f"not settled in {within}s: {len(book.undecided(ids))} undecided, "
                          f"{len(book.unsubmitted())} intents without a submission outcome\n{tail}")
@@ -139,8 +149,9 @@ async def test_worker_killed_three_times_mid_flow(
                              "GROUP BY topic, partition, offset HAVING n > 1 LIMIT 5")
     assert dup_records == []
     print(f"\ncrash: 1000 approvals, worker SIGKILLed at {kills}s and restarted; settled in "
-          f"{time.monotonic() - started:.1f}s; {sum(book.venue_orders.values())} venue orders "
-          f"for {len(book.intents)} intents; {stored} events in ClickHouse, none twice")
+          f"{time.monotonic() - started:.1f}s; outcomes {dict(book.reason_counts())}; "
+          f"{sum(book.venue_orders.values())} venue orders for {len(book.intents)} intents; "
+          f"{stored} events in ClickHouse, none twice")
 
 
 async def _wait_stored(worker: WorkerProcess, prefix: str, within: float) -> int:
@@ -211,3 +222,55 @@ async def test_garbage_larger_than_a_dead_letter_copy_does_not_stop_the_flow(
     dead = [e for e in await events(f"{prefix}dead-letter")]
     assert {d["source_topic"] for d in dead} == {"signals", "approvals"}
     assert all(d["truncated"] and d["raw_size"] == 900_000 for d in dead)
+
+
+def _two_free_ports() -> int:
+    """A port whose next one is free too (the broker's controller listens on port + 1)."""
+    for _ in range(50):
+        port = free_port()
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no two consecutive free ports")
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
+    """A broker of this test's own (it is stopped and started mid-run), sharing the jar cache
+    of the project's broker."""
+    kafka = LocalKafka(home=tmp_path / "kafka-home", port=_two_free_ports())
+    cache = Path(os.environ.get("JAX_HOME", ROOT / ".local")) / "cache"
+    kafka.home.mkdir(parents=True)
+    if cache.exists():
+        (kafka.home / "cache").symlink_to(cache.resolve())
+    kafka.start(timeout=120)
+    yield kafka
+    kafka.stop()
+
+
+async def test_a_kafka_restart_mid_run_loses_and_doubles_nothing(
+        tmp_path: Path, prefix: str, cleanup: list, own_broker: LocalKafka) -> None:
+    bootstrap = own_broker.bootstrap
+    sim, worker = stack(tmp_path, prefix, env={**ROOMY, "KAFKA_BOOTSTRAP": bootstrap})
+    cleanup += [sim, worker]
+    worker.start()
+    flow = approvals(200, SYMBOLS)
+    ids = {approval_id(a) for a in flow}
+    await publish_all(f"{prefix}approvals", flow[:100], bootstrap)
+    await asyncio.sleep(1.0)
+    down = time.monotonic()
+    own_broker.stop()
+    await asyncio.sleep(3.0)
+    own_broker.start(timeout=120)
+    back = time.monotonic() - down
+    await publish_all(f"{prefix}approvals", flow[100:], bootstrap)
+    book = await settle(prefix, sim, ids, within=240, worker=worker, bootstrap=bootstrap)
+    assert_exactly_once(book, ids)
+    assert worker.proc is not None
+    assert worker.proc.poll() is None
+    print(f"\nkafka restart: broker down {back:.1f}s mid-run; 200 approvals, outcomes "
+          f"{dict(book.reason_counts())}; {sum(book.venue_orders.values())} venue orders for "
+          f"{len(book.intents)} intents, none twice")
