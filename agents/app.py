@@ -204,11 +204,15 @@ def _stage_agent(app: faust.App, emitter: Emitter, pipeline: Pipeline, stage: st
     channel = app.topic(pipeline.physical(topic), value_serializer="raw", key_serializer="raw")
 
     async def agent(stream: faust.StreamT) -> None:
-        async for event in stream.events():
+        # Acked by hand once delivered: faust acks an auto-acked event when its iterator is
+        # closed, so a stop that cancels a handler mid-call would commit (lose) the message.
+        manual = cast(Stream, stream).noack()  # noack is on the concrete Stream only
+        async for event in manual.events():
             msg = event.message
             source = Source(topic, msg.partition, msg.offset, _kafka_time(msg.timestamp))
             outputs = await run_handler(handler, event.value, source, ctx)
             await emitter.deliver(outputs, source, event.value)
+            await manual.ack(event)
 
     app.agent(channel, name=f"jax.{stage}", concurrency=1)(agent)
 

@@ -2,19 +2,26 @@
 
 Install (idempotent) -> format storage once -> start detached -> wait until ready -> stop.
 Everything lives under $JAX_HOME/kafka; the jars under $JAX_HOME/cache.
+
+`jax-exec kafka start` leaves the broker running as a daemon; `jax-exec run` starts it tied to
+itself (`start(tied=True)`): on Linux the kernel sends the broker SIGTERM (a controlled
+shutdown) when `run` dies, even by SIGKILL, so no broker outlives the command that started it.
 """
 
 from __future__ import annotations
 
 import base64
+import ctypes
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -23,6 +30,7 @@ from schemas.errors import JaxError
 
 DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy" / "kafka"
 POM = DEPLOY_DIR / "pom.xml"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class KafkaControlError(JaxError):
@@ -125,7 +133,7 @@ class LocalKafka:
         """Format the KRaft storage once; a formatted directory is left alone."""
         if (self.data_dir / "meta.properties").exists():
             return False
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = _cluster_id()
         cmd = [_java(), "-cp", self.classpath(), *self._log_opts(), "kafka.tools.StorageTool",
                "format", "-t", cluster_id, "-c", str(self.config_file), "--standalone"]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
@@ -159,8 +167,9 @@ class LocalKafka:
         except OSError:
             return False
 
-    def start(self, timeout: float = 90.0) -> int:
-        """Install, format and start the broker detached; return its pid once it serves."""
+    def start(self, timeout: float = 90.0, *, tied: bool = False) -> int:
+        """Install, format and start the broker detached; return its pid once it serves.
+        `tied`: the broker gets SIGTERM when this process dies (Linux), however it dies."""
         running = self.pid()
         if running is not None:
             self.wait_ready(timeout)
@@ -177,7 +186,8 @@ class LocalKafka:
                "kafka.Kafka", str(self.config_file)]
         with (self.logs_dir / "kafka.out").open("ab") as out:
             proc = subprocess.Popen(  # noqa: S603
-                cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_die_with_parent() if tied else None,
             )
         self.pid_file.write_text(str(proc.pid))
         self.wait_ready(timeout, proc)
@@ -218,11 +228,37 @@ class LocalKafka:
         return "(no log yet)"
 
 
+def _cluster_id() -> str:
+    """A KRaft cluster id as Kafka makes them: base64url of a random UUID, never starting with
+    "-" (the storage tool would read it as an option)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _java() -> str:
     java = shutil.which("java")
     if java is None:
         raise KafkaControlError("Java 17+ is needed to run Kafka: apt-get install openjdk-17-jre")
     return java
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking the kernel to SIGTERM the child when its parent dies (Linux only:
+    elsewhere the parent's own stop paths are all there is). The pdeath signal survives exec
+    and is tied to the thread that forks: start the broker from the main thread."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not between fork and exec
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
 
 
 def _is_zombie(pid: int) -> bool:

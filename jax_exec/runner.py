@@ -1,11 +1,23 @@
-"""Run a worker process in the foreground, and `run`: Kafka + simulator + worker in one."""
+"""Run a worker process in the foreground, and `run`: Kafka + simulator + worker in one.
+
+Stopping always works. The first SIGINT/SIGTERM starts faust's graceful stop and arms a
+deadline (`HardStop`); a second signal, or the deadline passing while something (a wedged
+venue call, a slow close) still holds the process, stops the Kafka broker this process started
+and ends the process with os._exit(1), committing nothing: the messages in flight are
+redelivered at the next start, which at-least-once processing with derived ids makes safe.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from types import FrameType
+from typing import Any, NoReturn
 
 import faust
 from pydantic import ValidationError
@@ -18,6 +30,76 @@ from jax_exec.settings import Settings
 from jax_exec.wiring import build_worker
 
 console = Console(stderr=True)
+
+HARD_STOP_SECONDS = 8.0  # within the 10 s an operator or a supervisor waits before SIGKILL
+KAFKA_KILL_SECONDS = 1.0  # on the hard path the broker gets SIGTERM, then SIGKILL after this
+DRAIN_SECONDS = 3.0  # of HARD_STOP_SECONDS: finished work is committed before faust stops
+DRAIN_POLL_SECONDS = 0.1
+
+
+class HardStop:
+    """The deadline behind the graceful stop; see the module docstring.
+
+    `install(interrupt=True)` before faust runs: a signal also raises KeyboardInterrupt in the
+    main thread, unwinding start-up. Faust's worker then puts its loop handlers in place and
+    `install(interrupt=False)` goes back on top of them as the Python-level handler: the loop
+    still hears of the signal through its wakeup fd, and the deadline is armed even when the
+    loop itself is stuck. `hooks` run on the hard path, before the exit (stop the broker)."""
+
+    def __init__(self, seconds: float = HARD_STOP_SECONDS) -> None:
+        self.seconds = seconds
+        self.hooks: list[Callable[[], Any]] = []
+        self.signals = 0
+        self.interrupt = False
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+
+    def install(self, interrupt: bool) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers belong to the main thread (an embedding test, say)
+        self.interrupt = interrupt
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handler)
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        self.signalled(signum)
+        if self.interrupt:
+            raise KeyboardInterrupt
+
+    def signalled(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        self.signals += 1
+        if self.signals > 1:
+            self.exit_now(f"second {name}")
+            return  # (exit_now does not return; a test may stub os._exit)
+        _say(f"{name}: stopping; exits by force in {self.seconds:g}s, at once on a second "
+             "signal")
+        self._timer = threading.Timer(self.seconds, self.exit_now,
+                                      args=(f"still stopping {self.seconds:g}s after {name}",))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def exit_now(self, why: str) -> NoReturn:
+        """The hard path: run the hooks, then leave without committing anything."""
+        with self._lock:  # the timer thread and a second signal may race here
+            _say(f"{why}: exiting now; messages in flight are redone at the next start")
+            for hook in self.hooks:
+                try:
+                    hook()
+                except Exception as exc:  # a failing hook must not keep the process alive
+                    _say(f"stop hook failed: {exc!r}")
+            os._exit(1)
+
+
+def _in_flight(consumer: Any) -> int:
+    """Messages a stream took and nobody acked yet (faust keeps them in a private set)."""
+    return sum(1 for m in list(getattr(consumer, "_unacked_messages", ())) if not m.acked)
+
+
+def _say(text: str) -> None:
+    """Straight to stderr: called from signal handlers and a timer thread, never via rich."""
+    with contextlib.suppress(OSError):
+        os.write(2, f"{text}\n".encode())
 
 
 def load_risk() -> RiskSettings:
@@ -33,6 +115,37 @@ class AnnouncingWorker(faust.Worker):
     """Prints where everything is once the worker really processes (partitions assigned)."""
 
     banner: list[str]
+    hard_stop: HardStop | None = None
+
+    def install_signal_handlers(self) -> None:
+        super().install_signal_handlers()
+        if self.hard_stop is not None:
+            self.hard_stop.install(interrupt=False)
+
+    async def _stop_on_signal(self, signal: signal.Signals) -> None:
+        await self._drain()
+        await super()._stop_on_signal(signal)
+
+    async def _drain(self) -> None:
+        """Before faust stops: let finished work be acked (the audit sink's batch) and commit
+        it, for at most DRAIN_SECONDS. Faust's own stop, with stream_wait_empty=False, does
+        not wait for that, and what it misses is redone at the next start. A message stuck
+        in a handler is never acked, so it is not committed: it is redone too. (Not faust's
+        Consumer.wait_empty: it swallows cancellation, so no timeout can bound it.)"""
+        consumer = self.app.consumer
+        loop = asyncio.get_running_loop()
+        end = loop.time() + DRAIN_SECONDS
+        try:
+            await consumer.commit()
+            while _in_flight(consumer) and loop.time() < end:
+                await asyncio.sleep(DRAIN_POLL_SECONDS)
+                await consumer.commit()
+        except Exception as exc:  # draining is a courtesy: stopping goes on regardless
+            _say(f"draining before the stop failed: {exc!r}")
+            return
+        if _in_flight(consumer):
+            _say(f"{_in_flight(consumer)} message(s) still in flight after {DRAIN_SECONDS:g}s:"
+                 " not committed, redone at the next start")
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
@@ -42,8 +155,12 @@ class AnnouncingWorker(faust.Worker):
 
 def run_worker(settings: Settings, stages: Iterable[str], web_port: int | None = None,
                banner: list[str] | None = None, loop: asyncio.AbstractEventLoop | None = None,
-               closers: list[Callable[[], Any]] | None = None) -> None:
+               closers: list[Callable[[], Any]] | None = None,
+               hard_stop: HardStop | None = None) -> None:
     """Build the worker in its loop, then hand the loop to faust until SIGINT/SIGTERM."""
+    if hard_stop is None:
+        hard_stop = HardStop()
+        hard_stop.install(interrupt=True)
     risk = load_risk()
     if loop is None:
         loop = asyncio.new_event_loop()
@@ -63,6 +180,7 @@ def run_worker(settings: Settings, stages: Iterable[str], web_port: int | None =
     worker = AnnouncingWorker(built.app, built.resources, loop=loop, loglevel=settings.log_level,
                               redirect_stdouts=False)
     worker.banner = lines
+    worker.hard_stop = hard_stop
     worker.execute_from_commandline()
 
 
@@ -72,10 +190,19 @@ def run_all(settings: Settings, web_port: int = 6066, simulator: bool = True) ->
     it, including the broker this command started."""
     from agents.app import STAGES
 
+    hard_stop = HardStop()
+    hard_stop.install(interrupt=True)
     kafka = LocalKafka.from_bootstrap(settings.jax_home, settings.kafka_bootstrap)
     started = kafka.pid() is None
-    with console.status(f"starting Kafka {kafka.version} on {kafka.bootstrap} ..."):
-        kafka.start()
+    if started:  # ours to stop, on every path out
+        hard_stop.hooks.append(lambda: kafka.stop(timeout=KAFKA_KILL_SECONDS))
+    try:
+        with console.status(f"starting Kafka {kafka.version} on {kafka.bootstrap} ..."):
+            kafka.start(tied=started)
+    except BaseException:
+        if started:
+            kafka.stop(timeout=KAFKA_KILL_SECONDS)
+        raise
     banner = [f"kafka       {kafka.bootstrap} {'started' if started else 'already running'}"
               f" (data {kafka.data_dir}, logs {kafka.logs_dir})"]
     loop = asyncio.new_event_loop()
@@ -87,8 +214,9 @@ def run_all(settings: Settings, web_port: int = 6066, simulator: bool = True) ->
             closers.append(sim.close)
             banner += [f"simulator   {line}" for line in sim.describe()]
         run_worker(settings, STAGES, web_port=web_port, banner=banner, loop=loop,
-                   closers=closers)
+                   closers=closers, hard_stop=hard_stop)
     finally:
+        hard_stop.install(interrupt=False)  # closing the loop put the default handlers back
         if started:
             console.print("stopping Kafka ...")
             kafka.stop()

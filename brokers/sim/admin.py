@@ -17,12 +17,20 @@ Endpoints
                                        when account is omitted; since is ISO-8601
     GET  /prices?symbols=AAPL,MSFT    {"step", "prices": {symbol: {"price", "held", "volume"}}}
                                        (every symbol when omitted)
-    GET  /faults                      the fault settings plus "in_outage"
+    GET  /faults                      the fault settings plus "in_outage" and
+                                       "stalled_requests" (requests swallowed while stalled)
     POST /faults {latency_ms?, drop_probability?, transient_error_rate?, rejected_symbols?,
-                  enforce_tick?, seed?}
+                  enforce_tick?, seed?, stall?, commission_delay_ms?}
                                       change some fault knobs (others keep their values);
                                        rejected_symbols is a list or "A,B" and replaces the
-                                       set; answers the new settings
+                                       set; stall: true wedges the TWS door (requests read,
+                                       nothing answered or pushed) until stall: false;
+                                       commission_delay_ms: a new execution's commissionReport
+                                       comes that long after its execDetails; answers the new
+                                       settings
+    GET  /placements                  {orderRef: {"attempts", "accepted", "refused",
+                                       "codes": ["201", ...]}}: every placeOrder the TWS door
+                                       received (in memory since start); modifications count
     POST /outage {"seconds": N}       the venue is unreachable for N seconds from now: TWS
                                        clients get error 1100 at once and 1102 when it ends,
                                        traffic is held in between; N = 0 ends an outage
@@ -66,7 +74,7 @@ log = logging.getLogger(__name__)
 
 FAULT_FIELDS = frozenset(
     {"latency_ms", "drop_probability", "transient_error_rate", "rejected_symbols", "enforce_tick",
-     "seed"}
+     "seed", "stall", "commission_delay_ms"}
 )  # fmt: skip
 MAX_STEPS = 10_000
 
@@ -169,6 +177,7 @@ def _faults(exchange: Exchange) -> dict[str, Any]:
     view = _dump(exchange.faults.config)
     view["rejected_symbols"] = sorted(view["rejected_symbols"])
     view["in_outage"] = exchange.faults.in_outage(exchange.now())
+    view["stalled_requests"] = exchange.faults.stalled_requests
     return view
 
 
@@ -261,6 +270,10 @@ async def set_faults(request: web.Request) -> web.Response:
     exchange.faults.set(**body)
     log.warning("sim admin: faults changed %s", body)
     return _reply(_faults(exchange))
+
+
+async def placements(request: web.Request) -> web.Response:
+    return _reply(_exchange(request).placements.view())
 
 
 async def outage(request: web.Request) -> web.Response:
@@ -380,6 +393,7 @@ def build_app(exchange: Exchange, info: Mapping[str, Any] | None = None) -> web.
             web.get("/prices", prices),
             web.get("/faults", get_faults),
             web.post("/faults", set_faults),
+            web.get("/placements", placements),
             web.post("/outage", outage),
             web.post("/price", set_price),
             web.post("/release", release),

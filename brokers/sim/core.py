@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal
+from typing import Any
 
 from pydantic import TypeAdapter
 
@@ -114,6 +115,39 @@ def _rejected(reason: str, code: str = "201") -> OrderRejected:
     return OrderRejected(f"Order rejected - reason: {reason}", code=code)
 
 
+class PlacementLog:
+    """Every placement a front door received, per orderRef, with its outcome: the venue's own
+    count, so a test can tell how often a client really tried (in memory, not restored).
+    attempts = accepted + refused + unanswered (held bracket parts, stalled, cut)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_ref: dict[str, dict[str, Any]] = {}
+
+    def _entry(self, ref: str) -> dict[str, Any]:
+        return self._by_ref.setdefault(ref, {"attempts": 0, "accepted": 0, "refused": 0,
+                                             "codes": []})
+
+    def attempted(self, ref: str) -> None:
+        with self._lock:
+            self._entry(ref)["attempts"] += 1
+
+    def accepted(self, ref: str) -> None:
+        with self._lock:
+            self._entry(ref)["accepted"] += 1
+
+    def refused(self, ref: str, code: str) -> None:
+        with self._lock:
+            entry = self._entry(ref)
+            entry["refused"] += 1
+            entry["codes"].append(code)
+
+    def view(self) -> dict[str, dict[str, Any]]:
+        """{orderRef: {"attempts", "accepted", "refused", "codes"}} (a copy)."""
+        with self._lock:
+            return {ref: {**e, "codes": list(e["codes"])} for ref, e in self._by_ref.items()}
+
+
 class Exchange:
     """One simulated venue holding many accounts; see the module docstring for its rules."""
 
@@ -128,6 +162,7 @@ class Exchange:
         self.config = config or SimConfig()
         self._clock = clock or _utcnow
         self.faults = faults or FaultInjector(self.config.faults, self._clock)
+        self.placements = PlacementLog()
         self.universe = Universe.load(self.config.universe_csv)
         self.prices = PriceBook(self.universe, self._price_source())
         self._store = store

@@ -1,8 +1,13 @@
 """Injected failures, so adapters meet latency, drops, outages and refusals before production does.
 
 The core asks `check_order` (refused symbols -> 201, off-tick prices -> 110); front doors ask
-the connectivity questions (latency, drop, outage, transient error). Random answers come from
-a seeded RNG so a failing run can be replayed.
+the connectivity questions (latency, drop, outage, stall, transient error, commission delay).
+Random answers come from a seeded RNG so a failing run can be replayed.
+
+A stall is a wedged venue: connections stay open and requests are read, but nothing is answered
+(unlike an outage, no 1100 announces it), so a client learns of it only through its own time
+limits. A commission delay sends an execution's commissionReport that long after execDetails,
+as IB does when the commission is computed later.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ class FaultConfig(BaseModel):
     outage_windows: tuple[OutageWindow, ...] = ()
     rejected_symbols: frozenset[str] = frozenset()
     enforce_tick: bool = True
+    stall: bool = False
+    commission_delay_ms: int = Field(default=0, ge=0)
 
     @field_validator("rejected_symbols", mode="before")
     @classmethod
@@ -85,6 +92,7 @@ class FaultInjector:
         self._clock = clock or _utcnow
         self._rng = random.Random(self._config.seed)
         self._outage_until: datetime | None = None
+        self._stalled_requests = 0
         self._lock = threading.Lock()
 
     @property
@@ -117,6 +125,22 @@ class FaultInjector:
 
     def latency_seconds(self) -> float:
         return self._config.latency_ms / 1000
+
+    def stalled(self) -> bool:
+        """Whether the venue is wedged: requests are read and left unanswered."""
+        return self._config.stall
+
+    def note_stalled(self) -> None:
+        """Count a request a stalled front door swallowed (GET /faults shows the count)."""
+        with self._lock:
+            self._stalled_requests += 1
+
+    @property
+    def stalled_requests(self) -> int:
+        return self._stalled_requests
+
+    def commission_delay_seconds(self) -> float:
+        return self._config.commission_delay_ms / 1000
 
     def _roll(self, probability: float) -> bool:
         if probability <= 0.0:

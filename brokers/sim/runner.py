@@ -3,7 +3,8 @@
 Embeddable: `Simulator` / `run_simulator` only need a running event loop (no asyncio.run, no
 signal handlers), so `jax-exec run` can run the simulator inside the faust worker's loop.
 `main_standalone` is the process entry point (`jax-exec sim`, `python -m brokers.sim.runner`):
-it prints where it listens, then runs until SIGINT/SIGTERM and stops cleanly.
+it prints where it listens, then runs until SIGINT/SIGTERM and stops cleanly (a second signal,
+or a clean stop still running HARD_STOP_SECONDS later, exits at once).
 
 Settings come from the environment (prefix SIM_, see `SimulatorSettings`). The state lives in
 one SQLite file, written before any client hears of a change, so a killed simulator restarted
@@ -16,8 +17,10 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
@@ -47,6 +50,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ADMIN_HOST = "127.0.0.1"  # the admin API has no authentication: never on another interface
+HARD_STOP_SECONDS = 8.0  # after a signal, a clean stop that takes longer is abandoned
 
 
 class SimulatorSettings(BaseSettings):
@@ -102,6 +106,12 @@ class SimulatorSettings(BaseSettings):
     enforce_tick: bool = Field(
         True, description="SIM_ENFORCE_TICK: refuse off-tick prices with 110"
     )
+    stall: bool = Field(
+        False, description="SIM_STALL: the TWS door reads requests and answers nothing"
+    )
+    commission_delay_ms: int = Field(
+        0, ge=0, description="SIM_COMMISSION_DELAY_MS: commissionReport this long after a fill"
+    )
     outage: str | None = Field(
         None,
         description='SIM_OUTAGE: "SECONDS@AFTER", an outage of SECONDS starting AFTER seconds '
@@ -151,6 +161,8 @@ class SimulatorSettings(BaseSettings):
             transient_error_rate=self.transient_error_rate,
             rejected_symbols=self.reject_symbols,
             enforce_tick=self.enforce_tick,
+            stall=self.stall,
+            commission_delay_ms=self.commission_delay_ms,
             outage_windows=(window,) if window else (),
         )
 
@@ -347,12 +359,43 @@ def _announce(sim: Simulator) -> None:
     print("ready", flush=True)  # machine-readable marker for scripts and tests
 
 
+def _exit_now(why: str) -> None:
+    """The hard stop: no more cleaning up (the state file is written before every answer)."""
+    print(f"simulator: {why}; exiting now", file=sys.stderr, flush=True)
+    os._exit(1)
+
+
+class _Deadline:
+    """The first signal asks for a clean stop and arms a timer; the second one, or the timer
+    running out, ends the process at once, so a wedged close never keeps it alive."""
+
+    def __init__(self, stop: asyncio.Event, seconds: float = HARD_STOP_SECONDS) -> None:
+        self.stop = stop
+        self.seconds = seconds
+        self.timer: threading.Timer | None = None
+
+    def signalled(self) -> None:
+        if self.stop.is_set():
+            _exit_now("second signal")
+            return
+        self.stop.set()
+        self.timer = threading.Timer(self.seconds, _exit_now,
+                                     args=(f"not stopped {self.seconds:g}s after the signal",))
+        self.timer.daemon = True
+        self.timer.start()
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+
 async def _until_signalled(settings: SimulatorSettings) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    deadline = _Deadline(stop)
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, deadline.signalled)
     runner = asyncio.ensure_future(run_simulator(settings, _announce))
     stopper = asyncio.ensure_future(stop.wait())
     try:
@@ -364,6 +407,7 @@ async def _until_signalled(settings: SimulatorSettings) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+        deadline.disarm()
     if not runner.cancelled() and runner.exception() is not None:
         raise runner.exception()  # type: ignore[misc]
 

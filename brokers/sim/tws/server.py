@@ -76,11 +76,16 @@ class TwsServer:
         self.all_sessions: set[Session] = set()
         self.serving = asyncio.Event()
         self.serving.set()
+        self.unstalled = asyncio.Event()  # cleared while SIM_STALL holds outgoing messages
+        self.unstalled.set()
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._client_tasks: set[asyncio.Task[Any]] = set()
         self._unsubscribe: Callable[[], Any] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # executions whose commissionReport is still to come (SIM_COMMISSION_DELAY_MS)
+        self.pending_commissions: dict[str, codec.ExecView] = {}
+        self._commission_timers: dict[str, asyncio.TimerHandle] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -115,6 +120,8 @@ class TwsServer:
             session.abort()
         for task in list(self._tasks):
             task.cancel()
+        for timer in self._commission_timers.values():
+            timer.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._client_tasks:
             await asyncio.wait(list(self._client_tasks), timeout=2)
@@ -151,9 +158,12 @@ class TwsServer:
     # ------------------------------------------------------------ outages
 
     async def _watch_outages(self) -> None:
-        """Announce 1100 when an outage starts and 1102 when it ends; hold traffic between."""
+        """Announce 1100 when an outage starts and 1102 when it ends; hold traffic between.
+        Release what a stall held once it ends (silently: a stall announces nothing)."""
         while True:
             await asyncio.sleep(OUTAGE_POLL_S)
+            if not self.unstalled.is_set() and not self.stalled():
+                self.unstalled.set()
             down = bool(self.faults is not None and self.faults.in_outage())
             if down and self.serving.is_set():
                 self._broadcast_now(codec.error(-1, 1100, MSG_1100))
@@ -177,6 +187,23 @@ class TwsServer:
     def transient_error(self) -> bool:
         """Whether this placement should fail with a retryable error."""
         return bool(self.faults is not None and self.faults.transient_error())
+
+    def stalled(self) -> bool:
+        """Whether the venue is wedged (requests read, nothing answered)."""
+        return bool(self.faults is not None and self.faults.stalled())
+
+    def note_stalled(self) -> None:
+        if self.faults is not None:
+            self.faults.note_stalled()
+
+    def commission_delay(self) -> float:
+        """Seconds between an execution's execDetails and its commissionReport."""
+        return float(self.faults.commission_delay_seconds()) if self.faults is not None else 0.0
+
+    @property
+    def placements(self) -> Any:
+        """The exchange's PlacementLog (every placeOrder received, per orderRef)."""
+        return self.exchange.placements
 
     # ------------------------------------------------------------ exchange state
 
@@ -245,11 +272,26 @@ class TwsServer:
         binding.seen_fills.add(fill.execution_id)
         cum = (report.filled_quantity, report.avg_fill_price or fill.price)
         ev = exec_view(binding, fill, self.contract_for(fill.symbol), cum)
+        delay = self.commission_delay()
         for session in self.targets(binding.client_id):
             session.send(codec.exec_details(-1, ev))
-            session.send(codec.commission_report(ev))
+            if delay <= 0 or self._loop is None:
+                session.send(codec.commission_report(ev))
+        if delay > 0 and self._loop is not None:
+            self.pending_commissions[ev.exec_id] = ev
+            self._commission_timers[ev.exec_id] = self._loop.call_later(
+                delay, self._send_commission, ev.exec_id)
         for session in list(self.sessions.values()):
             session.after_fill(fill.account_id, fill.symbol)
+
+    def _send_commission(self, exec_id: str) -> None:
+        """The late commissionReport, to whoever owns the order now."""
+        self._commission_timers.pop(exec_id, None)
+        ev = self.pending_commissions.pop(exec_id, None)
+        if ev is None:
+            return
+        for session in self.targets(ev.client_id):
+            session.send(codec.commission_report(ev))
 
     def fill_views(self, account: str) -> Iterable[codec.ExecView]:
         """Every execution of an account, oldest first, as execDetails views."""
@@ -337,6 +379,9 @@ class Session:
             if delay > 0:
                 await asyncio.sleep(delay)
             await self.server.serving.wait()
+            if self.server.stalled():  # a wedged venue says nothing until it recovers
+                self.server.unstalled.clear()
+                await self.server.unstalled.wait()
             self.writer.write(data)
             await self.writer.drain()
 
@@ -380,10 +425,15 @@ class Session:
     def _dispatch(self, fields: list[str]) -> None:
         if self._closed or not fields:
             return
+        msg_id = int(fields[0])
+        if msg_id == InMsg.PLACE_ORDER:
+            self._count_placement(fields)
+        if self.server.stalled():
+            self.server.note_stalled()
+            return  # stalled: read, never answered
         if self.server.should_drop():
             self.abort()
             return
-        msg_id = int(fields[0])
         if not self.server.serving.is_set() and msg_id != InMsg.START_API:
             return  # outage: requests go unanswered
         handler = self._handlers.get(msg_id)
@@ -394,6 +444,22 @@ class Session:
             handler(fields)
         except BrokerError as exc:
             self.send(codec.error(-1, _ib_code(exc, 321), exc.message))
+
+    def _count_placement(self, fields: list[str]) -> None:
+        """Every placeOrder received counts as an attempt, whatever happens to it next."""
+        try:
+            msg = codec.parse_place_order(fields)
+        except (codec.ProtocolError, ValueError, IndexError, ArithmeticError):
+            return  # the handler answers the malformed message
+        self.server.placements.attempted(self._ref(msg))
+
+    def _ref(self, msg: PlaceOrderMsg) -> str:
+        return client_order_id_for(msg, self.client_id)
+
+    def _refuse(self, msg: PlaceOrderMsg, code: int, text: str) -> None:
+        """Answer a placement with an error, and count the refusal."""
+        self.server.placements.refused(self._ref(msg), str(code))
+        self.send(codec.error(msg.order_id, code, text))
 
     # ------------------------------------------------------------ session set-up
 
@@ -546,7 +612,8 @@ class Session:
             for ev in self.server.fill_views(account):
                 if _matches(flt, ev):
                     self.send(codec.exec_details(flt.req_id, ev))
-                    self.send(codec.commission_report(ev))
+                    if ev.exec_id not in self.server.pending_commissions:
+                        self.send(codec.commission_report(ev))
         self.send(codec.end_marker(OutMsg.EXECUTION_DATA_END, flt.req_id))
 
     def on_contract_details(self, fields: list[str]) -> None:
@@ -593,10 +660,10 @@ class Session:
         elif self.book.held(cid, msg.order_id) is not None:
             self._rehold_or_send(msg)
         elif self.book.is_used(cid, msg.order_id):
-            self.send(codec.error(msg.order_id, 103, f"Duplicate order id {msg.order_id}"))
+            self._refuse(msg, 103, f"Duplicate order id {msg.order_id}")
         elif self.server.transient_error():
             self.book.mark_used(cid, msg.order_id)
-            self.send(codec.error(msg.order_id, 100, MSG_100))
+            self._refuse(msg, 100, MSG_100)
         elif not msg.transmit:
             self.book.hold(cid, msg)
         elif msg.parent_id:
@@ -615,7 +682,7 @@ class Session:
             parent, children = self.book.release(self.client_id, parent_id)
         except BrokerError as exc:
             self.book.mark_used(self.client_id, last.order_id)
-            self.send(codec.error(last.order_id, _ib_code(exc), exc.message))
+            self._refuse(last, _ib_code(exc), exc.message)
             return
         if last.order_id == parent.order_id:
             parent = last
@@ -640,6 +707,8 @@ class Session:
                 return self._reject(msgs, exc)
         except BrokerError as exc:
             return self._reject(msgs, exc)
+        for msg in msgs:
+            self.server.placements.accepted(self._ref(msg))
         for report in reports:
             self.server.publish(report)
 
@@ -683,17 +752,17 @@ class Session:
     def _reject(self, msgs: list[PlaceOrderMsg], exc: BrokerError) -> None:
         code = _ib_code(exc)
         for msg in msgs:
-            self.send(codec.error(msg.order_id, code, exc.message))
+            self._refuse(msg, code, exc.message)
 
     def _modify(self, binding: Binding, msg: PlaceOrderMsg) -> None:
         """Re-sent live order id: change quantity/prices; finished order: error 103."""
         report = self.exchange.order(binding.account, binding.client_order_id)
         if report.status.is_terminal:
-            self.send(codec.error(msg.order_id, 103, f"Duplicate order id {msg.order_id}"))
+            self._refuse(msg, 103, f"Duplicate order id {msg.order_id}")
             return
         modify = getattr(self.exchange, "modify", None)
         if modify is None:
-            self.send(codec.error(msg.order_id, 201, "Order rejected - reason: modify unsupported"))
+            self._refuse(msg, 201, "Order rejected - reason: modify unsupported")
             return
         try:
             updated = modify(
@@ -701,8 +770,9 @@ class Session:
                 limit_price=msg.lmt_price, stop_price=msg.aux_price,
             )  # fmt: skip
         except BrokerError as exc:
-            self.send(codec.error(msg.order_id, _ib_code(exc), exc.message))
+            self._refuse(msg, _ib_code(exc), exc.message)
             return
+        self.server.placements.accepted(self._ref(msg))
         binding.last_sent = None
         self.server.publish(updated)
 
