@@ -196,13 +196,16 @@ async def test_stages_run_as_separate_processes_and_trace_tells_the_story(
         wait_sql(audit, f"SELECT count() AS n FROM events WHERE correlation_id = '{corr}' "
                         "AND topic = 'fills'", lambda rows: int(rows[0]["n"]) == 1)
 
-        steps = ask_worker(f"/trace/{corr}", audit.web_port)["steps"]
+        every = ask_worker(f"/trace/{corr}", audit.web_port)["steps"]
+        ledger = [s["payload"]["status"] for s in every if s["event_type"] == "signal_record"]
+        assert ledger == ["seen", "decided"]  # the signal ledger's two entries
+        steps = [s for s in every if s["event_type"] != "signal_record"]
         kinds = [s["event_type"] for s in steps]
         assert kinds[:3] == ["signal", "approval", "order_intent"]
         assert kinds.index("fill") > kinds.index("order_intent")
         assert steps[1]["payload"]["approved_by"] == "carol"
         health = ask_worker("/health", audit.web_port)
-        assert health["audit"]["rows_written"] >= len(steps)
+        assert health["audit"]["rows_written"] >= len(every)
         assert health["audit"]["last_error"] is None
     finally:
         audit.stop()
