@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from agents.codec import MAX_MESSAGE_BYTES, DecodeError, encode
 from agents.context import Output, Source, StageContext, utc_now
+from agents.kafka_auth import NO_AUTH, KafkaAuth
 from agents.reconciliation import Reconciler, handle_order_event
 from agents.sizing import handle_approval
 from agents.submission import handle_intent
@@ -51,6 +52,7 @@ class Pipeline:
     tick_seconds: float = 0.0
     session_timeout: float = 10.0  # Kafka consumer group session, seconds
     trips: Any = None  # agents.control.TripSettings when this process runs the control stage
+    auth: KafkaAuth = NO_AUTH  # how this process authenticates to Kafka (SASL or none)
 
     def physical(self, topic: str) -> str:
         return f"{self.topic_prefix}{topic}"
@@ -72,6 +74,7 @@ def build_app(app_id: str, pipeline: Pipeline, stages: Iterable[str], web_port: 
     app = faust.App(
         app_id,
         broker=faust_broker(pipeline.bootstrap),
+        broker_credentials=pipeline.auth.faust_credentials(),
         store="memory://",
         processing_guarantee="at_least_once",
         topic_allow_declare=False,  # topics come from schemas.topics, created by jax-exec

@@ -36,6 +36,7 @@ from agents.codec import DecodeError, decode_object
 from agents.context import Output, Source, utc_now
 from agents.decisions import trading_state as ts
 from agents.decisions.reasons import Refusal, Stage
+from agents.kafka_auth import NO_AUTH, KafkaAuth
 from agents.orders import is_ours, order_event
 from agents.readback import partitions_of
 from agents.retry import Attempts, RetryPolicy
@@ -121,8 +122,9 @@ class TradingGate:
     when (and only when) a REDUCE_ONLY state applies."""
 
     def __init__(self, bootstrap: str, topic: Callable[[str], str], timeout: float = 30.0,
-                 stale_after: float = 10.0) -> None:
+                 stale_after: float = 10.0, auth: KafkaAuth = NO_AUTH) -> None:
         self.bootstrap = bootstrap
+        self.auth = auth
         self.topic = topic("trading-state")
         self.timeout = timeout
         self.stale_after = stale_after
@@ -138,11 +140,11 @@ class TradingGate:
         """Read every state there is, then tail; `ready` once read to the end."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
                                     enable_auto_commit=False, auto_offset_reset="earliest",
-                                    fetch_max_wait_ms=200)
+                                    fetch_max_wait_ms=200, **self.auth.aiokafka_kwargs())
         await asyncio.wait_for(consumer.start(), self.timeout)
         self._consumer = consumer
         self._parts = [TopicPartition(self.topic, p)
-                       for p in await partitions_of(self.bootstrap, self.topic)]
+                       for p in await partitions_of(self.bootstrap, self.topic, self.auth)]
         if not self._parts:
             await consumer.stop()
             raise RuntimeError(f"topic {self.topic} does not exist: run `jax-exec topics`")

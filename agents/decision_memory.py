@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from agents.decisions.ledger import SignalLedger
 from agents.decisions.reservations import ReservationBook
+from agents.kafka_auth import NO_AUTH, KafkaAuth
 from agents.readback import partitions_of
 from schemas.events import OrderIntent, Rejection, SignalRecord
 
@@ -26,8 +27,10 @@ class DecisionMemory:
     only after that)."""
 
     def __init__(self, bootstrap: str, book: ReservationBook, ledger: SignalLedger,
-                 topic: Callable[[str], str], timeout: float = 30.0) -> None:
+                 topic: Callable[[str], str], timeout: float = 30.0,
+                 auth: KafkaAuth = NO_AUTH) -> None:
         self.bootstrap = bootstrap
+        self.auth = auth
         self.book = book
         self.ledger = ledger
         self.intents, self.rejections = topic("order-intents"), topic("rejections")
@@ -40,11 +43,12 @@ class DecisionMemory:
         """Assign every partition (the ledger from its beginning, decisions from `ttl` ago)
         and read up to the current end."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
-                                    enable_auto_commit=False, auto_offset_reset="earliest")
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    **self.auth.aiokafka_kwargs())
         await asyncio.wait_for(consumer.start(), self.timeout)
         self._consumer = consumer
         parts = [TopicPartition(t, p) for t in (self.intents, self.rejections, self.ledger_topic)
-                 for p in await partitions_of(self.bootstrap, t)]
+                 for p in await partitions_of(self.bootstrap, t, self.auth)]
         consumer.assign(parts)
         since_ms = int((time.time() - self.book.ttl.total_seconds()) * 1000)
         recent = [tp for tp in parts if tp.topic != self.ledger_topic]

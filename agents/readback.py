@@ -10,14 +10,18 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from agents.kafka_auth import NO_AUTH, KafkaAuth
 
-async def read_all(bootstrap: str, topic: str, visit: Callable[[dict[str, Any]], None]) -> int:
+
+async def read_all(bootstrap: str, topic: str, visit: Callable[[dict[str, Any]], None],
+                   auth: KafkaAuth = NO_AUTH) -> int:
     """Call visit(obj) for every JSON object on the topic now; return how many were read."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest", group_id=None)
+                                auto_offset_reset="earliest", group_id=None,
+                                **auth.aiokafka_kwargs())
     await consumer.start()
     try:
-        parts = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
+        parts = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic, auth)]
         if not parts:
             return 0
         consumer.assign(parts)
@@ -37,8 +41,8 @@ async def read_all(bootstrap: str, topic: str, visit: Callable[[dict[str, Any]],
         await consumer.stop()
 
 
-async def partitions_of(bootstrap: str, topic: str) -> list[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def partitions_of(bootstrap: str, topic: str, auth: KafkaAuth = NO_AUTH) -> list[int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **auth.aiokafka_kwargs())
     await admin.start()
     try:
         described = await admin.describe_topics([topic])

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agents.decisions.order_state import OrderState
+from agents.kafka_auth import NO_AUTH, KafkaAuth
 from agents.readback import read_all
 from agents.reconciliation import RECENT_LIMIT, SOURCE, Reconciler, Seed, signed
 from schemas.events import Alert, Fill, OrderEvent
@@ -69,19 +70,20 @@ class SeedBuilder:
 
 
 async def read_seed(bootstrap: str, topic: Callable[[str], str], venue: str,
-                    recent_limit: int = RECENT_LIMIT) -> Seed:
+                    recent_limit: int = RECENT_LIMIT, auth: KafkaAuth = NO_AUTH) -> Seed:
     """Read `fills`, `orders` and `alerts` (physical names from `topic`) from the beginning."""
     builder = SeedBuilder(venue, recent_limit)
-    await read_all(bootstrap, topic("fills"), builder.fill)
-    await read_all(bootstrap, topic("orders"), builder.order)
-    await read_all(bootstrap, topic("alerts"), builder.alert)
+    await read_all(bootstrap, topic("fills"), builder.fill, auth)
+    await read_all(bootstrap, topic("orders"), builder.order, auth)
+    await read_all(bootstrap, topic("alerts"), builder.alert, auth)
     return builder.build()
 
 
 async def seed_reconciler(reconciler: Reconciler, bootstrap: str,
-                          topic: Callable[[str], str]) -> Seed:
+                          topic: Callable[[str], str], auth: KafkaAuth = NO_AUTH) -> Seed:
     """Seed the reconciler from Kafka; its first poll then runs the start-up reconciliation."""
-    seed = await read_seed(bootstrap, topic, reconciler.venue.venue, reconciler.recent_limit)
+    seed = await read_seed(bootstrap, topic, reconciler.venue.venue, reconciler.recent_limit,
+                           auth)
     reconciler.seed(seed)
     log.info("reconciler seeded: %d executions (cursor %s), %d open orders, %d finished, "
              "%d alerts", len(seed.executions), reconciler.cursor, len(seed.orders),

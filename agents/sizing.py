@@ -34,7 +34,7 @@ from agents.validation import refusal_without_event
 from brokers.exceptions import TransientBrokerError
 from brokers.port import OrderReport, OrderService
 from schemas.events import Approval, LedgerStatus, OrderIntent, OrderLeg, Rejection, SignalRecord
-from schemas.ids import client_order_id
+from schemas.ids import client_order_id, derive_id
 
 RATE_WINDOW = timedelta(minutes=1)
 
@@ -52,7 +52,9 @@ async def handle_approval(raw: bytes | None, source: Source, ctx: StageContext) 
     record = await _ledger_record(parsed, ctx)
     judgement = judge(record, parsed, where)
     if judgement.refusal is not None:
-        return [("rejections", reject_approval(parsed, judgement.refusal, now))]
+        # One rejection per Kafka record: each replay of an approval is on record.
+        replay = derive_id("rejection", parsed.event_id, judgement.refusal.code, where)
+        return [("rejections", reject_approval(parsed, judgement.refusal, now, replay))]
     if judgement.verdict is Verdict.REDELIVERED and ctx.book.outcome_of(parsed.event_id):
         return []  # redelivered after a restart: its outcome is on Kafka already
     assert record is not None  # judge refuses an approval of a signal never seen
@@ -190,8 +192,7 @@ async def recent_order_count(venue: OrderService, now: datetime) -> int:
 
 
 def count_recent(orders: Iterable[OrderReport], since: datetime) -> int:
-    """Distinct entry orders created at or after `since`. Bracket exit children are part of
-    their entry's order, not orders of their own."""
+    """Distinct entry orders created at or after `since`. Bracket exit children (known by
+    their leg: each venue names them its own way) are part of their entry's order."""
     return len({o.client_order_id for o in orders
-                if o.created_at >= since and o.leg is OrderLeg.ENTRY
-                and not o.client_order_id.endswith(("-tp", "-sl"))})
+                if o.created_at >= since and o.leg is OrderLeg.ENTRY})

@@ -1,7 +1,9 @@
 """Benchmark the ClickHouse layer: ingest N synthetic events through AuditWriter, time queries.
 
-Usage: .venv/bin/python bench/bench_clickhouse.py --events 1000000
-Writes bench/results/clickhouse.json and bench/results/clickhouse.png.
+Usage: .venv/bin/python bench/bench_clickhouse.py --events 1000000 [--before FILE]
+Writes bench/results/clickhouse.json and bench/results/clickhouse.png; with --before (a
+previous clickhouse.json) both carry the earlier figures beside the new ones. The machine is
+shared: the load average at start and end and the ingest's CPU seconds are recorded too.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def records(n_events: int) -> Any:
 async def ingest(ch: ClickHouse, n_events: int, batch: int) -> dict[str, Any]:
     """Push every record through the writer, flushing full batches."""
     writer = AuditWriter(ch, max_batch_rows=batch, max_batch_seconds=3600)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     columns = [
         TextColumn("ingest"),
         BarColumn(),
@@ -106,10 +108,13 @@ async def ingest(ch: ClickHouse, n_events: int, batch: int) -> dict[str, Any]:
         await writer.flush()
         progress.update(task, completed=done)
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu
     return {
         "events": done,
         "seconds": round(seconds, 2),
         "events_per_second": round(done / seconds),
+        "cpu_seconds": round(cpu_seconds, 1),
+        "events_per_cpu_second": round(done / cpu_seconds),
         "rows_written": writer.stats.rows_written,
         "batches": writer.stats.batches_written,
         "batch_rows": batch,
@@ -145,6 +150,7 @@ async def run_queries(ch: ClickHouse, n_events: int, reps: int) -> dict[str, Any
         "trade_history (trades, last 100)": lambda: q.trades(limit=100),
         "trade_history AAPL (trades, last 100)": lambda: q.trades(symbol="AAPL", limit=100),
         "order_history (last 100)": lambda: q.order_history(limit=100),
+        "positions": lambda: q.positions(),
         "daily_pnl": lambda: q.daily_pnl(),
         "daily_pnl by strategy": lambda: q.daily_pnl(by_strategy=True),
         "trace (one signal)": lambda: q.trace(cid),
@@ -170,26 +176,33 @@ async def storage(ch: ClickHouse) -> dict[str, Any]:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
-    """Bar chart of query medians and p95s, with the ingest rate in the title."""
+    """Bar chart of query medians and p95s (before and after), ingest rates in the title."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(result["queries"])
-    med = [result["queries"][n]["median_ms"] for n in names]
-    p95 = [result["queries"][n]["p95_ms"] for n in names]
-    fig, ax = plt.subplots(figsize=(10, 5))
-    y = range(len(names))
-    ax.barh([i + 0.2 for i in y], med, height=0.4, label="median")
-    ax.barh([i - 0.2 for i in y], p95, height=0.4, label="p95")
-    ax.set_yticks(list(y), names)
-    ax.set_xlabel("milliseconds")
+    before = (result.get("before") or {}).get("queries", {})
+    bars = [("median", "median_ms", result["queries"]), ("p95", "p95_ms", result["queries"])]
+    if before:
+        bars = [("before median", "median_ms", before), *bars]
+    fig, ax = plt.subplots(figsize=(11, 6))
+    height = 0.8 / len(bars)
+    for j, (label, column, figures) in enumerate(bars):
+        values = [figures.get(n, {}).get(column, 0) for n in names]
+        ax.barh([i + 0.4 - height * (j + 0.5) for i in range(len(names))], values,
+                height=height, label=label)
+    ax.set_yticks(list(range(len(names))), names)
+    ax.set_xscale("log")
+    ax.set_xlabel("milliseconds (log scale)")
     ing = result["ingest"]
     m = result["machine"]
+    was = (result.get("before") or {}).get("ingest", {}).get("events_per_second")
     ax.set_title(
-        f"ClickHouse (chdb {m['chdb']}): {ing['events']:,} events, ingest "
-        f"{ing['events_per_second']:,} ev/s; {m['cores']} cores, {m['ram_gib']} GiB"
+        f"chdb {m['chdb']}: {ing['events']:,} events, ingest {ing['events_per_second']:,} ev/s"
+        + (f" (before {was:,})" if was else "")
+        + f"; {m['cores']} cores, load {m.get('load_start', '?')}"
     )
     ax.legend()
     fig.tight_layout()
@@ -199,39 +212,57 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def report(result: dict[str, Any]) -> None:
     """Print the figures as a table."""
     table = Table(title=f"{result['ingest']['events']:,} events")
-    for col in ("query", "median ms", "p95 ms", "rows"):
+    before = (result.get("before") or {}).get("queries", {})
+    for col in ("query", "before median ms", "median ms", "p95 ms", "rows"):
         table.add_column(col)
     for name, r in result["queries"].items():
-        table.add_row(name, str(r["median_ms"]), str(r["p95_ms"]), str(r["rows"]))
+        was = before.get(name, {}).get("median_ms", "")
+        table.add_row(name, str(was), str(r["median_ms"]), str(r["p95_ms"]), str(r["rows"]))
     console.print(table)
     console.print(f"ingest: {result['ingest']}")
+    if result.get("before"):
+        console.print(f"ingest before: {result['before']['ingest']}")
+    console.print(f"load average: {result['machine']['load_start']} at start, "
+                  f"{result['machine']['load_end']} at end ({result['machine']['cores']} cores)")
 
 
 async def main(args: argparse.Namespace) -> None:
     """Ingest, query, write results."""
     base = Path(args.path) if args.path else Path(tempfile.mkdtemp(prefix="jax-bench-"))
     data = base / "chdb"
-    shutil.rmtree(data, ignore_errors=True)
+    if not args.reuse:
+        shutil.rmtree(data, ignore_errors=True)
     console.print(f"chdb path {data}, {args.events:,} events, batches of {args.batch:,}")
+    before: dict[str, Any] | None = args.before_figures
+    load_start = os.getloadavg()[0]
     async with ClickHouse(f"chdb://{data}", database="bench") as ch:
         await migrate(ch)
-        ingest_figures = await ingest(ch, args.events, args.batch)
+        if args.reuse and before:
+            ingest_figures = {**before["ingest"], "reused": True}
+        else:
+            ingest_figures = await ingest(ch, args.events, args.batch)
         console.print("queries:")
         queries = await run_queries(ch, args.events, args.reps)
         sizes = await storage(ch)
         engine = str((await ch.query("SELECT version() AS v"))[0]["v"])
+    machine = {
+        **machine_info(engine),
+        "load_start": round(load_start, 2),
+        "load_end": round(os.getloadavg()[0], 2),
+    }
     result = {
         "when": datetime.now(UTC).isoformat(),
-        "machine": machine_info(engine),
+        "machine": machine,
         "ingest": ingest_figures,
         "queries": queries,
         "storage": sizes,
+        "before": before,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "clickhouse.json").write_text(json.dumps(result, indent=2))
     plot(result, RESULTS / "clickhouse.png")
     report(result)
-    if not args.keep:
+    if not args.keep and not args.reuse:
         shutil.rmtree(data if args.path else base, ignore_errors=True)
 
 
@@ -243,7 +274,13 @@ def parse() -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=7, help="repetitions per query")
     p.add_argument("--path", help="directory for the chdb data (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the chdb data afterwards")
-    return p.parse_args()
+    p.add_argument("--before", help="a previous clickhouse.json to report beside this run")
+    p.add_argument("--reuse", action="store_true",
+                   help="query the data kept at --path by a previous run (its ingest figures "
+                   "come from --before)")
+    args = p.parse_args()
+    args.before_figures = json.loads(Path(args.before).read_text()) if args.before else None
+    return args
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from brokers.exceptions import VenueTimeout
 from brokers.port import (
     AccountSnapshot,
     FillReport,
+    InstrumentRules,
     OrderReport,
     OrderRequest,
     OrderService,
@@ -73,3 +74,11 @@ class BoundedVenue:
 
     async def orders_since(self, since: datetime) -> list[OrderReport]:
         return await self._within("orders_since", self.inner.orders_since(since))
+
+    async def instrument(self, symbol: str) -> InstrumentRules | None:
+        published = getattr(self.inner, "instrument", None)  # a test fake may not have it
+        if published is None:
+            return None
+        rules: InstrumentRules | None = await self._within(f"instrument {symbol}",
+                                                           published(symbol))
+        return rules

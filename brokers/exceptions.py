@@ -6,7 +6,8 @@ from schemas.errors import JaxError
 
 
 class BrokerError(JaxError):
-    """A venue refused or failed; `code` is the venue's own code when it gave one."""
+    """A venue refused or failed; `code` is the venue's own code when it gave one, `reason`
+    the simulator's neutral reason (brokers.sim.reasons.Reason) when its core refused."""
 
     code = "broker_error"
 
@@ -17,9 +18,11 @@ class BrokerError(JaxError):
         code: str | None = None,
         transient: bool | None = None,
         retry_after: float | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
+        self.reason = reason
         if code is not None:
             self.code = code
         if transient is not None:

@@ -23,7 +23,9 @@ class _Value(BaseModel):
 
 class OrderRequest(_Value):
     """What to place. With take_profit and/or stop_loss it is a bracket: the entry plus exit
-    children in one OCA group, their client ids `<id>-tp` and `<id>-sl`."""
+    children in one OCA group. Reports know the exits by `leg` and `parent_client_order_id`;
+    their own client ids are the venue's (IB and the simulator use `child_client_order_id`,
+    Alpaca assigns its own), so never recognise a leg by its id."""
 
     client_order_id: str = Field(min_length=1, max_length=64)
     symbol: str
@@ -47,6 +49,7 @@ class OrderRequest(_Value):
 
 
 def child_client_order_id(parent: str, leg: OrderLeg) -> str:
+    """The client id IB and the simulator give a bracket exit (`<id>-tp` / `<id>-sl`)."""
     suffix = {OrderLeg.TAKE_PROFIT: "tp", OrderLeg.STOP_LOSS: "sl"}[leg]
     return f"{parent}-{suffix}"
 
@@ -119,6 +122,24 @@ class Position(_Value):
     unrealized_pnl: Decimal
 
 
+class InstrumentRules(_Value):
+    """How a venue says one instrument trades. Every field None = the venue does not publish
+    it: use the configured value (agents/decisions/instruments.py) instead."""
+
+    symbol: str
+    lot_size: Decimal | None = Field(default=None, gt=0)  # whole-order quantity step
+    min_quantity: Decimal | None = Field(default=None, gt=0)
+    max_quantity: Decimal | None = Field(default=None, gt=0)
+    quantity_increment: Decimal | None = Field(default=None, gt=0)  # step when fractional
+    tick_size: Decimal | None = Field(default=None, gt=0)  # price step (precision for FX)
+    fractional: bool | None = None
+    shortable: bool | None = None
+    currency: str | None = None  # the quote currency
+    # account-currency value of one unit of the quote currency (OANDA's homeConversions
+    # accountLoss): sizing converts a pair's per-unit loss with it; None = 1
+    home_conversion: Decimal | None = Field(default=None, gt=0)
+
+
 @runtime_checkable
 class OrderService(Protocol):
     """One venue account. Every method may raise brokers.exceptions.BrokerError subclasses:
@@ -157,4 +178,9 @@ class OrderService(Protocol):
         """Every order created (sent) at or after `since`, whatever its status now (open,
         filled, cancelled, expired, rejected after acceptance), oldest first; bracket exit
         children included. For rate limits and audits."""
+        ...
+
+    async def instrument(self, symbol: str) -> InstrumentRules | None:
+        """The instrument's rules as the venue publishes them; None when it publishes none
+        (then configuration decides). OrderRejected when the venue does not know `symbol`."""
         ...

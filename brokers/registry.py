@@ -8,7 +8,10 @@ Each venue package has a `plugin.py` exposing `PLUGIN: VenuePlugin`:
 - `simulator_door` (optional) starts the simulator's front door that speaks this venue's
   protocol, for `make run` / `jax-exec run` without a real account: an async callable
   `(exchange, host, port) -> door` where door has `.port` and `async close()`, and
-  `simulated(settings, host, port)` returns the settings pointed at that door.
+  `simulated(settings, host, port)` returns the settings pointed at that door;
+- `session` (optional) `(settings, n) -> settings` for the n-th extra connection to the same
+  account from another process (the API server, say): IB needs a distinct client id per
+  connection (client id + n); None when connections need nothing distinct.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from brokers.port import OrderService
 # only by those who trade there)
 VENUES: dict[str, str] = {
     "ib": "brokers.ib.plugin:PLUGIN",
+    "alpaca": "brokers.alpaca.plugin:PLUGIN",
     "sim": "brokers.sim.plugin:PLUGIN",
+    "oanda": "brokers.oanda.plugin:PLUGIN",
 }
 
 
@@ -36,6 +41,12 @@ class VenuePlugin:
     describe: Callable[[Any], str]
     simulator_door: Callable[[Any, str, int], Awaitable[Any]] | None = None
     simulated: Callable[[Any, str, int], Any] | None = None
+    session: Callable[[Any, int], Any] | None = None
+
+
+def session_settings(plugin: VenuePlugin, settings: Any, n: int) -> Any:
+    """The settings of the n-th extra connection (unchanged when the venue needs nothing)."""
+    return settings if plugin.session is None else plugin.session(settings, n)
 
 
 class UnknownVenue(ValueError):

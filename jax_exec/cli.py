@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,8 +15,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from agents.kafka_auth import KafkaAuthError
 from jax_exec.cli_control import register as register_control_commands
+from jax_exec.cli_keys import register as register_key_commands
 from jax_exec.kafka_local import KafkaControlError, LocalKafka
+from jax_exec.kafka_security import client_auth, credentials_dir, local_kafka, secure_topics
 from jax_exec.settings import Settings
 from schemas.examples import SEED_SIGNAL
 
@@ -25,6 +28,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 kafka_app = typer.Typer(no_args_is_help=True, help="The local Apache Kafka broker (KRaft).")
 app.add_typer(kafka_app, name="kafka")
 register_control_commands(app)
+register_key_commands(app)
 console = Console()
 
 
@@ -46,19 +50,30 @@ def _fail(message: str) -> None:
 
 
 @kafka_app.command("start")
-def kafka_start() -> None:
+def kafka_start(
+    secure: Annotated[bool, typer.Option(
+        help="SASL/SCRAM and ACLs: one principal per component, credentials generated under "
+             "JAX_HOME/kafka/credentials")] = False,
+) -> None:
     """Install (once), format (once) and start the local broker; wait until it serves."""
     settings = _settings()
+    acls = 0
     try:
-        kafka = _local_kafka(settings)
+        kafka = local_kafka(settings.jax_home, settings.kafka_bootstrap, secure)
         with console.status(f"starting Kafka {kafka.version} on {kafka.bootstrap} ..."):
             pid = kafka.start()
-            created = asyncio.run(_ensure_topics(settings))
+            if secure:
+                created, acls = asyncio.run(secure_topics(settings))
+            else:
+                created = asyncio.run(_ensure_topics(settings))
     except KafkaControlError as exc:
         _fail(str(exc))
         return
     console.print(f"Kafka {kafka.version} ready on {kafka.bootstrap} (pid {pid}); "
                   f"data {kafka.data_dir}; logs {kafka.logs_dir}")
+    if secure:
+        console.print(f"SASL/SCRAM-SHA-512, {acls} ACLs; credentials (one file per principal) "
+                      f"in {credentials_dir(settings.jax_home)}")
     if created:
         console.print(f"created topics: {', '.join(created)}")
 
@@ -81,7 +96,8 @@ def kafka_status() -> None:
     if kafka.reachable():
         from jax_exec.topics_admin import describe_topics
 
-        topics = asyncio.run(describe_topics(settings.kafka_bootstrap, settings.topic_prefix))
+        topics = asyncio.run(describe_topics(settings.kafka_bootstrap, settings.topic_prefix,
+                                             client_auth(settings, "admin")))
         for name, partitions in sorted(topics.items()):
             console.print(f"  {name}: {partitions} partitions")
     if pid is None:
@@ -91,7 +107,8 @@ def kafka_status() -> None:
 async def _ensure_topics(settings: Settings) -> list[str]:
     from jax_exec.topics_admin import ensure_topics
 
-    return await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
+    return await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix,
+                               auth=client_auth(settings, "admin"))
 
 
 @app.command()
@@ -128,11 +145,13 @@ def run(
     simulator: Annotated[bool, typer.Option(
         help="Embed the simulator (TWS API + admin API); --no-simulator trades through the "
              "TWS at IB_HOST:IB_PORT instead")] = True,
+    insecure: Annotated[bool, typer.Option(
+        help="Start the local broker PLAINTEXT (no SASL, no ACLs)")] = False,
 ) -> None:
     """Everything in one foreground command: Kafka, the simulator, the worker. Ctrl-C stops."""
     from jax_exec.runner import run_all
 
-    run_all(_settings(), web_port=web_port, simulator=simulator)
+    run_all(_settings(), web_port=web_port, simulator=simulator, secure=not insecure)
 
 
 @app.command()
@@ -151,7 +170,8 @@ async def _publish(settings: Settings, topic: str, key: bytes, value: bytes) -> 
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                enable_idempotence=True)
+                                enable_idempotence=True,
+                                **client_auth(settings, "upstream").aiokafka_kwargs())
     await producer.start()
     try:
         meta = await producer.send_and_wait(settings.topic(topic), value=value, key=key)
@@ -188,11 +208,16 @@ async def _find_signal(settings: Settings, signal_id: str) -> dict[str, Any] | N
         if obj.get("id") == signal_id:
             found.append(obj)
 
-    await read_all(settings.kafka_bootstrap, settings.topic("signals"), visit)
+    await read_all(settings.kafka_bootstrap, settings.topic("signals"), visit,
+                   client_auth(settings, "upstream"))
     return found[-1] if found else None
 
 
-def _decide(signal_id: str, decision: str, by: str, reason: str | None) -> None:
+def _decide(signal_id: str, decision: str, by: str, reason: str | None,
+            expires_in: float | None) -> None:
+    """Publish a decision signed with the approver's key under JAX_HOME/keys."""
+    from agents.decisions.signatures import sign
+    from jax_exec.keys import KeyringError, signing_key
     from schemas.events import Approval
 
     settings = _settings()
@@ -200,34 +225,45 @@ def _decide(signal_id: str, decision: str, by: str, reason: str | None) -> None:
     if signal is None:
         _fail(f"no signal with id {signal_id} on {settings.topic('signals')}")
         return
-    approval = Approval.model_validate({
-        "signal": signal, "decision": decision, "approved_by": by,
-        "decided_at": datetime.now(UTC), "reason": reason,
-    })
+    try:
+        key = signing_key(settings.jax_home, by, settings.approval_keyring)
+    except KeyringError as exc:
+        _fail(f"{exc}; make a key with `jax-exec keys add {by}` (or `make run` for alice/bob)")
+        return
+    now = datetime.now(UTC)
+    body: dict[str, Any] = {"signal": signal, "decision": decision, "approved_by": by,
+                            "decided_at": now.isoformat()}
+    if reason:
+        body["reason"] = reason
+    if expires_in:
+        body["expires_at"] = (now + timedelta(seconds=expires_in)).isoformat()
+    published = sign(body, key.private_key, key.key_id)
+    approval = Approval.model_validate(published)
     part, off = asyncio.run(_publish(settings, "approvals", approval.kafka_key,
-                                     approval.model_dump_json().encode()))
-    console.print(f"{decision} signal {signal_id} by {by} -> "
+                                     json.dumps(published).encode()))
+    console.print(f"{decision} signal {signal_id} by {by} (key {key.key_id}) -> "
                   f"{settings.topic('approvals')}[{part}]@{off}")
 
 
 @app.command()
 def approve(
     signal_id: str,
-    by: Annotated[str, typer.Option("--by", help="Who approves")] = "operator",
+    by: Annotated[str, typer.Option("--by", help="Who approves (their key signs)")] = "alice",
     reason: Annotated[str | None, typer.Option(help="Why")] = None,
+    expires_in: Annotated[float | None, typer.Option(help="Seconds the approval is valid")] = None,
 ) -> None:
-    """Approve a signal already on `signals` (the approval carries the signal itself)."""
-    _decide(signal_id, "approved", by, reason)
+    """Approve a signal already on `signals`: a signed approval that carries the signal."""
+    _decide(signal_id, "approved", by, reason, expires_in)
 
 
 @app.command()
 def reject(
     signal_id: str,
-    by: Annotated[str, typer.Option("--by", help="Who rejects")] = "operator",
+    by: Annotated[str, typer.Option("--by", help="Who rejects (their key signs)")] = "alice",
     reason: Annotated[str | None, typer.Option(help="Why")] = None,
 ) -> None:
-    """Reject a signal: no order; the decision is on record."""
-    _decide(signal_id, "rejected", by, reason)
+    """Reject a signal: no order; the signed decision is on record."""
+    _decide(signal_id, "rejected", by, reason, None)
 
 
 # -- looking -------------------------------------------------------------------------------
@@ -244,7 +280,8 @@ def tail(
 
     settings = _settings()
     rows: list[dict[str, Any]] = []
-    asyncio.run(read_all(settings.kafka_bootstrap, settings.topic(topic), rows.append))
+    asyncio.run(read_all(settings.kafka_bootstrap, settings.topic(topic), rows.append,
+                         client_auth(settings, "audit")))
     rows.sort(key=lambda obj: str(obj.get("recorded_at", "")))  # partitions interleave
     for obj in rows[-count:]:
         console.print_json(json.dumps(obj))
@@ -296,6 +333,6 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     try:
         app()
-    except KafkaControlError as exc:
+    except (KafkaControlError, KafkaAuthError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         sys.exit(1)

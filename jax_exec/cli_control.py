@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from jax_exec.kafka_security import client_auth
 from jax_exec.settings import Settings
 from schemas.events import ControlAction, ControlCommand, TradingStateChanged
 
@@ -32,7 +33,8 @@ async def _publish(settings: Settings, command: ControlCommand) -> tuple[int, in
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all",
-                                enable_idempotence=True, request_timeout_ms=15000)
+                                enable_idempotence=True, request_timeout_ms=15000,
+                                **client_auth(settings, "operator").aiokafka_kwargs())
     await asyncio.wait_for(producer.start(), 30)
     try:
         meta = await asyncio.wait_for(producer.send_and_wait(
@@ -57,7 +59,7 @@ async def read_states(settings: Settings) -> list[TradingStateChanged]:
             return
 
     await asyncio.wait_for(read_all(settings.kafka_bootstrap, settings.topic("trading-state"),
-                                    visit), 60)
+                                    visit, client_auth(settings, "operator")), 60)
     return rows
 
 

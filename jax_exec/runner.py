@@ -25,7 +25,9 @@ from rich.console import Console
 from rich.panel import Panel
 
 from agents.decisions.config import RiskSettings
-from jax_exec.kafka_local import LocalKafka
+from brokers import registry
+from brokers.registry import VenuePlugin
+from jax_exec.kafka_security import credentials_dir, local_kafka, secure_topics
 from jax_exec.settings import Settings
 from jax_exec.wiring import build_worker
 
@@ -156,8 +158,9 @@ class AnnouncingWorker(faust.Worker):
 def run_worker(settings: Settings, stages: Iterable[str], web_port: int | None = None,
                banner: list[str] | None = None, loop: asyncio.AbstractEventLoop | None = None,
                closers: list[Callable[[], Any]] | None = None,
-               hard_stop: HardStop | None = None) -> None:
-    """Build the worker in its loop, then hand the loop to faust until SIGINT/SIGTERM."""
+               hard_stop: HardStop | None = None, venue_settings: Any = None) -> None:
+    """Build the worker in its loop, then hand the loop to faust until SIGINT/SIGTERM.
+    `venue_settings`: the venue plugin's settings (default: read from the environment)."""
     if hard_stop is None:
         hard_stop = HardStop()
         hard_stop.install(interrupt=True)
@@ -166,13 +169,13 @@ def run_worker(settings: Settings, stages: Iterable[str], web_port: int | None =
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
     built = loop.run_until_complete(
-        build_worker(settings, stages, risk=risk, web_port=web_port, closers=closers))
-    venue = built.venue.service.venue if built.venue else "none (no stage here trades)"
-    where = {"ib": f"{settings.ib_host}:{settings.ib_port}", "sim": "in-process simulator"}.get(
-        venue, "")
+        build_worker(settings, stages, risk=risk, web_port=web_port, closers=closers,
+                     venue_settings=venue_settings))
+    venue = (f"{settings.venue} {built.venue.description}" if built.venue
+             else "none (no stage here trades)")
     lines = [*(banner or []),
              f"worker      stages: {', '.join(sorted(set(stages)))}",
-             f"venue       {venue} {where}",
+             f"venue       {venue}",
              f"clickhouse  {settings.clickhouse_dsn}",
              f"topics      prefix '{settings.topic_prefix}' on {settings.kafka_bootstrap}"]
     if web_port is not None:
@@ -184,37 +187,45 @@ def run_worker(settings: Settings, stages: Iterable[str], web_port: int | None =
     worker.execute_from_commandline()
 
 
-def run_all(settings: Settings, web_port: int = 6066, simulator: bool = True) -> None:
-    """Kafka (when local and not running), the simulator (its TWS API and admin API in this
-    process, reached by the IB adapter over a real socket) and every stage. Ctrl-C stops all of
+def run_all(settings: Settings, web_port: int = 6066, simulator: bool = True,
+            secure: bool = False) -> None:
+    """Kafka (when local and not running), the simulator (the chosen venue's front door and
+    the admin API in this process, reached by the venue's adapter over a real socket; none
+    for a venue without one, e.g. the in-process sim) and every stage. Ctrl-C stops all of
     it, including the broker this command started."""
     from agents.app import STAGES
 
     hard_stop = HardStop()
     hard_stop.install(interrupt=True)
-    kafka = LocalKafka.from_bootstrap(settings.jax_home, settings.kafka_bootstrap)
+    kafka = local_kafka(settings.jax_home, settings.kafka_bootstrap, secure)
     started = kafka.pid() is None
     if started:  # ours to stop, on every path out
         hard_stop.hooks.append(lambda: kafka.stop(timeout=KAFKA_KILL_SECONDS))
     try:
         with console.status(f"starting Kafka {kafka.version} on {kafka.bootstrap} ..."):
             kafka.start(tied=started)
+            acls = asyncio.run(secure_topics(settings))[1] if secure else 0
     except BaseException:
         if started:
             kafka.stop(timeout=KAFKA_KILL_SECONDS)
         raise
     banner = [f"kafka       {kafka.bootstrap} {'started' if started else 'already running'}"
-              f" (data {kafka.data_dir}, logs {kafka.logs_dir})"]
+              f" (data {kafka.data_dir}, logs {kafka.logs_dir})", _approval_keys(settings)]
+    if secure:
+        banner.append(f"kafka auth  SASL/SCRAM-SHA-512, {acls} ACLs; worker runs as `worker`; "
+                      f"credentials {credentials_dir(settings.jax_home)}")
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     closers: list[Callable[[], Any]] = []
+    plugin = registry.plugin(settings.venue)
+    venue_settings = None
     try:
-        if simulator and settings.venue == "ib":
-            settings, sim = _embedded_simulator(settings, loop)
+        if simulator and plugin.simulator_door is not None:
+            venue_settings, sim = _embedded_simulator(settings, plugin, loop)
             closers.append(sim.close)
             banner += [f"simulator   {line}" for line in sim.describe()]
         run_worker(settings, STAGES, web_port=web_port, banner=banner, loop=loop,
-                   closers=closers, hard_stop=hard_stop)
+                   closers=closers, hard_stop=hard_stop, venue_settings=venue_settings)
     finally:
         hard_stop.install(interrupt=False)  # closing the loop put the default handlers back
         if started:
@@ -223,11 +234,25 @@ def run_all(settings: Settings, web_port: int = 6066, simulator: bool = True) ->
 
 
 def _embedded_simulator(
-    settings: Settings, loop: asyncio.AbstractEventLoop
-) -> tuple[Settings, Any]:
-    """Start the simulator in the worker's loop and point the IB adapter at its TWS port."""
+    settings: Settings, plugin: VenuePlugin, loop: asyncio.AbstractEventLoop
+) -> tuple[Any, Any]:
+    """Start the simulator with the chosen venue's front door (on SIM_PORT) in the worker's
+    loop; the venue's settings pointed at that door."""
     from brokers.sim.runner import Simulator, SimulatorSettings
 
-    sim = Simulator(SimulatorSettings(jax_home=settings.jax_home))
+    assert plugin.simulator_door is not None
+    assert plugin.simulated is not None
+    sim = Simulator(SimulatorSettings(jax_home=settings.jax_home), door=plugin.simulator_door,
+                    door_name=f"{plugin.name} API")
     loop.run_until_complete(sim.start())
-    return settings.model_copy(update={"ib_host": "127.0.0.1", "ib_port": sim.tws_port}), sim
+    return plugin.simulated(plugin.settings(), "127.0.0.1", sim.door_port), sim
+
+
+def _approval_keys(settings: Settings) -> str:
+    """Development signing keys for alice and bob, unless a keyring is configured (never add
+    development keys to a production keyring); where the keys are."""
+    from jax_exec.keys import describe, generate_dev_keys
+
+    if settings.approval_keyring is None:
+        generate_dev_keys(settings.jax_home)
+    return f"keys        {describe(settings.jax_home, settings.approval_keyring)}"

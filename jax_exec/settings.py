@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from brokers.registry import VENUES
 
 
 class Settings(BaseSettings):
@@ -16,18 +18,21 @@ class Settings(BaseSettings):
 
     jax_home: Path = Field(Path(".local"), description="Runtime data directory (JAX_HOME)")
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers")
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] | None = Field(
+        None, description="Unset: PLAINTEXT, or the local secure broker's generated credentials")
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_username: str | None = None
+    kafka_password: SecretStr | None = None
+    kafka_credentials_file: Path | None = Field(
+        None, description="A JSON file with username and password (JAX_HOME/kafka/credentials)")
     topic_prefix: str = Field("", description="Prefix of every topic name (isolates test runs)")
     app_id: str = Field("jax-execution", description="Faust app id / consumer group base name")
     clickhouse_url: str = Field(
         "", description="ClickHouse DSN; default chdb://<JAX_HOME>/clickhouse (embedded)"
     )
-    venue: Literal["sim", "ib"] = Field(
-        "ib", description="ib (TWS API: the simulator or a real TWS) or sim (in-process)"
+    venue: str = Field(
+        "ib", description="A name in brokers.registry.VENUES; the venue reads its own settings"
     )
-    ib_host: str = "127.0.0.1"
-    ib_port: int = 7497
-    ib_client_id: int = 1
-    ib_account: str = ""
     reconcile_interval_seconds: float = Field(0.5, gt=0)
     reconcile_lookback_hours: float = Field(24, gt=0)
     reconcile_commission_grace_seconds: float = Field(
@@ -48,6 +53,14 @@ class Settings(BaseSettings):
     kafka_session_timeout_seconds: float = Field(
         10.0, ge=3, description="How soon a dead worker's partitions go to another worker")
     log_level: str = Field("warning", description="Worker log level (faust, agents)")
+
+    @field_validator("venue")
+    @classmethod
+    def _known_venue(cls, value: str) -> str:
+        name = value.strip().lower()
+        if name not in VENUES:
+            raise ValueError(f"VENUE={value!r} is not a venue; choose from {sorted(VENUES)}")
+        return name
 
     @field_validator("jax_home")
     @classmethod

@@ -8,12 +8,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
+from agents.kafka_auth import NO_AUTH, KafkaAuth
 from schemas.topics import TOPICS, TopicSpec, topic_name
 
 
-async def ensure_topics(bootstrap: str, prefix: str = "") -> list[str]:
+async def ensure_topics(bootstrap: str, prefix: str = "", auth: KafkaAuth = NO_AUTH) -> list[str]:
     """Create missing topics, grow partition counts that fell short; return what was created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000,
+                                **auth.aiokafka_kwargs())
     async for attempt in AsyncRetrying(
         stop=stop_after_delay(60), wait=wait_exponential(max=3),
         retry=retry_if_exception_type(Exception), reraise=True,
@@ -65,9 +67,11 @@ async def _grow_partitions(admin: AIOKafkaAdminClient, prefix: str, existing: se
         await admin.create_partitions(grow)
 
 
-async def describe_topics(bootstrap: str, prefix: str = "") -> dict[str, int]:
+async def describe_topics(bootstrap: str, prefix: str = "", auth: KafkaAuth = NO_AUTH
+                          ) -> dict[str, int]:
     """Partition count of every declared topic that exists."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000,
+                                **auth.aiokafka_kwargs())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -24,8 +24,11 @@ from agents.decisions.signatures import KeyRing
 from agents.reconciliation import Reconciler
 from agents.reconciliation_seed import seed_reconciler
 from agents.retry import RetryPolicy
+from brokers import registry
 from brokers.bounded import BoundedVenue
 from brokers.port import OrderService
+from jax_exec.kafka_acls import stage_principal
+from jax_exec.kafka_security import client_auth
 from jax_exec.keys import keyring_path, load_keyring
 from jax_exec.settings import Settings
 from jax_exec.topics_admin import ensure_topics
@@ -51,37 +54,24 @@ def load_approval_keyring(settings: Settings) -> KeyRing:
 @dataclass
 class Venue:
     service: OrderService
-    ticker: Callable[[], None] | None = None
-    tick_seconds: float = 0.0
-    exchange: Any = None  # brokers.sim.core.Exchange when the simulator runs in this process
+    description: str = ""  # the plugin's banner line: where it connects
     closers: list[Callable[[], Any]] = field(default_factory=list)
 
 
-def build_venue(settings: Settings, exchange: Any = None) -> Venue:
-    """The configured venue, every call of it bounded by VENUE_TIMEOUT_SECONDS."""
-    venue = _venue(settings, exchange)
+def build_venue(settings: Settings, venue_settings: Any = None) -> Venue:
+    """The venue VENUE names, built by its plugin from its own settings (read from the
+    environment unless given: `jax-exec run` points them at the simulator's door), every call
+    of it bounded by VENUE_TIMEOUT_SECONDS."""
+    venue = _venue(settings, venue_settings)
     venue.service = BoundedVenue(venue.service, settings.venue_timeout_seconds)
     return venue
 
 
-def _venue(settings: Settings, exchange: Any) -> Venue:
-    if settings.venue == "ib":
-        from brokers.ib.service import IbOrderService
-
-        return Venue(IbOrderService(host=settings.ib_host, port=settings.ib_port,
-                                    client_id=settings.ib_client_id,
-                                    account=settings.ib_account,
-                                    # a third: the adapter's own look-up after an
-                                    # unanswered placement fits in the outer deadline
-                                    timeout=settings.venue_timeout_seconds / 3))
-    from brokers.sim.runner import SimulatorSettings, build_exchange
-    from brokers.sim.service import SimOrderService
-
-    sim = SimulatorSettings(jax_home=settings.jax_home)
-    exchange = exchange if exchange is not None else build_exchange(sim)
-    ticker = exchange.advance if sim.tick_seconds > 0 else None
-    return Venue(SimOrderService(exchange, sim.account), ticker=ticker, exchange=exchange,
-                 tick_seconds=sim.tick_seconds)
+def _venue(settings: Settings, venue_settings: Any) -> Venue:
+    plugin = registry.plugin(settings.venue)
+    config = venue_settings if venue_settings is not None else plugin.settings()
+    return Venue(plugin.build(config, settings.venue_timeout_seconds),
+                 description=plugin.describe(config))
 
 
 class Resources(Service):
@@ -118,16 +108,17 @@ def app_id_for(settings: Settings, stages: Iterable[str]) -> str:
 
 
 async def build_worker(settings: Settings, stages: Iterable[str], risk: RiskSettings | None = None,
-                       exchange: Any = None, web_port: int | None = None,
+                       venue_settings: Any = None, web_port: int | None = None,
                        closers: list[Callable[[], Any]] | None = None) -> Worker:
     """Everything async a worker needs before faust starts: topics, venue, store, seeds."""
     stages = set(stages)
     risk = risk or RiskSettings()
-    await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix)
+    auth = client_auth(settings, stage_principal(stages))  # one stage: its own principal
+    await ensure_topics(settings.kafka_bootstrap, settings.topic_prefix, auth=auth)
     venue: Venue | None = None
     closers = list(closers or [])
     if stages & VENUE_STAGES:
-        venue = build_venue(settings, exchange)
+        venue = build_venue(settings, venue_settings)
         closers.append(venue.service.close)
         policy = RetryPolicy(attempts=settings.venue_retry_attempts,
                              total_seconds=settings.venue_retry_seconds)
@@ -138,11 +129,12 @@ async def build_worker(settings: Settings, stages: Iterable[str], risk: RiskSett
     ledger = SignalLedger()
     gate = None
     if stages & {"sizing", "submission", "control"}:
-        gate = TradingGate(settings.kafka_bootstrap, settings.topic)
+        gate = TradingGate(settings.kafka_bootstrap, settings.topic, auth=auth)
         await gate.start()
         closers.append(gate.stop)
     if stages & DECIDING_STAGES:
-        memory = DecisionMemory(settings.kafka_bootstrap, book, ledger, settings.topic)
+        memory = DecisionMemory(settings.kafka_bootstrap, book, ledger, settings.topic,
+                                auth=auth)
         await memory.start()
         closers.append(memory.stop)
     pipeline = Pipeline(
@@ -160,15 +152,15 @@ async def build_worker(settings: Settings, stages: Iterable[str], risk: RiskSett
         trips=TripSettings() if "control" in stages else None,
         audit_batch_rows=settings.audit_batch_rows,
         audit_batch_seconds=settings.audit_batch_seconds,
-        ticker=venue.ticker if venue else None,
-        tick_seconds=venue.tick_seconds if venue else 0.0,
+        auth=auth,
     )
     if "reconciliation" in stages:
         assert venue is not None
         pipeline.reconciler = Reconciler(
             venue.service, lookback=timedelta(hours=settings.reconcile_lookback_hours),
             commission_grace=timedelta(seconds=settings.reconcile_commission_grace_seconds))
-        await seed_reconciler(pipeline.reconciler, settings.kafka_bootstrap, settings.topic)
+        await seed_reconciler(pipeline.reconciler, settings.kafka_bootstrap, settings.topic,
+                              auth=auth)
     if "audit" in stages:
         pipeline.writer = await open_writer(settings, closers)
     app = build_app(app_id_for(settings, stages), pipeline, stages, web_port=web_port)

@@ -2,24 +2,68 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import heapq
 import itertools
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from schemas.ids import derive_id, signal_event_id
 from store.client import ClickHouse
 
 DEFAULT_LIMIT = 1000
+MAX_LIMIT = 1000
 OPEN_STATUSES = (
     "pending_submit", "submitted", "accepted", "partially_filled", "pending_cancel",
 )
+CLOSED_STATUSES = ("filled", "cancelled", "rejected", "expired")
 M = TypeVar("M", bound="Row")
+OrderScope = Literal["open", "closed", "all"]
+SignalStatus = Literal["pending", "approved", "rejected", "expired"]
+PnlBy = Literal["day", "strategy", "symbol"]
+
+
+class BadCursor(ValueError):
+    """A cursor this query did not hand out."""
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the next page starts: after (time, id) in (time DESC, id DESC) order."""
+
+    at: datetime
+    key: str
+
+    def encode(self) -> str:
+        raw = json.dumps([self.at.isoformat(), self.key]).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            at, key = json.loads(raw)
+            when = datetime.fromisoformat(at)
+        except (binascii.Error, ValueError, TypeError) as exc:
+            raise BadCursor(f"not a cursor from this API: {text[:80]!r}") from exc
+        if when.tzinfo is None or not isinstance(key, str):
+            raise BadCursor(f"not a cursor from this API: {text[:80]!r}")
+        return cls(when.astimezone(UTC), key)
+
+
+@dataclass(frozen=True)
+class Page(Generic[M]):
+    """One page of a list, newest first, and the cursor of the next (None: the last page)."""
+
+    items: list[M]
+    next_cursor: str | None = None
 
 
 class Row(BaseModel):
@@ -221,6 +265,116 @@ class TraceStep(Row):
     payload: dict[str, Any] = {}
 
 
+class OrderEventRow(Row):
+    """One fact in an order's life (its lifecycle), deduplicated by event id."""
+
+    event_id: UUID
+    occurred_at: datetime
+    status: str
+    filled_quantity: Decimal
+    avg_fill_price: Decimal | None = None
+    venue_order_id: str | None = None
+    reason_code: str | None = None
+    message: str | None = None
+
+
+def _plain_decimal(value: Decimal | None, places: int = 0) -> Decimal | None:
+    """Trailing zeros of a Decimal(18, 6) column off, keeping at least `places` decimals."""
+    if value is None:
+        return None
+    trimmed = value.normalize()
+    exponent = trimmed.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > -places:  # 1.5E+2 -> 150.00 (or 150)
+        return trimmed.quantize(Decimal(1).scaleb(-places))
+    return trimmed
+
+
+class TradeRecord(Row):
+    """The seeds' trade record: one approved, sized signal from intent to exit, with its P&L.
+
+    `status`: pending (no fill yet), open (entered), closed (exited), or the entry order's
+    cancelled / rejected / expired when it ended without a fill."""
+
+    id: UUID  # the correlation id of the signal
+    signal_id: str
+    order_id: str  # the client order id (jx-<signal>), also at /api/v1/orders/{id}
+    venue_order_id: str | None = None
+    account_id: str
+    venue: str
+    symbol: str
+    direction: str
+    quantity: Decimal
+    order_type: str
+    entry_price: Decimal | None = None
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    strategy_id: str
+    approved_by: str
+    risk_amount: Decimal | None = None
+    risk_percent: Decimal | None = None
+    position_value: Decimal | None = None
+    rr_ratio: Decimal | None = None
+    bound_by: str | None = None
+    status: str
+    order_status: str | None = None
+    created_at: datetime
+    filled_quantity: Decimal | None = None
+    filled_entry_price: Decimal | None = None
+    exit_quantity: Decimal | None = None
+    exit_price: Decimal | None = None
+    closed_at: datetime | None = None
+    realized_pnl: Decimal | None = None
+    commission: Decimal | None = None
+    r_multiple: float | None = None
+    holding_seconds: float | None = None
+
+    @field_validator("quantity", "filled_quantity", "exit_quantity", mode="after")
+    @classmethod
+    def _whole(cls, value: Decimal | None) -> Decimal | None:
+        return _plain_decimal(value)
+
+    @field_validator("entry_price", "stop_loss", "take_profit", "filled_entry_price",
+                     "exit_price", "realized_pnl", "commission", mode="after")
+    @classmethod
+    def _cents(cls, value: Decimal | None) -> Decimal | None:
+        return _plain_decimal(value, 2)
+
+
+class SignalRow(Row):
+    """A valid signal with its place in the signal ledger (first sighting, one decision)."""
+
+    correlation_id: UUID
+    signal_id: str
+    symbol: str
+    side: str
+    entry_price: Decimal | None = None
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    confidence: Decimal | None = None
+    strategy_id: str
+    ttl_seconds: int | None = None
+    first_seen_at: datetime | None = None
+    signal_at: datetime
+    expires_at: datetime
+    ledger_status: str
+    status: str
+    decision: str | None = None
+    decided_by: list[str] = []
+    decided_at: datetime | None = None
+
+
+class PnlRow(Row):
+    """Realized P&L of the round trips closed, grouped by day, strategy or symbol."""
+
+    key: str
+    trades: int
+    wins: int
+    losses: int
+    realized_pnl: Decimal
+    commission: Decimal
+    avg_r_multiple: float | None = None
+
+
 @dataclass
 class Where:
     """WHERE clause built from fixed fragments; user values travel only as parameters."""
@@ -240,6 +394,15 @@ class Where:
         self.add(f"{column} >= {{since:DateTime64(6, 'UTC')}}", since=_aware(since))
         return self.add(f"{column} < {{until:DateTime64(6, 'UTC')}}", until=_aware(until))
 
+    def after(self, cursor: Cursor | None, time_column: str, key_column: str) -> Where:
+        """Keyset pagination: rows strictly after the cursor in (time DESC, key DESC) order."""
+        if cursor is None:
+            return self
+        return self.add(
+            f"({time_column}, toString({key_column})) < "
+            "({cursor_at:DateTime64(6, 'UTC')}, {cursor_key:String})",
+            cursor_at=cursor.at, cursor_key=cursor.key)
+
     @property
     def sql(self) -> str:
         return f"WHERE {' AND '.join(self.parts)}" if self.parts else ""
@@ -258,6 +421,38 @@ def select(
     tail += f" ORDER BY {order}" if order else ""
     tail += " LIMIT {limit:UInt32}" if limit else ""
     return f"SELECT {columns} FROM {source} {where.sql}{tail}"  # noqa: S608 - constants only
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Newest-first pruning for a list over an aggregating view (exact, else a full read).
+
+    `sql` reads the UNMERGED rows a view aggregates, newest first by a column `t` that
+    bounds the view's time column from above for every row of an item (for orders, each
+    partial state's first event time >= the order's created_at; for trades, each entry
+    fill's time >= the trade's opened_at), LIMIT {probe_k}. Items with a time above the
+    k-th row's `t` then all have a row among the k read, so the view restricted to those
+    ids (`restrict`, parameters probe_ids / probe_cids) returns the same newest rows as the
+    whole view, provided the last row needed is newer than that k-th `t`; the caller checks
+    and reads more, or the whole view, otherwise. Reads O(k) rows, not every item.
+    """
+
+    sql: str
+    params: dict[str, Any]
+    restrict: str
+    # True when every item of the view has a probed row (so fewer than k rows = all items)
+    covers_all: bool = True
+    settings: str = ""
+
+    def rows_newer_than(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        """Parameters of `restrict` for the items of the probed rows."""
+        return {
+            "probe_ids": sorted({r["id"] for r in rows}),
+            "probe_cids": sorted({r["cid"] for r in rows if r.get("cid") is not None}),
+        }
+
+
+PROBE_SIZES = (256, 4096, 65536)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -317,6 +512,81 @@ def causal_order(steps: list[TraceStep]) -> list[TraceStep]:
     return ordered
 
 
+_SIGNALS_SQL = """
+SELECT
+    s.correlation_id AS correlation_id, s.signal_id AS signal_id, s.symbol AS symbol,
+    s.side AS side, s.entry_price AS entry_price, s.stop_loss AS stop_loss,
+    s.take_profit AS take_profit, s.confidence AS confidence, s.strategy_id AS strategy_id,
+    s.ttl_seconds AS ttl_seconds, l.first_seen_at AS first_seen_at,
+    least(s.signal_at, ifNull(l.first_seen_at, s.signal_at)) AS signal_at,
+    signal_at + toIntervalSecond(ifNull(s.ttl_seconds, {default_ttl:UInt32})) AS expires_at,
+    l.ledger_status AS ledger_status, l.decision AS decision, l.decided_by AS decided_by,
+    if(l.ledger_status = 'seen', NULL, l.last_at) AS decided_at,
+    multiIf(l.ledger_status = 'decided' AND l.decision = 'approved', 'approved',
+            l.ledger_status = 'decided', 'rejected',
+            expires_at <= {now:DateTime64(6, 'UTC')}, 'expired', 'pending') AS status
+FROM
+(
+    SELECT correlation_id, any(signal_id) AS signal_id, any(symbol) AS symbol,
+        any(side) AS side, any(entry_price) AS entry_price, any(stop_loss) AS stop_loss,
+        any(take_profit) AS take_profit, any(confidence) AS confidence,
+        any(strategy_id) AS strategy_id, any(ttl_seconds) AS ttl_seconds,
+        min(occurred_at) AS signal_at
+    FROM signals GROUP BY correlation_id
+) AS s
+INNER JOIN
+(
+    SELECT correlation_id, argMax(status, rank) AS ledger_status,
+        argMax(decision, rank) AS decision, argMax(decided_by, rank) AS decided_by,
+        argMax(occurred_at, rank) AS last_at, min(first_seen) AS first_seen_at
+    FROM
+    (
+        SELECT correlation_id, occurred_at,
+            JSONExtractString(payload, 'status') AS status,
+            JSONExtractString(payload, 'decision') AS decision,
+            JSONExtract(payload, 'decided_by', 'Array(String)') AS decided_by,
+            parseDateTime64BestEffortOrNull(
+                JSONExtractString(payload, 'first_seen_at'), 6, 'UTC') AS first_seen,
+            (multiIf(status = 'decided', 2, status = 'awaiting_second_approval', 1, 0),
+             length(decided_by), occurred_at) AS rank
+        FROM events WHERE event_type = 'signal_record'
+    )
+    GROUP BY correlation_id
+) AS l ON s.correlation_id = l.correlation_id
+"""
+
+_TRADES_SQL = """
+SELECT
+    i.correlation_id AS id, i.signal_id AS signal_id, i.client_order_id AS order_id,
+    o.venue_order_id AS venue_order_id, i.account_id AS account_id, i.venue AS venue,
+    i.symbol AS symbol, i.side AS direction, i.quantity AS quantity,
+    i.order_type AS order_type, i.limit_price AS entry_price, i.stop_loss AS stop_loss,
+    i.take_profit AS take_profit, i.strategy_id AS strategy_id, i.approved_by AS approved_by,
+    nullIf(trim(BOTH '\"' FROM JSONExtractRaw(i.sizing, 'risk_amount')), '') AS risk_amount,
+    nullIf(trim(BOTH '\"' FROM JSONExtractRaw(i.sizing, 'risk_percent')), '') AS risk_percent,
+    nullIf(trim(BOTH '\"' FROM JSONExtractRaw(i.sizing, 'position_value')), '') AS position_value,
+    nullIf(trim(BOTH '\"' FROM JSONExtractRaw(i.sizing, 'rr_ratio')), '') AS rr_ratio,
+    nullIf(i.bound_by, '') AS bound_by, i.occurred_at AS created_at,
+    o.status AS order_status, o.filled_quantity AS filled_quantity,
+    t.entry_price AS filled_entry_price, t.exit_quantity AS exit_quantity,
+    t.exit_price AS exit_price, t.closed_at AS closed_at, t.realized_pnl AS realized_pnl,
+    t.commission AS commission, t.r_multiple AS r_multiple,
+    t.holding_seconds AS holding_seconds,
+    multiIf(t.status = 'closed', 'closed', ifNull(t.entry_quantity, 0) > 0, 'open',
+            o.status IN ('cancelled', 'rejected', 'expired'), o.status, 'pending') AS status
+FROM (SELECT * FROM order_intents FINAL) AS i
+LEFT JOIN orders AS o ON o.client_order_id = i.client_order_id
+LEFT JOIN trades AS t ON t.correlation_id = i.correlation_id AND t.symbol = i.symbol
+SETTINGS join_use_nulls = 1
+"""
+
+_PNL_KEYS = {
+    "day": "toString(toDate(closed_at, 'UTC'))",
+    "strategy": "ifNull(strategy_id, '')",
+    "symbol": "symbol",
+}
+
+
 class Queries:
     """Typed, parameterised reads over the store's tables and views."""
 
@@ -326,14 +596,74 @@ class Queries:
     async def _rows(self, model: type[M], sql: str, params: dict[str, Any]) -> list[M]:
         return [model.model_validate(r) for r in await self.ch.query(sql, params)]
 
+    async def _page(self, model: type[M], source: str, where: Where, time_column: str,
+                    key_column: str, limit: int, cursor: Cursor | None,
+                    key: Any, probe: Probe | None = None) -> Page[M]:
+        """A page in (time DESC, key DESC) order, one row more to know whether more follow."""
+        where.after(cursor, time_column, key_column)
+        order = f"{time_column} DESC, toString({key_column}) DESC"
+        if probe is None:
+            sql = select(source, where, order)
+            rows = await self._rows(model, sql, {**where.params, "limit": limit + 1})
+        else:
+            rows = await self._newest(model, source, where, order, limit + 1, probe,
+                                      lambda r: key(r)[0])
+        if len(rows) <= limit:
+            return Page(rows)
+        at, last = key(rows[limit - 1])
+        return Page(rows[:limit], Cursor(at, str(last)).encode())
+
+    async def _newest(self, model: type[M], source: str, where: Where, order: str,
+                      limit: int, probe: Probe, time_of: Any) -> list[M]:
+        """The first `limit` rows of the view in `order`, read through the probe."""
+        for k in PROBE_SIZES:
+            probed = await self.ch.query(probe.sql, {**probe.params, "probe_k": k})
+            if not probed and probe.covers_all:
+                return []
+            restricted = Where(list(where.parts), dict(where.params))
+            restricted.parts.append(probe.restrict)
+            restricted.params.update(probe.rows_newer_than(probed))
+            sql = select(source, restricted, order) + probe.settings
+            rows = await self._rows(model, sql, {**restricted.params, "limit": limit})
+            complete = bool(probed[0].get("complete", len(probed) < k))
+            if complete and probe.covers_all:  # every item is a candidate
+                return rows
+            if len(rows) >= limit and time_of(rows[limit - 1]) > probed[-1]["t"]:
+                return rows
+        sql = select(source, where, order)
+        return await self._rows(model, sql, {**where.params, "limit": limit})
+
+    async def orders(
+        self,
+        status: str | None = None,
+        symbol: str | None = None,
+        strategy: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = DEFAULT_LIMIT,
+        cursor: Cursor | None = None,
+    ) -> Page[Order]:
+        """Orders in their current state, newest first; `status` is open, closed, all (None)
+        or one status."""
+        w = Where()
+        if status == "open":
+            w.add("status IN {statuses:Array(String)}", statuses=list(OPEN_STATUSES))
+        elif status == "closed":
+            w.add("status IN {statuses:Array(String)}", statuses=list(CLOSED_STATUSES))
+        elif status != "all":
+            w.add("status = {status:String}", status=status)
+        w.add("symbol = {symbol:String}", symbol=symbol)
+        w.add("strategy_id = {strategy:String}", strategy=strategy)
+        w.since_until("created_at", since, until)
+        return await self._page(Order, "orders", w, "created_at", "client_order_id", limit,
+                                cursor, lambda r: (r.created_at, r.client_order_id),
+                                _orders_probe(since, until, cursor))
+
     async def open_orders(
         self, symbol: str | None = None, limit: int = DEFAULT_LIMIT
     ) -> list[Order]:
         """Orders not yet in a terminal state, newest first."""
-        w = Where().add("status IN {open:Array(String)}", open=list(OPEN_STATUSES))
-        w.add("symbol = {symbol:String}", symbol=symbol)
-        sql = select("orders", w, "updated_at DESC")
-        return await self._rows(Order, sql, {**w.params, "limit": limit})
+        return (await self.orders("open", symbol=symbol, limit=limit)).items
 
     async def order_history(
         self,
@@ -345,12 +675,41 @@ class Queries:
         limit: int = DEFAULT_LIMIT,
     ) -> list[Order]:
         """Orders in their current state, filtered, newest first."""
+        page = await self.orders(status or "all", symbol, strategy, since, until, limit)
+        return page.items
+
+    async def order(self, client_order_id: str) -> Order | None:
+        """One order in its current state."""
+        w = Where().add("client_order_id = {coid:String}", coid=client_order_id)
+        rows = await self._rows(Order, select("orders", w, limit=False), w.params)
+        return rows[0] if rows else None
+
+    async def order_lifecycle(self, client_order_id: str) -> list[OrderEventRow]:
+        """Every state an order went through, in order."""
+        w = Where().add("client_order_id = {coid:String}", coid=client_order_id)
+        sql = select("order_events FINAL", w, "occurred_at, status_rank", limit=False)
+        return await self._rows(OrderEventRow, sql, w.params)
+
+    async def fills_page(
+        self,
+        symbol: str | None = None,
+        strategy: str | None = None,
+        client_order_id: str | None = None,
+        correlation_id: UUID | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = DEFAULT_LIMIT,
+        cursor: Cursor | None = None,
+    ) -> Page[FillRow]:
+        """Executions, each once, newest first."""
         w = Where().add("symbol = {symbol:String}", symbol=symbol)
-        w.add("status = {status:String}", status=status)
-        w.add("strategy_id = {strategy:String}", strategy=strategy)
-        w.since_until("created_at", since, until)
-        sql = select("orders", w, "created_at DESC")
-        return await self._rows(Order, sql, {**w.params, "limit": limit})
+        w.add("correlation_id = {cid:UUID}", cid=correlation_id)
+        w.add("client_order_id = {coid:String}", coid=client_order_id)
+        w.add("correlation_id IN (SELECT correlation_id FROM order_intents "
+              "WHERE strategy_id = {strategy:String})", strategy=strategy)
+        w.since_until("occurred_at", since, until)
+        return await self._page(FillRow, "fills FINAL", w, "occurred_at", "event_id", limit,
+                                cursor, lambda r: (r.occurred_at, r.event_id))
 
     async def fills(
         self,
@@ -361,11 +720,63 @@ class Queries:
         limit: int = DEFAULT_LIMIT,
     ) -> list[FillRow]:
         """Executions, each once, newest first."""
+        page = await self.fills_page(symbol, correlation_id=correlation_id, since=since,
+                                     until=until, limit=limit)
+        return page.items
+
+    async def trade_records(
+        self,
+        symbol: str | None = None,
+        strategy: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = DEFAULT_LIMIT,
+        cursor: Cursor | None = None,
+        trade_id: UUID | None = None,
+    ) -> Page[TradeRecord]:
+        """The seeds' trade records (one per sized signal), newest first."""
         w = Where().add("symbol = {symbol:String}", symbol=symbol)
-        w.add("correlation_id = {cid:UUID}", cid=correlation_id)
-        w.since_until("occurred_at", since, until)
-        sql = select("fills FINAL", w, "occurred_at DESC")
-        return await self._rows(FillRow, sql, {**w.params, "limit": limit})
+        w.add("strategy_id = {strategy:String}", strategy=strategy)
+        w.add("status = {status:String}", status=status)
+        w.add("id = {trade_id:UUID}", trade_id=trade_id)
+        w.since_until("created_at", since, until)
+        return await self._page(TradeRecord, f"({_TRADES_SQL})", w, "created_at", "id",
+                                limit, cursor, lambda r: (r.created_at, r.id))
+
+    async def trade_record(self, trade_id: UUID | str) -> TradeRecord | None:
+        """One trade record by its id (the signal's correlation id) or its signal id."""
+        text = str(trade_id)
+        candidates = [signal_event_id(text)]  # a UUID as is, or a signal id's derived one
+        if candidates[0] != derive_id("signal", text):
+            candidates.append(derive_id("signal", text))
+        for candidate in candidates:
+            page = await self.trade_records(trade_id=candidate, limit=1)
+            if page.items:
+                return page.items[0]
+        return None
+
+    async def signals(
+        self,
+        status: SignalStatus | None,
+        now: datetime,
+        default_ttl_seconds: int,
+        symbol: str | None = None,
+        strategy: str | None = None,
+        signal_id: str | None = None,
+        limit: int = DEFAULT_LIMIT,
+        cursor: Cursor | None = None,
+    ) -> Page[SignalRow]:
+        """Valid signals by status: pending (undecided, unexpired at `now`), approved,
+        rejected, expired (undecided, past their time-to-live), newest first."""
+        w = Where().add("status = {status:String}", status=status)
+        w.add("symbol = {symbol:String}", symbol=symbol)
+        w.add("strategy_id = {strategy:String}", strategy=strategy)
+        w.add("signal_id = {signal_id:String}", signal_id=signal_id)
+        w.params.update(now=_aware(now), default_ttl=int(default_ttl_seconds))
+        return await self._page(SignalRow, f"({_SIGNALS_SQL})", w, "signal_at",
+                                "correlation_id", limit, cursor,
+                                lambda r: (r.signal_at, r.correlation_id))
 
     async def positions(self, account_id: str | None = None) -> list[Position]:
         """Open positions (non-zero net quantity) per account and symbol."""
@@ -387,8 +798,10 @@ class Queries:
         w.add("strategy_id = {strategy:String}", strategy=strategy)
         w.add("status = {status:String}", status=status)
         w.since_until("opened_at", since, until)
-        sql = select("trades", w, "opened_at DESC")
-        return await self._rows(Trade, sql, {**w.params, "limit": limit})
+        return await self._newest(
+            Trade, "trades", w, "opened_at DESC", limit, _trades_probe(symbol, since, until),
+            lambda r: r.opened_at,
+        )
 
     async def daily_pnl(
         self,
@@ -416,6 +829,26 @@ class Queries:
         sql = select(f"({inner})", Where(), group, False, columns, group)
         return await self._rows(DailyPnl, sql, w.params)
 
+    async def rejections_page(
+        self,
+        stage: str | None = None,
+        reason_code: str | None = None,
+        symbol: str | None = None,
+        strategy: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = DEFAULT_LIMIT,
+        cursor: Cursor | None = None,
+    ) -> Page[RejectionRow]:
+        """Refusals with their reason codes, newest first."""
+        w = Where().add("stage = {stage:String}", stage=stage)
+        w.add("reason_code = {reason:String}", reason=reason_code)
+        w.add("symbol = {symbol:String}", symbol=symbol)
+        w.add("strategy_id = {strategy:String}", strategy=strategy)
+        w.since_until("occurred_at", since, until)
+        return await self._page(RejectionRow, "rejections FINAL", w, "occurred_at", "event_id",
+                                limit, cursor, lambda r: (r.occurred_at, r.event_id))
+
     async def rejections(
         self,
         stage: str | None = None,
@@ -426,12 +859,30 @@ class Queries:
         limit: int = DEFAULT_LIMIT,
     ) -> list[RejectionRow]:
         """Refusals with their reason codes, newest first."""
-        w = Where().add("stage = {stage:String}", stage=stage)
-        w.add("reason_code = {reason:String}", reason=reason_code)
+        page = await self.rejections_page(stage, reason_code, symbol, None, since, until, limit)
+        return page.items
+
+    async def pnl(
+        self,
+        by: PnlBy,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        symbol: str | None = None,
+        strategy: str | None = None,
+    ) -> list[PnlRow]:
+        """Realized P&L of round trips with a closed quantity, by exit day (UTC), strategy or
+        symbol; the newest day (or the largest key) first."""
+        key = _PNL_KEYS[by]
+        w = Where().add("closed_quantity > 0")
         w.add("symbol = {symbol:String}", symbol=symbol)
-        w.since_until("occurred_at", since, until)
-        sql = select("rejections FINAL", w, "occurred_at DESC")
-        return await self._rows(RejectionRow, sql, {**w.params, "limit": limit})
+        w.add("strategy_id = {strategy:String}", strategy=strategy)
+        w.since_until("closed_at", since, until)
+        inner = select("trades", w, limit=False, columns=f"{key} AS k, realized_pnl AS p, "
+                       "commission AS c, r_multiple AS r")
+        columns = ("k AS key, count() AS trades, countIf(p > 0) AS wins, countIf(p < 0) AS "
+                   "losses, sum(p) AS realized_pnl, sum(c) AS commission, avg(r) AS avg_r_multiple")
+        sql = select(f"({inner})", Where(), "key DESC", False, columns, "k")
+        return await self._rows(PnlRow, sql, w.params)
 
     async def trace(self, correlation_id: UUID) -> list[TraceStep]:
         """Every event of one signal, in causal order."""
@@ -495,6 +946,45 @@ class Queries:
             select("events", w, limit=False, columns="count() AS n"), w.params
         )
         return int(rows[0]["n"])
+
+
+def _orders_probe(
+    since: datetime | None, until: datetime | None, cursor: Cursor | None
+) -> Probe:
+    """Orders newest first: each partial state's first event time >= the order's created_at."""
+    w = Where().since_until("first_event_at", since, until)
+    w.add("first_event_at <= {cursor_at:DateTime64(6, 'UTC')}",
+          cursor_at=cursor.at if cursor else None)
+    sql = select("orders_state", w, "first_event_at DESC", limit=False,
+                 columns="client_order_id AS id, correlation_id AS cid, first_event_at AS t")
+    return Probe(
+        sql + " LIMIT {probe_k:UInt32}",
+        w.params,
+        "client_order_id IN {probe_ids:Array(String)} "
+        "AND correlation_id IN {probe_cids:Array(UUID)}",
+    )
+
+
+def _trades_probe(symbol: str | None, since: datetime | None, until: datetime | None) -> Probe:
+    """Trades newest first: the signals of every fill at or after the k-th newest entry-leg
+    fill (tau). A trade opened after tau has its first entry-side fill after tau, whatever
+    its leg, so it is a candidate; exits of older trades come along (k entry fills, not k
+    fills, set tau, because exits trail entries and would crowd the newest fills).
+    Before the first query settles, fewer than k entry-leg fills: tau is 1970, all fills."""
+    w = Where().add("symbol = {symbol:String}", symbol=symbol)
+    w.since_until("occurred_at", since, until)
+    entries = Where(list(w.parts), dict(w.params)).add("leg = 'entry'")
+    newest = select("fills", entries, "occurred_at DESC", columns="occurred_at AS t")
+    newest = newest.replace("{limit:UInt32}", "{probe_k:UInt32}")
+    w.add("occurred_at >= tau")
+    head = f"WITH (SELECT (count() < {{probe_k:UInt32}}, min(t)) FROM ({newest})) AS th"  # noqa: S608
+    tau = "if(th.1, toDateTime64(0, 6, 'UTC'), th.2) AS tau"
+    cols = "DISTINCT correlation_id AS id, tau AS t, th.1 AS complete"
+    sql = f"{head}, {tau} {select('fills', w, limit=False, columns=cols)}"
+    # A trade with no entry fill (opened_at 1970) may have no fill inside a time window.
+    return Probe(sql, w.params, "correlation_id IN {probe_ids:Array(UUID)}",
+                 covers_all=since is None and until is None,
+                 settings=" SETTINGS optimize_move_to_prewhere_if_final = 1")
 
 
 def _trace_step(row: dict[str, Any]) -> TraceStep:

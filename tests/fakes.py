@@ -15,7 +15,7 @@ from brokers.port import (
     OrderRequest,
     Position,
 )
-from schemas.events import OrderStatus
+from schemas.events import OrderLeg, OrderStatus, Side
 
 T0 = datetime(2026, 11, 21, 15, 0, tzinfo=UTC)
 
@@ -34,6 +34,7 @@ class FakeVenue:
         self.equity = Decimal(equity)
         self.buying_power = Decimal(buying_power)
         self.now = T0  # when place() says an order was created
+        self.brackets = False  # True: a bracket also makes its exit orders
 
     def _maybe_fail(self) -> None:
         if self.fail_next:
@@ -57,7 +58,20 @@ class FakeVenue:
             status=OrderStatus.ACCEPTED, created_at=self.now, updated_at=self.now,
         )
         self.orders[order.client_order_id] = report
+        exits = ((OrderLeg.TAKE_PROFIT, order.take_profit), (OrderLeg.STOP_LOSS, order.stop_loss))
+        for leg, price in exits:
+            if price is not None and self.brackets:  # exits, as the venue names them
+                coid = f"{order.client_order_id}:{leg.value}:{len(self.orders)}"
+                side = Side.SELL if order.side is Side.BUY else Side.BUY
+                self.orders[coid] = report.model_copy(update={
+                    "client_order_id": coid, "venue_order_id": str(len(self.orders) + 1),
+                    "parent_client_order_id": order.client_order_id, "leg": leg, "side": side,
+                    "limit_price": price})
         return report
+
+    async def instrument(self, symbol: str) -> None:
+        """The fake publishes no instrument rules: the configured ones apply."""
+        return None
 
     def fill(self, coid: str, price: str, execution_id: str, at: datetime = T0) -> None:
         order = self.orders[coid]

@@ -68,7 +68,8 @@ def reject_signal(signal: Signal, refusal: Refusal, now: datetime) -> Rejection:
     )
 
 
-def reject_approval(approval: Approval, refusal: Refusal, now: datetime) -> Rejection:
+def reject_approval(approval: Approval, refusal: Refusal, now: datetime,
+                    event_id: UUID | None = None) -> Rejection:
     """A rejection caused by an approval (human 'no', expiry, sizing, limits, live guard)."""
     signal = approval.signal
     return rejection_from(
@@ -80,6 +81,7 @@ def reject_approval(approval: Approval, refusal: Refusal, now: datetime) -> Reje
         signal_id=signal.id,
         symbol=signal.symbol,
         strategy_id=signal.strategy_id,
+        event_id=event_id,
     )
 
 

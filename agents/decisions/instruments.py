@@ -58,6 +58,15 @@ class Instrument(BaseModel):
     )
     asset_class: AssetClass = AssetClass.EQUITY
     group: str | None = Field(default=None, description="Sector/correlation group for limits.")
+    min_quantity: Decimal | None = Field(default=None, gt=0, description="Smallest order size.")
+    max_quantity: Decimal | None = Field(default=None, gt=0, description="Largest order size.")
+    home_conversion: Decimal = Field(
+        default=ONE,
+        gt=0,
+        description="Account-currency value of one unit of the price's currency (a pair's "
+        "quote currency): the venue's own conversion factor (OANDA homeConversions "
+        "accountLoss), read at decision time; 1 when the price is in the account currency.",
+    )
 
     @property
     def qty_step(self) -> Decimal:
@@ -73,6 +82,10 @@ class Instrument(BaseModel):
     def round_price(self, price: Decimal, direction: Side | PriceRounding) -> Decimal:
         """Round a price onto this instrument's tick grid in the given direction."""
         return round_price_to_tick(price, direction, self.tick_size)
+
+    def in_account_currency(self, amount: Decimal) -> Decimal:
+        """A per-unit price difference or value converted to the account currency."""
+        return amount if self.home_conversion == ONE else amount * self.home_conversion
 
     def round_qty(self, qty: Decimal) -> Decimal:
         """Round a quantity down to this instrument's step (never up: never more risk)."""

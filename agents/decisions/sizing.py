@@ -61,9 +61,14 @@ def _caps(
     step: Decimal,
     cap_price: Decimal,
     settings: RiskSettings,
+    instrument: Instrument | None = None,
 ) -> list[tuple[SizingBound, Decimal]]:
-    """Every quantity ceiling, the risk budget first so it wins ties."""
+    """Every quantity ceiling, the risk budget first so it wins ties. A pair quoted in another
+    currency than the account's converts its per-unit loss and value with the venue's factor."""
     stop_distance = abs(signal.entry_price - signal.stop_loss)
+    if instrument is not None:
+        stop_distance = instrument.in_account_currency(stop_distance)
+        cap_price = instrument.in_account_currency(cap_price)
     caps = [
         (SizingBound.RISK, _units(account.equity * settings.risk_per_trade, stop_distance, step)),
         (
@@ -177,15 +182,17 @@ def _size(
     """Take the smallest cap, ramp live accounts, refuse if too small."""
     step = instrument.qty_step
     cap_price = max(signal.entry_price, prices.entry)
-    caps = _caps(signal, account, step, cap_price, settings)
+    caps = _caps(signal, account, step, cap_price, settings, instrument)
     bound, quantity = min(caps, key=lambda c: c[1])
+    quantity, bound = _within_instrument(quantity, bound, instrument)
     scale = ONE
     if account.kind is AccountKind.LIVE:
         quantity, bound, scale = _live_ramp(quantity, bound, step, cap_price, settings)
     uncapped = caps[0][1]
-    if quantity <= 0 or quantity < settings.min_position_size:
+    minimum = max(settings.min_position_size, instrument.min_quantity or ZERO)
+    if quantity <= 0 or quantity < minimum:
         return _too_small(quantity, uncapped, bound, signal, account, settings)
-    figures = _figures(signal, account, settings, quantity, bound, uncapped, scale)
+    figures = _figures(signal, account, settings, quantity, bound, uncapped, scale, instrument)
     return Sizing(
         quantity=quantity,
         order_type=settings.order_type,
@@ -196,6 +203,15 @@ def _size(
     )
 
 
+def _within_instrument(
+    quantity: Decimal, bound: SizingBound, instrument: Instrument
+) -> tuple[Decimal, SizingBound]:
+    """No more than the instrument's maximum order size (OANDA maximumOrderUnits)."""
+    if instrument.max_quantity is None or quantity <= instrument.max_quantity:
+        return quantity, bound
+    return instrument.round_qty(instrument.max_quantity), SizingBound.MAX_POSITION_SIZE
+
+
 def _figures(
     signal: Signal,
     account: AccountSnapshot,
@@ -204,10 +220,13 @@ def _figures(
     bound: SizingBound,
     uncapped: Decimal,
     scale: Decimal,
+    instrument: Instrument | None = None,
 ) -> SizingFigures:
-    """The numbers that explain the quantity; risk is what the order actually takes."""
+    """The numbers that explain the quantity; risk is what the order actually takes, in the
+    account currency (stop_distance stays in the instrument's price units)."""
     stop_distance = abs(signal.entry_price - signal.stop_loss)
-    risk_amount = quantity * stop_distance
+    convert = instrument.in_account_currency if instrument is not None else (lambda x: x)
+    risk_amount = convert(quantity * stop_distance)
     return SizingFigures(
         equity=account.equity,
         buying_power=account.buying_power,
@@ -215,7 +234,7 @@ def _figures(
         stop_distance=stop_distance,
         risk_amount=risk_amount,
         risk_percent=exact_ratio(risk_amount, account.equity),
-        position_value=quantity * signal.entry_price,
+        position_value=convert(quantity * signal.entry_price),
         rr_ratio=reward_risk(signal),
         bound_by=bound,
         uncapped_quantity=uncapped,

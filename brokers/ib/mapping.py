@@ -9,7 +9,13 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from brokers.port import FillReport, OrderReport, OrderRequest, child_client_order_id
+from brokers.port import (
+    FillReport,
+    InstrumentRules,
+    OrderReport,
+    OrderRequest,
+    child_client_order_id,
+)
 from schemas.events import OrderLeg, OrderStatus, OrderType, Side, TimeInForce
 
 UNSET_DOUBLE = 1.7976931348623157e308
@@ -36,6 +42,26 @@ def price_or_none(value: Any) -> Decimal | None:
     if value is None or value == "" or float(value) >= UNSET_DOUBLE:
         return None
     return dec(value)
+
+
+def _positive(value: Any) -> Decimal | None:
+    found = price_or_none(value)
+    return found if found is not None and found > 0 else None
+
+
+def instrument_rules(symbol: str, details: Any) -> InstrumentRules:
+    """What IB's ContractDetails publish: minTick, and (server version >= 164) minSize and
+    sizeIncrement. Shortability is not in the details (a market data tick), so not published."""
+    increment = _positive(getattr(details, "sizeIncrement", None))
+    contract = getattr(details, "contract", None)
+    return InstrumentRules(
+        symbol=symbol,
+        tick_size=_positive(getattr(details, "minTick", None)),
+        lot_size=increment,
+        min_quantity=_positive(getattr(details, "minSize", None)),
+        fractional=None if increment is None else increment % 1 != 0,
+        currency=getattr(contract, "currency", None) or None,
+    )
 
 
 def order_status(ib_status: str, filled: Decimal, quantity: Decimal) -> OrderStatus:

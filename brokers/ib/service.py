@@ -12,10 +12,12 @@ unanswered placement is looked up at the venue, and placing that id again looks 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -31,6 +33,7 @@ from brokers.port import (
     AccountKind,
     AccountSnapshot,
     FillReport,
+    InstrumentRules,
     OrderReport,
     OrderRequest,
     Position,
@@ -77,6 +80,7 @@ class IbOrderService:
         self.ib.errorEvent += self._on_error
         self._order_errors: dict[int, tuple[int, str]] = {}
         self._contracts: dict[str, Any] = {}
+        self._rules: dict[str, InstrumentRules] = {}
         self._outage = False
         self._closing = False
         self._completed_at: dict[int, datetime] = {}
@@ -327,10 +331,56 @@ class IbOrderService:
         answered = await self._wait(lambda: self._answered(trades[0], ids))
         if answered:
             self._doubtful.discard(ref)
+        if answered and self._missing_exits(trades):
+            # The venue took the entry and some exit but refused another exit (IB transmits
+            # what it holds): send the refused exits again, or cancel the lot.
+            trades = await self._complete_bracket(ref, contract, trades)
+            ids = [t.order.orderId for t in trades]
+        if any(i in self._order_errors for i in ids):
+            # A refused leg refuses the bracket: legs held for it (sent with transmit=False)
+            # must not live on, nor count as this orderRef's order at the next look-up.
+            self._abandon([t for t in trades if not t.order.permId])
+            entry = trades[0].order
+            if not entry.permId and entry.orderId not in self._order_errors:
+                # An exit refused while the entry's fate is unknown (its message lost, e.g. in
+                # an outage: the exit then finds no parent): not the venue's verdict on the
+                # order; the stage looks it up and tries again.
+                self._doubtful.discard(ref)
+                raise VenueTimeout(f"placement of {ref} (entry unanswered, an exit refused)",
+                                   self.timeout, "IB")
         self._raise_order_error(ids)
         if answered:
             return self._report(trades[0])
         return await self._resolve_unanswered(ref, trades)
+
+    def _missing_exits(self, trades: list[Any]) -> list[Any]:
+        """Exit legs refused although their entry was accepted."""
+        entry = trades[0]
+        if not entry.order.permId or entry.order.orderId in self._order_errors:
+            return []
+        return [t for t in trades[1:] if t.order.orderId in self._order_errors]
+
+    async def _complete_bracket(self, ref: str, contract: Any, trades: list[Any]) -> list[Any]:
+        """Re-send refused exits as children of the live entry (a few quick tries); if they
+        stay refused, cancel the entry and its exits and report the placement as failed."""
+        legs = list(trades)
+        for _ in range(3):
+            missing = self._missing_exits(legs)
+            if not missing:
+                return legs
+            for trade in missing:
+                order = copy.copy(trade.order)
+                order.orderId = self.ib.client.getReqId()
+                order.transmit = True
+                again = self.ib.placeOrder(contract, order)
+                legs[legs.index(trade)] = again
+                await self._wait(partial(self._answered, again, [order.orderId]))
+        if self._missing_exits(legs):
+            log.warning("IB: bracket %s kept losing an exit; cancelling it", ref)
+            for trade in legs:
+                if trade.order.permId and not trade.isDone():
+                    self.ib.cancelOrder(trade.order)
+        return legs
 
     async def _exists(self, ref: str) -> bool:
         """Whether an order with this orderRef exists: the session's word, or the venue's
@@ -381,13 +431,16 @@ class IbOrderService:
         return bool(entry.order.permId) and entry.orderStatus.status not in ("PendingSubmit", "")
 
     def _raise_order_error(self, ids: list[int]) -> None:
-        for order_id in ids:
-            code_msg = self._order_errors.get(order_id)
-            if code_msg is None:
-                continue
-            code, text = code_msg
+        """The entry's own error decides (the venue's verdict on the order); without one, a
+        transient error on an exit leg wins over a permanent one on another, which the venue
+        then gives only because that leg's group went missing (a retry may pass)."""
+        entry = self._order_errors.get(ids[0]) if ids else None
+        found = [entry] if entry is not None else [
+            self._order_errors[i] for i in ids if i in self._order_errors]
+        for code, text in found:
             if errors.classify(code) is errors.ErrorKind.TRANSIENT:
                 raise errors.to_exception(code, text)
+        for code, text in found:
             if errors.is_order_rejection(code):
                 raise errors.to_exception(code, text)
 
@@ -492,6 +545,20 @@ class IbOrderService:
             if report.created_at >= since:
                 out.append(report)
         return sorted(out, key=lambda r: (r.created_at, r.venue_order_id))
+
+    async def instrument(self, symbol: str) -> InstrumentRules | None:
+        """The contract details' minTick / minSize / sizeIncrement (asked once per symbol);
+        OrderRejected (200) for a symbol IB does not know."""
+        await self._ready()
+        if symbol not in self._rules:
+            contract = await self._contract(symbol)
+            details: list[Any] = await self._call(
+                f"reqContractDetails {symbol}", lambda: self.ib.reqContractDetailsAsync(contract)
+            )
+            if not details:
+                return None
+            self._rules[symbol] = mapping.instrument_rules(symbol, details[0])
+        return self._rules[symbol]
 
     def _created_at(self, trades: list[Any]) -> datetime | None:
         """The earliest placement (Trade log) time of these trades, else completion time."""

@@ -20,7 +20,9 @@ Rules a reader needs:
 - Buying power (Reg-T-like): margin_multiplier x equity - gross position value, floored at 0;
   with the default multiplier 2 a fresh 100,000 account has 200,000. An order's opening part
   (the quantity that grows the position) times its price, plus what other open entry orders
-  would open, must fit, else code 201.
+  would open, must fit, else INSUFFICIENT_BUYING_POWER.
+- Refusals carry a neutral `Reason` (brokers/sim/reasons.py), never a venue's code: each front
+  door maps reasons to its own wire codes.
 """
 
 from __future__ import annotations
@@ -35,13 +37,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from brokers.exceptions import (
-    BrokerError,
-    DuplicateClientOrderId,
-    NotCancellable,
-    OrderRejected,
-    UnknownOrder,
-)
+from brokers.exceptions import BrokerError
 from brokers.port import (
     AccountKind,
     AccountSnapshot,
@@ -51,6 +47,7 @@ from brokers.port import (
     Position,
     child_client_order_id,
 )
+from brokers.sim import fx
 from brokers.sim.faults import FaultInjector
 from brokers.sim.models import (
     DEFAULT_ACCOUNT_ID,
@@ -70,6 +67,7 @@ from brokers.sim.prices import (
     Quote,
     ReplaySource,
 )
+from brokers.sim.reasons import Reason, refusal
 from brokers.sim.store import QuoteRow, SimStore, StoreBatch, StoredState
 from brokers.sim.universe import Instrument, Universe, make_instrument
 from schemas.events import OrderLeg, OrderStatus, OrderType, Side, TimeInForce
@@ -111,8 +109,13 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _rejected(reason: str, code: str = "201") -> OrderRejected:
-    return OrderRejected(f"Order rejected - reason: {reason}", code=code)
+def _check_lot(quantity: Decimal, lot: Decimal) -> None:
+    if quantity % lot != 0:
+        raise refusal(
+            Reason.INVALID_QUANTITY,
+            f"quantity {quantity} is not a multiple of the lot size {lot} "
+            "(fractional quantities are not supported for this instrument)",
+        )
 
 
 class PlacementLog:
@@ -164,7 +167,10 @@ class Exchange:
         self.faults = faults or FaultInjector(self.config.faults, self._clock)
         self.placements = PlacementLog()
         self.universe = Universe.load(self.config.universe_csv)
-        self.prices = PriceBook(self.universe, self._price_source())
+        for pair in fx.load_fx():  # currency pairs beside the stocks (brokers/sim/fx.py)
+            self.universe.add(pair)
+        source = fx.FxAwareSource(self._price_source(), self.config.seed, self.universe.get)
+        self.prices = PriceBook(self.universe, source)
         self._store = store
         self._lock = threading.RLock()
         self._accounts: dict[str, SimAccount] = {}
@@ -329,22 +335,52 @@ class Exchange:
         try:
             return self._accounts[account_id]
         except KeyError:
-            raise UnknownAccount(f"account {account_id} is not known") from None
+            raise refusal(
+                Reason.UNKNOWN_ACCOUNT, f"account {account_id} is not known", UnknownAccount
+            ) from None
 
     def _market_values(self, account: SimAccount) -> list[tuple[str, Lot, Decimal]]:
         return [(s, lot, self.prices.price(s)) for s, lot in sorted(account.positions.items())]
 
     def _figures(self, account: SimAccount) -> tuple[Decimal, Decimal, Decimal]:
         """Equity, gross position value and unrealized P&L at the last prints."""
-        rows = self._market_values(account)
-        net = sum((lot.quantity * px for _, lot, px in rows), ZERO)
-        gross = sum((abs(lot.quantity * px) for _, lot, px in rows), ZERO)
-        unrealized = sum(((px - lot.avg_cost) * lot.quantity for _, lot, px in rows), ZERO)
+        rows = [self._valued(s, lot, px) for s, lot, px in self._market_values(account)]
+        net = sum((r[0] for r in rows), ZERO)
+        gross = sum((r[1] for r in rows), ZERO)
+        unrealized = sum((r[2] for r in rows), ZERO)
         return account.cash + net, gross, unrealized
 
+    def _home(self, currency: str) -> Decimal:
+        """One unit of `currency` in the account's home currency (USD), at the last prints."""
+        return fx.home_factor(currency, self.prices.price, self.universe)
+
+    def _valued(self, symbol: str, lot: Lot, px: Decimal) -> tuple[Decimal, Decimal, Decimal]:
+        """A position's part of equity, its gross value and its unrealized P&L, in USD. A pair
+        adds only its unrealized P&L to equity (opening it moved no cash: see fx.py)."""
+        pair = self.universe.get(symbol).fx
+        if pair is None:
+            return lot.quantity * px, abs(lot.quantity * px), (px - lot.avg_cost) * lot.quantity
+        factor = self._home(pair.quote)
+        unrealized = fx.money((px - lot.avg_cost) * lot.quantity * factor)
+        return unrealized, fx.money(abs(lot.quantity) * px * factor), unrealized
+
+    def _exposure(self, symbol: str, quantity: Decimal, price: Decimal) -> Decimal:
+        """Buying power a position of `quantity` at `price` uses: its value for a stock, its
+        margin (value x marginRate, in margin_multiplier units) for a pair."""
+        pair = self.universe.get(symbol).fx
+        if pair is None:
+            return quantity * price
+        value = quantity * price * self._home(pair.quote)
+        return fx.money(value * pair.margin_rate * self.config.margin_multiplier)
+
+    def _used(self, account: SimAccount) -> Decimal:
+        """Buying power the account's positions use now."""
+        rows = self._market_values(account)
+        return sum((abs(self._exposure(s, lot.quantity, px)) for s, lot, px in rows), ZERO)
+
     def _buying_power(self, account: SimAccount) -> Decimal:
-        equity, gross, _ = self._figures(account)
-        return max(ZERO, self.config.margin_multiplier * equity - gross)
+        equity, _, _ = self._figures(account)
+        return max(ZERO, self.config.margin_multiplier * equity - self._used(account))
 
     def _snapshot(self, account: SimAccount) -> AccountSnapshot:
         equity, gross, unrealized = self._figures(account)
@@ -353,7 +389,7 @@ class Exchange:
             kind=account.kind,
             equity=equity,
             cash=account.cash,
-            buying_power=max(ZERO, self.config.margin_multiplier * equity - gross),
+            buying_power=self._buying_power(account),
             realized_pnl_today=account.realized_pnl_today,
             unrealized_pnl=unrealized,
             gross_position_value=gross,
@@ -369,23 +405,27 @@ class Exchange:
     def positions(self, account_id: str) -> list[Position]:
         with self._lock:
             account = self._account(account_id)
-            return [
-                Position(
-                    account_id=account_id,
-                    symbol=symbol,
-                    quantity=lot.quantity,
-                    avg_cost=lot.avg_cost,
-                    market_price=px,
-                    market_value=lot.quantity * px,
-                    unrealized_pnl=(px - lot.avg_cost) * lot.quantity,
+            out = []
+            for symbol, lot, px in self._market_values(account):
+                _, gross, unrealized = self._valued(symbol, lot, px)
+                pair = self.universe.get(symbol).fx is not None
+                out.append(
+                    Position(
+                        account_id=account_id,
+                        symbol=symbol,
+                        quantity=lot.quantity,
+                        avg_cost=lot.avg_cost,
+                        market_price=px,
+                        market_value=gross.copy_sign(lot.quantity) if pair else lot.quantity * px,
+                        unrealized_pnl=unrealized,
+                    )
                 )
-                for symbol, lot, px in self._market_values(account)
-            ]
+            return out
 
     # ----------------------------------------------------------------- market data
 
     def instrument(self, symbol: str) -> Instrument:
-        """The contract, or OrderRejected code 200 as IB answers for unknown symbols."""
+        """The instrument, or an UNKNOWN_INSTRUMENT refusal."""
         return self.universe.get(symbol)
 
     def instruments(self) -> list[Instrument]:
@@ -465,8 +505,8 @@ class Exchange:
         try:
             return self._orders[(account_id, client_order_id)]
         except KeyError:
-            raise UnknownOrder(
-                f"No order with client order id {client_order_id}", code="10147"
+            raise refusal(
+                Reason.UNKNOWN_ORDER, f"no order with client order id {client_order_id}"
             ) from None
 
     def order(self, account_id: str, client_order_id: str) -> OrderReport:
@@ -478,7 +518,9 @@ class Exchange:
             self._account(account_id)
             found = self._by_venue_id.get((account_id, str(venue_order_id)))
             if found is None:
-                raise UnknownOrder(f"No order with venue order id {venue_order_id}", code="10147")
+                raise refusal(
+                    Reason.UNKNOWN_ORDER, f"no order with venue order id {venue_order_id}"
+                )
             return found.report()
 
     def orders(self, account_id: str, open_only: bool = False) -> list[OrderReport]:
@@ -531,31 +573,31 @@ class Exchange:
     def _venue_ids(
         self, account_id: str, order: OrderRequest, given: dict[OrderLeg, str]
     ) -> dict[OrderLeg, str]:
-        """Refuse duplicates (client ids, forever; venue ids, as IB's error 103) before anything."""
+        """Refuse duplicates (client ids, forever; venue ids too) before anything."""
         ids: dict[OrderLeg, str] = {}
         for leg, client_id in self._legs(order):
             if (account_id, client_id) in self._orders:
-                raise DuplicateClientOrderId(
-                    f"An order with client order id {client_id} exists already"
+                raise refusal(
+                    Reason.DUPLICATE_CLIENT_ID,
+                    f"an order with client order id {client_id} exists already",
                 )
             venue_id = str(given[leg]) if leg in given else ""
             if venue_id and (account_id, venue_id) in self._by_venue_id:
-                raise OrderRejected(f"Duplicate order id {venue_id}", code="103")
+                raise refusal(Reason.DUPLICATE_ORDER_ID, f"duplicate order id {venue_id}")
             ids[leg] = venue_id
         return ids
 
     def _validate(self, account: SimAccount, order: OrderRequest) -> Instrument:
         instrument = self.instrument(order.symbol)
-        self.faults.check_order(order)
-        if order.quantity % instrument.lot_size != 0:
-            raise OrderRejected(
-                "Order rejected - reason: fractional share quantities are not supported "
-                "for this contract via the API",
-                code="10243",
-            )
+        if instrument.fx is None:
+            self.faults.check_order(order)
+        else:  # a pair has its own price grid and units rules
+            self.faults.check_order(fx.without_prices(order))
+            fx.check_order(instrument.fx, order, self.faults.config.enforce_tick)
+        _check_lot(order.quantity, instrument.lot_size)
         prices = (order.limit_price, order.stop_price, order.take_profit, order.stop_loss)
         if any(p is not None and p <= 0 for p in prices):
-            raise _rejected("prices must be positive")
+            raise refusal(Reason.INVALID_PRICE, "prices must be positive")
         self._check_bracket(order)
         self._check_margin(account, order, instrument.symbol)
         return instrument
@@ -566,7 +608,10 @@ class Exchange:
             return
         up = order.take_profit > order.stop_loss
         if up != (order.side is Side.BUY):
-            raise _rejected("take-profit and stop-loss are on the wrong sides for this order")
+            raise refusal(
+                Reason.INVALID_PRICE,
+                "take-profit and stop-loss are on the wrong sides for this order",
+            )
 
     def _estimate_price(
         self, symbol: str, order_type: OrderType, limit: Decimal | None, stop: Decimal | None
@@ -595,7 +640,7 @@ class Exchange:
                 continue
             opening = self._opening_quantity(account, o.symbol, o.side, o.remaining)
             price = self._estimate_price(o.symbol, o.order_type, o.limit_price, o.stop_price)
-            total += opening * price
+            total += self._exposure(o.symbol, opening, price)
         return total
 
     def _check_margin(
@@ -609,14 +654,18 @@ class Exchange:
         if opening == 0:
             return
         if order.side is Side.SELL and not self.config.shorting_enabled:
-            raise _rejected("short sale not permitted: shorting is disabled for this account")
+            raise refusal(
+                Reason.NOT_SHORTABLE,
+                "short sale not permitted: shorting is disabled for this account",
+            )
         price = self._estimate_price(symbol, order.order_type, order.limit_price, order.stop_price)
-        needed = opening * price
+        needed = self._exposure(symbol, opening, price)
         available = self._buying_power(account) - self._reserved(account, exclude)
         if needed > available:
-            raise _rejected(
+            raise refusal(
+                Reason.INSUFFICIENT_BUYING_POWER,
                 f"insufficient buying power: order needs {needed:.2f}, "
-                f"available {max(available, ZERO):.2f}"
+                f"available {max(available, ZERO):.2f}",
             )
 
     def _create(
@@ -697,18 +746,19 @@ class Exchange:
 
         None keeps a value; a price the order type does not use (a stop price on a LMT order,
         any price on a MKT order) is ignored, as TWS ignores it. The new order is checked as a
-        new one would be: positive prices, lot size (10243), refused symbol (201), tick (110),
-        and for entries buying power for the new remaining quantity (201). The quantity must
+        new one would be: positive prices, lot size, refused symbol, tick, and for entries
+        buying power for the new remaining quantity. The quantity must
         stay above what has filled. Changing an entry that has not filled resizes its inactive
         bracket exits to match. The changed order is matched against the last print at once.
-        A finished order cannot be modified (201).
+        A finished order cannot be modified (NOT_MODIFIABLE).
         """
         with self._op():
             order = self._get(account_id, client_order_id)
             if not order.is_open:
-                raise _rejected(
+                raise refusal(
+                    Reason.NOT_MODIFIABLE,
                     f"order {order.venue_order_id} is {order.status.value} "
-                    "and can no longer be modified"
+                    "and can no longer be modified",
                 )
             new = self._modified(order, quantity, limit_price, stop_price)
             self._check_modification(self._accounts[account_id], order, new)
@@ -745,18 +795,14 @@ class Exchange:
 
     def _check_modification(self, account: SimAccount, order: SimOrder, new: OrderRequest) -> None:
         if new.quantity <= order.filled_quantity:
-            raise _rejected(
+            raise refusal(
+                Reason.NOT_MODIFIABLE,
                 f"the quantity cannot be reduced to {new.quantity}: {order.filled_quantity} "
-                "filled already (cancel the order instead)"
+                "filled already (cancel the order instead)",
             )
-        if new.quantity % self.instrument(order.symbol).lot_size != 0:
-            raise OrderRejected(
-                "Order rejected - reason: fractional share quantities are not supported "
-                "for this contract via the API",
-                code="10243",
-            )
+        _check_lot(new.quantity, self.instrument(order.symbol).lot_size)
         if any(p is not None and p <= 0 for p in (new.limit_price, new.stop_price)):
-            raise _rejected("prices must be positive")
+            raise refusal(Reason.INVALID_PRICE, "prices must be positive")
         self.faults.check_order(new)
         if order.leg is OrderLeg.ENTRY:
             remaining = new.model_copy(update={"quantity": new.quantity - order.filled_quantity})
@@ -782,10 +828,10 @@ class Exchange:
         with self._op():
             order = self._get(account_id, client_order_id)
             if not order.is_open:
-                raise NotCancellable(
-                    f"OrderId {order.venue_order_id} that needs to be cancelled cannot be "
-                    f"cancelled, state: {order.status.value}",
-                    code="10148",
+                raise refusal(
+                    Reason.NOT_CANCELLABLE,
+                    f"order {order.venue_order_id} is {order.status.value} "
+                    "and cannot be cancelled",
                 )
             self._finish(order, OrderStatus.CANCELLED, "cancelled on request")
             for sibling in self._oca_siblings(order):
@@ -895,6 +941,8 @@ class Exchange:
         total = commission_for(
             self.config, order.filled_quantity + quantity, order.filled_notional + quantity * price
         )
+        if self.universe.get(order.symbol).fx is not None:
+            total = ZERO  # pairs are priced by the spread, no commission
         commission = total - order.commission
         order.filled_quantity += quantity
         order.filled_notional += quantity * price
@@ -922,7 +970,12 @@ class Exchange:
             account.positions.pop(order.symbol, None)
         else:
             account.positions[order.symbol] = lot
-        account.cash -= signed * price + commission
+        pair = self.universe.get(order.symbol).fx
+        if pair is None:
+            account.cash -= signed * price + commission
+        else:  # only realized P&L, converted home, moves a pair's balance (fx.py)
+            realized = fx.money(realized * self._home(pair.quote))
+            account.cash += realized
         account.realized_pnl_today += realized
         self._dirty_accounts.add(account.account_id)
         fill = FillReport(

@@ -1,6 +1,6 @@
 """Injected failures, so adapters meet latency, drops, outages and refusals before production does.
 
-The core asks `check_order` (refused symbols -> 201, off-tick prices -> 110); front doors ask
+The core asks `check_order` (refused symbols, off-tick prices); front doors ask
 the connectivity questions (latency, drop, outage, stall, transient error, commission delay).
 Random answers come from a seeded RNG so a failing run can be replayed.
 
@@ -21,11 +21,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from brokers.exceptions import OrderRejected
 from brokers.port import OrderRequest
+from brokers.sim.reasons import Reason, refusal
 from brokers.sim.universe import on_tick
-
-OFF_TICK_MESSAGE = "The price does not conform to the minimum price variation for this contract."
 
 
 class OutageWindow(BaseModel):
@@ -159,10 +157,9 @@ class FaultInjector:
         return self._roll(self._config.transient_error_rate)
 
     def check_order(self, order: OrderRequest) -> None:
-        """Refuse orders the way the venue would: blocked symbol (201), off-tick price (110)."""
+        """Refuse orders the way the venue would: a blocked symbol, an off-tick price."""
         if order.symbol.upper() in self._config.rejected_symbols:
-            raise OrderRejected(
-                f"Order rejected - reason: trading in {order.symbol} is not allowed", code="201"
-            )
-        if self._config.enforce_tick and not all(on_tick(p) for p in _order_prices(order)):
-            raise OrderRejected(OFF_TICK_MESSAGE, code="110")
+            raise refusal(Reason.SYMBOL_NOT_ALLOWED, f"trading in {order.symbol} is not allowed")
+        off = [p for p in _order_prices(order) if not on_tick(p)]
+        if self._config.enforce_tick and off:
+            raise refusal(Reason.OFF_TICK, f"price {off[0]} is off the instrument's tick")

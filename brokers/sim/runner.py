@@ -1,4 +1,5 @@
-"""Run the exchange simulator as a service: the core, its TWS API door, its admin API, a clock.
+"""Run the exchange simulator as a service: the core, a front door (the TWS API unless another
+venue's door is given), its admin API, a clock.
 
 Embeddable: `Simulator` / `run_simulator` only need a running event loop (no asyncio.run, no
 signal handlers), so `jax-exec run` can run the simulator inside the faust worker's loop.
@@ -21,7 +22,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -51,6 +52,9 @@ log = logging.getLogger(__name__)
 
 ADMIN_HOST = "127.0.0.1"  # the admin API has no authentication: never on another interface
 HARD_STOP_SECONDS = 8.0  # after a signal, a clean stop that takes longer is abandoned
+
+# a venue plugin's simulator_door: (exchange, host, port) -> a door with .port and close()
+DoorFactory = Callable[[Exchange, str, int], Awaitable[Any]]
 
 
 class SimulatorSettings(BaseSettings):
@@ -212,18 +216,23 @@ def _next_eod(now: datetime, at: time) -> datetime:
 
 
 class Simulator:
-    """The exchange + the TWS API server + the admin API + the price clock, as one unit.
+    """The exchange + a front door + the admin API + the price clock, as one unit.
 
     `async with Simulator(settings) as sim:` (or `await sim.start()` ... `await sim.close()`).
     The exchange is built (state restored) on construction, so an embedding process can wire
     in-process front doors to `sim.exchange` before starting; pass `exchange=` to run over one
-    built elsewhere (its store is then not closed here).
+    built elsewhere (its store is then not closed here). The front door on SIM_HOST:SIM_PORT is
+    the TWS API unless `door` (a venue plugin's simulator_door, named `door_name`) is given.
     """
 
     def __init__(
-        self, settings: SimulatorSettings | None = None, exchange: Exchange | None = None
-    ) -> None:
+        self, settings: SimulatorSettings | None = None, exchange: Exchange | None = None,
+        door: DoorFactory | None = None, door_name: str = "TWS API",
+    ) -> None:  # fmt: skip
         self.settings = settings or SimulatorSettings()
+        self._door_factory = door
+        self.door_name = door_name
+        self.door: Any = None
         self._store: SimStore | None = None
         if exchange is None:
             exchange, self._store = _open(self.settings)
@@ -243,9 +252,18 @@ class Simulator:
         self._started = True
         s = self.settings
         try:
-            self.tws = await run_tws_server(self.exchange, s.host, s.port, self.exchange.faults)
+            if self._door_factory is None:
+                faults = self.exchange.faults
+                self.door = await run_tws_server(self.exchange, s.host, s.port, faults)
+            else:
+                self.door = await self._door_factory(self.exchange, s.host, s.port)
+            if isinstance(self.door, TwsServer):
+                self.tws = self.door
             if s.admin_port:
-                info = {"tws_host": s.host, "tws_port": self.tws.port, "state": str(s.state_path)}
+                info: dict[str, Any] = {"door": self.door_name, "door_port": self.door_port,
+                                        "state": str(s.state_path)}
+                if self.tws is not None:
+                    info.update(tws_host=s.host, tws_port=self.tws.port)
                 self.admin = await run_admin_server(self.exchange, ADMIN_HOST, s.admin_port, info)
             if s.tick_seconds > 0:
                 self._spawn(self._ticker(s.tick_seconds))
@@ -265,8 +283,8 @@ class Simulator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.admin is not None:
             await self.admin.close()
-        if self.tws is not None:
-            await self.tws.close()
+        if self.door is not None:
+            await self.door.close()
         if self._store is not None:
             self._store.close()
 
@@ -281,6 +299,12 @@ class Simulator:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    @property
+    def door_port(self) -> int:
+        """The front door's bound port."""
+        assert self.door is not None, "simulator not started"
+        return int(self.door.port)
 
     @property
     def tws_port(self) -> int:
@@ -300,8 +324,9 @@ class Simulator:
         """Human-readable lines saying where the simulator listens."""
         s = self.settings
         clock = f"every {s.tick_seconds:g} s" if s.tick_seconds > 0 else "frozen (advance/set)"
+        door = "TWS API" if self.tws is not None else self.door_name
         lines = [
-            f"TWS API   {s.host}:{self.tws_port} (account {s.account})",
+            f"{door:<9} {s.host}:{self.door_port} (account {s.account})",
             f"admin     {self.admin_url}/state" if self.admin else "admin     disabled",
             f"state     {s.state_path}",
             f"prices    {clock}, seed {s.seed}, step {self.exchange.step}",

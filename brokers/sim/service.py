@@ -2,7 +2,8 @@
 
 It adds what a network hop would: the fault injector's latency, outages, dropped connections
 and transient errors surface as TransientBrokerError before the request reaches the core, so
-a refused request never half-happens.
+a refused request never half-happens. Its errors carry the neutral reasons as codes (this
+venue has no wire of its own).
 """
 
 from __future__ import annotations
@@ -10,9 +11,16 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from brokers.exceptions import TransientBrokerError
-from brokers.port import AccountSnapshot, FillReport, OrderReport, OrderRequest, Position
+from brokers.port import (
+    AccountSnapshot,
+    FillReport,
+    InstrumentRules,
+    OrderReport,
+    OrderRequest,
+    Position,
+)
 from brokers.sim.core import Exchange
+from brokers.sim.reasons import Reason, refusal
 
 
 class SimOrderService:
@@ -44,15 +52,15 @@ class SimOrderService:
         if delay > 0:
             await asyncio.sleep(delay)
         if faults.in_outage(self.exchange.now()):
-            raise TransientBrokerError("Connectivity between IB and TWS has been lost", code="1100")
+            raise refusal(Reason.OUTAGE, "the simulated venue is unreachable (outage)")
         if faults.should_drop():
-            raise TransientBrokerError("connection dropped by the venue", code="1100")
+            raise refusal(Reason.OUTAGE, "connection dropped by the venue")
         if faults.transient_error():
-            raise TransientBrokerError("venue temporarily unavailable, retry", code="1100")
+            raise refusal(Reason.VENUE_BUSY, "venue temporarily unavailable, retry")
 
     async def _gate(self) -> None:
         if not self._connected:
-            raise TransientBrokerError("not connected", code="504")
+            raise refusal(Reason.OUTAGE, "not connected")
         await self._network()
 
     async def place(self, order: OrderRequest) -> OrderReport:
@@ -87,3 +95,24 @@ class SimOrderService:
         await self._gate()
         every = self.exchange.orders(self.account_id)
         return sorted((o for o in every if o.created_at >= since), key=lambda o: o.created_at)
+
+    async def instrument(self, symbol: str) -> InstrumentRules | None:
+        """The simulator knows its instruments: everything it enforces is published."""
+        await self._gate()
+        return instrument_rules(self.exchange, symbol)
+
+
+def instrument_rules(exchange: Exchange, symbol: str) -> InstrumentRules:
+    """What the core enforces for `symbol` (UNKNOWN_INSTRUMENT refusal when it has none)."""
+    found = exchange.instrument(symbol)
+    lot = found.lot_size
+    return InstrumentRules(
+        symbol=found.symbol,
+        lot_size=lot,
+        min_quantity=getattr(found, "min_quantity", None) or lot,
+        max_quantity=getattr(found, "max_quantity", None),
+        tick_size=found.min_tick,
+        fractional=lot % 1 != 0,
+        shortable=exchange.config.shorting_enabled,
+        currency=found.currency,
+    )

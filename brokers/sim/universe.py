@@ -12,13 +12,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from brokers.exceptions import OrderRejected
+from brokers.sim.reasons import Reason, refusal
+
+if TYPE_CHECKING:
+    from brokers.sim.fx import FxSpec
 
 ONE = Decimal(1)
 CENT = Decimal("0.01")
 SUB_PENNY = Decimal("0.0001")
-NO_SECURITY_DEFINITION = "No security definition has been found for the request"
 
 
 def min_tick(price: Decimal) -> Decimal:
@@ -58,6 +61,7 @@ class Instrument:
     exchange: str = "SMART"
     lot_size: Decimal = ONE
     sec_type: str = "STK"
+    fx: FxSpec | None = None  # a currency pair (brokers/sim/fx.py); None for stocks
 
 
 def make_instrument(
@@ -88,7 +92,7 @@ def _read_rows(path: Path | None) -> list[dict[str, str]]:
 
 
 class Universe:
-    """Symbol lookup that refuses unknown symbols the way IB does (code 200)."""
+    """Symbol lookup that refuses unknown symbols (UNKNOWN_INSTRUMENT)."""
 
     def __init__(self, instruments: list[Instrument]) -> None:
         self._by_symbol = {i.symbol: i for i in instruments}
@@ -111,11 +115,11 @@ class Universe:
         )
 
     def get(self, symbol: str) -> Instrument:
-        """The instrument, or IB's 'no security definition' refusal."""
+        """The instrument, or an UNKNOWN_INSTRUMENT refusal."""
         try:
             return self._by_symbol[symbol.upper()]
         except KeyError:
-            raise OrderRejected(f"{NO_SECURITY_DEFINITION}: {symbol}", code="200") from None
+            raise refusal(Reason.UNKNOWN_INSTRUMENT, f"unknown instrument {symbol}") from None
 
     def add(self, instrument: Instrument) -> None:
         """Replays may bring symbols beyond the packaged list."""

@@ -12,8 +12,11 @@ and provide two fixtures (pytest resolves them on the subclass or in a conftest)
   `service`, connected to that door.
 
 Every outcome is polled with `eventually` (bounded, no fixed sleeps) because a front door may
-report state changes asynchronously. Times compare with a two-second allowance because some
-wires (TWS) carry execution times to the second only.
+report state changes asynchronously. Bracket exits are found by `leg` and parent (Alpaca gives
+legs ids of its own), never by a client id suffix. A refusal's `code` is checked against the
+subclass's `venue_codes` (neutral reason -> the code the adapter reports) where it names one.
+Times compare with a two-second allowance because some wires (TWS) carry execution times to
+the second only.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import pytest
 
@@ -36,7 +39,8 @@ from brokers.exceptions import (
 )
 from brokers.port import OrderReport, OrderRequest, OrderService
 from brokers.sim.core import Exchange
-from schemas.events import OrderStatus, OrderType, Side, TimeInForce
+from brokers.sim.reasons import Reason
+from schemas.events import OrderLeg, OrderStatus, OrderType, Side, TimeInForce
 
 T = TypeVar("T")
 
@@ -117,6 +121,37 @@ def _has_status(*wanted: OrderStatus) -> Callable[[OrderReport], bool]:
 
 class OrderServiceContract:
     """Behaviour every venue shares; subclass it with `service` and `market` fixtures."""
+
+    # the code the adapter reports for each neutral reason (unnamed reasons: not checked)
+    venue_codes: ClassVar[dict[Reason, str]] = {}
+
+    def assert_code(self, error: Exception, reason: Reason) -> None:
+        expected = self.venue_codes.get(reason)
+        if expected is not None:
+            assert getattr(error, "code", None) == expected, (reason, error)
+
+    async def leg(self, service: OrderService, parent: str, leg: OrderLeg) -> OrderReport:
+        """A bracket exit, found by its leg and parent (never by its id)."""
+        every = await service.orders_since(datetime(2000, 1, 1, tzinfo=UTC))
+        found = [o for o in every if o.parent_client_order_id == parent and o.leg is leg]
+        assert len(found) == 1, f"{parent} {leg.value}: {found!r}"
+        return found[0]
+
+    async def wait_leg(
+        self, service: OrderService, parent: str, leg: OrderLeg, *wanted: OrderStatus
+    ) -> OrderReport:
+        async def probe() -> OrderReport | None:
+            try:
+                return await self.leg(service, parent, leg)
+            except AssertionError:
+                return None
+
+        found = await eventually(
+            probe, lambda r: r is not None and r.status in wanted,
+            what=f"{parent} {leg.value} to reach {[w.value for w in wanted]}",
+        )
+        assert found is not None
+        return found
 
     async def wait_status(
         self, service: OrderService, client_order_id: str, *wanted: OrderStatus
@@ -279,18 +314,18 @@ class OrderServiceContract:
             )
         )
         await self.wait_status(service, cid, OrderStatus.FILLED)
-        for leg in ("tp", "sl"):
-            await self.wait_status(service, f"{cid}-{leg}", OrderStatus.ACCEPTED)
+        for leg in (OrderLeg.TAKE_PROFIT, OrderLeg.STOP_LOSS):
+            await self.wait_leg(service, cid, leg, OrderStatus.ACCEPTED)
 
     async def test_bracket_take_profit_exit(self, service: OrderService, market: Market) -> None:
         await self._enter_bracket(service, market, "c-brk")
         market.set_price("AAPL", Decimal("160.00"))
-        tp = await self.wait_status(service, "c-brk-tp", OrderStatus.FILLED)
+        tp = await self.wait_leg(service, "c-brk", OrderLeg.TAKE_PROFIT, OrderStatus.FILLED)
         assert tp.parent_client_order_id == "c-brk"
         assert tp.side is Side.SELL
         assert tp.avg_fill_price is not None
         assert tp.avg_fill_price >= Decimal("160.00")
-        await self.wait_status(service, "c-brk-sl", OrderStatus.CANCELLED)
+        await self.wait_leg(service, "c-brk", OrderLeg.STOP_LOSS, OrderStatus.CANCELLED)
         positions = await eventually(
             service.positions, lambda ps: all(p.symbol != "AAPL" for p in ps), what="flat AAPL"
         )
@@ -299,9 +334,9 @@ class OrderServiceContract:
     async def test_bracket_stop_loss_exit(self, service: OrderService, market: Market) -> None:
         await self._enter_bracket(service, market, "c-brs")
         market.set_price("AAPL", Decimal("144.00"))
-        sl = await self.wait_status(service, "c-brs-sl", OrderStatus.FILLED)
+        sl = await self.wait_leg(service, "c-brs", OrderLeg.STOP_LOSS, OrderStatus.FILLED)
         assert sl.filled_quantity == Decimal(10)
-        await self.wait_status(service, "c-brs-tp", OrderStatus.CANCELLED)
+        await self.wait_leg(service, "c-brs", OrderLeg.TAKE_PROFIT, OrderStatus.CANCELLED)
 
     async def test_bracket_children_wait_for_entry(
         self, service: OrderService, market: Market
@@ -317,12 +352,12 @@ class OrderServiceContract:
             )
         )
         await self.wait_status(service, "c-brw", OrderStatus.ACCEPTED, OrderStatus.SUBMITTED)
-        tp = await service.status("c-brw-tp")
+        tp = await self.leg(service, "c-brw", OrderLeg.TAKE_PROFIT)
         assert tp.filled_quantity == 0
         assert tp.status in (OrderStatus.SUBMITTED, OrderStatus.ACCEPTED)
         await service.cancel("c-brw")
-        await self.wait_status(service, "c-brw-tp", OrderStatus.CANCELLED)
-        await self.wait_status(service, "c-brw-sl", OrderStatus.CANCELLED)
+        await self.wait_leg(service, "c-brw", OrderLeg.TAKE_PROFIT, OrderStatus.CANCELLED)
+        await self.wait_leg(service, "c-brw", OrderLeg.STOP_LOSS, OrderStatus.CANCELLED)
 
     # --------------------------------------------------------------- account and positions
 
@@ -419,18 +454,29 @@ class OrderServiceContract:
 
     # --------------------------------------------------------------- errors
 
-    async def test_unknown_symbol_is_permanent_200(self, service: OrderService) -> None:
+    async def test_unknown_symbol_is_permanent(self, service: OrderService) -> None:
         with pytest.raises(OrderRejected) as caught:
             await service.place(order_request("c-unk", symbol="NOSUCHSYM"))
-        assert caught.value.code == "200"
+        self.assert_code(caught.value, Reason.UNKNOWN_INSTRUMENT)
         assert caught.value.transient is False
 
-    async def test_off_tick_price_is_permanent_110(self, service: OrderService) -> None:
+    async def test_off_tick_price_is_permanent(self, service: OrderService) -> None:
         with pytest.raises(OrderRejected) as caught:
             await service.place(
                 order_request("c-tick", order_type=OrderType.LMT, limit_price=Decimal("150.005"))
             )
-        assert caught.value.code == "110"
+        self.assert_code(caught.value, Reason.OFF_TICK)
+        assert caught.value.transient is False
+
+    async def test_instrument_rules_where_published(self, service: OrderService) -> None:
+        rules = await service.instrument("AAPL")
+        if rules is not None:  # None: the venue publishes none (configuration decides)
+            assert rules.symbol == "AAPL"
+            assert rules.tick_size in (None, Decimal("0.01"))
+            assert rules.lot_size in (None, Decimal(1))
+            assert rules.fractional in (None, False, True)
+        with pytest.raises(OrderRejected):
+            await service.instrument("NOSUCHSYM")
 
     async def test_insufficient_buying_power_is_permanent(
         self, service: OrderService, market: Market
@@ -438,6 +484,7 @@ class OrderServiceContract:
         market.set_price("AAPL", Decimal("150.00"))
         with pytest.raises(OrderRejected) as caught:
             await service.place(order_request("c-huge", quantity=Decimal(1_000_000)))
+        self.assert_code(caught.value, Reason.INSUFFICIENT_BUYING_POWER)
         assert caught.value.transient is False
         with pytest.raises(UnknownOrder):
             await service.status("c-huge")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import ClassVar
 
 import ib_insync
 import pytest
@@ -10,7 +11,9 @@ import pytest
 from brokers.ib import IbOrderService
 from brokers.port import OrderService
 from brokers.sim.core import Exchange
+from brokers.sim.reasons import Reason
 from brokers.sim.tws import run_tws_server
+from brokers.sim.tws.reasons import IB_CODES
 from tests.contract.contract import OrderServiceContract
 from tests.contract.stall import FreezableProxy, StallContract, Stalled
 
@@ -18,6 +21,10 @@ STALL_TIMEOUT = 1.0
 
 
 class TestIbInsyncOrderService(OrderServiceContract):
+    venue_codes: ClassVar[dict[Reason, str]] = {
+        reason: str(code) for reason, (code, _) in IB_CODES.items()
+    }
+
     @pytest.fixture
     async def service(self, exchange: Exchange) -> AsyncIterator[OrderService]:
         server = await run_tws_server(exchange, port=0)

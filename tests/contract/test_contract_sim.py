@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import ClassVar
 
 import pytest
 
 from brokers.port import OrderService
 from brokers.sim.core import Exchange
+from brokers.sim.reasons import Reason
 from brokers.sim.service import SimOrderService
 from tests.contract.contract import OrderServiceContract
 
 
 class TestSimOrderService(OrderServiceContract):
+    # no wire: the reason is the code
+    venue_codes: ClassVar[dict[Reason, str]] = {reason: reason.value for reason in Reason}
+
     @pytest.fixture
     async def service(self, exchange: Exchange) -> AsyncIterator[OrderService]:
         svc = SimOrderService(exchange)

@@ -25,6 +25,7 @@ from .book import (
     to_request,
 )
 from .codec import InMsg, OutMsg, PlaceOrderMsg
+from .reasons import ib_error
 from .views import account_values, details_view, exec_view, order_view, portfolio_view
 from .views import wire_contract as contract_of
 
@@ -39,12 +40,6 @@ MSG_326 = "Unable to connect as the client id is already in use. Retry with a un
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _ib_code(exc: BrokerError, default: int = 201) -> int:
-    """The numeric IB code of a core error (the core raises IB codes as text)."""
-    code = str(getattr(exc, "code", ""))
-    return int(code) if code.isdigit() else default
 
 
 def _account_ids(exchange: Any) -> list[str]:
@@ -322,6 +317,7 @@ class Session:
         self.writer = writer
         self.client_id = -1
         self.started = False
+        self._failed_groups: set[int] = set()  # brackets refused whole (transient refusals)
         self.positions_sub = False
         self.account_sub: str | None = None
         self.multi_subs: dict[int, str] = {}
@@ -443,7 +439,7 @@ class Session:
         try:
             handler(fields)
         except BrokerError as exc:
-            self.send(codec.error(-1, _ib_code(exc, 321), exc.message))
+            self.send(codec.error(-1, *ib_error(exc, 321)))
 
     def _count_placement(self, fields: list[str]) -> None:
         """Every placeOrder received counts as an attempt, whatever happens to it next."""
@@ -622,7 +618,7 @@ class Session:
         try:
             instrument = self._instrument(wanted)
         except BrokerError as exc:
-            self.send(codec.error(req_id, _ib_code(exc, 200), exc.message))
+            self.send(codec.error(req_id, *ib_error(exc, 200)))
             return
         self.send(codec.contract_details(req_id, details_view(instrument)))
         self.send(codec.end_marker(OutMsg.CONTRACT_DATA_END, req_id))
@@ -642,7 +638,7 @@ class Session:
             instrument = self._instrument(wanted)
             price = Decimal(self.exchange.last_price(instrument.symbol))
         except BrokerError as exc:
-            self.send(codec.error(req_id, _ib_code(exc, 200), exc.message))
+            self.send(codec.error(req_id, *ib_error(exc, 200)))
             return
         tick = Decimal(instrument.min_tick)
         for tick_type, value in ((1, price - tick), (2, price + tick), (4, price)):
@@ -661,8 +657,11 @@ class Session:
             self._rehold_or_send(msg)
         elif self.book.is_used(cid, msg.order_id):
             self._refuse(msg, 103, f"Duplicate order id {msg.order_id}")
-        elif self.server.transient_error():
+        elif self._group_failed(msg) or self.server.transient_error():
+            # A bracket is refused whole: a transient refusal of one leg refuses the legs
+            # still to come and drops those held, so no group transmits without a leg.
             self.book.mark_used(cid, msg.order_id)
+            self._fail_group(msg)
             self._refuse(msg, 100, MSG_100)
         elif not msg.transmit:
             self.book.hold(cid, msg)
@@ -670,6 +669,17 @@ class Session:
             self._place_group(msg.parent_id, msg)
         else:
             self._place([msg], None)
+
+    def _group_failed(self, msg: PlaceOrderMsg) -> bool:
+        return (msg.parent_id or msg.order_id) in self._failed_groups
+
+    def _fail_group(self, msg: PlaceOrderMsg) -> None:
+        group = msg.parent_id or msg.order_id
+        if msg.transmit and not msg.parent_id:
+            return  # a single order: nothing else belongs to it
+        self._failed_groups.add(group)
+        if self.book.held(self.client_id, group) is not None:
+            self.book.release(self.client_id, group)
 
     def _rehold_or_send(self, msg: PlaceOrderMsg) -> None:
         if msg.transmit:
@@ -682,7 +692,7 @@ class Session:
             parent, children = self.book.release(self.client_id, parent_id)
         except BrokerError as exc:
             self.book.mark_used(self.client_id, last.order_id)
-            self._refuse(last, _ib_code(exc), exc.message)
+            self._refuse(last, *ib_error(exc, 201, placing=True))
             return
         if last.order_id == parent.order_id:
             parent = last
@@ -750,9 +760,9 @@ class Session:
         return out
 
     def _reject(self, msgs: list[PlaceOrderMsg], exc: BrokerError) -> None:
-        code = _ib_code(exc)
+        code, text = ib_error(exc, 201, placing=True)
         for msg in msgs:
-            self._refuse(msg, code, exc.message)
+            self._refuse(msg, code, text)
 
     def _modify(self, binding: Binding, msg: PlaceOrderMsg) -> None:
         """Re-sent live order id: change quantity/prices; finished order: error 103."""
@@ -770,7 +780,7 @@ class Session:
                 limit_price=msg.lmt_price, stop_price=msg.aux_price,
             )  # fmt: skip
         except BrokerError as exc:
-            self._refuse(msg, _ib_code(exc), exc.message)
+            self._refuse(msg, *ib_error(exc, 201, placing=True))
             return
         self.server.placements.accepted(self._ref(msg))
         binding.last_sent = None
@@ -798,7 +808,7 @@ class Session:
         try:
             report = self.exchange.cancel(binding.account, binding.client_order_id)
         except (NotCancellable, UnknownOrder) as exc:
-            code = 10147 if isinstance(exc, UnknownOrder) else 10148
+            code, _ = ib_error(exc, 10147 if isinstance(exc, UnknownOrder) else 10148)
             text = f"OrderId {binding.order_id} that needs to be cancelled cannot be cancelled"
             self.send(codec.error(binding.order_id, code, f"{text}: {exc.message}"))
             return

@@ -33,13 +33,13 @@ async def test_counts_a_cancelled_order_sent_this_minute_not_an_old_one_filled_n
 
 async def test_every_entry_in_the_window_counts_and_exit_children_do_not() -> None:
     venue = FakeVenue()
+    venue.brackets = True
     now = T0 + timedelta(minutes=5)
     venue.now = now - timedelta(seconds=59)
     await venue.place(req("a"))
     await venue.cancel("a")
     venue.now = now - timedelta(seconds=30)
-    for coid in ("b", "b-tp", "b-sl"):
-        await venue.place(req(coid))
+    await venue.place(req("b", take_profit=Decimal(150), stop_loss=Decimal(135)))
     venue.fill("b", "140", "e-b", at=now - timedelta(seconds=29))
     venue.now = now - timedelta(seconds=61)
     await venue.place(req("too-old"))

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from brokers.exceptions import OrderRejected
 from brokers.sim.core import Exchange, SimConfig
 from brokers.sim.faults import FaultConfig, FaultInjector, OutageWindow
+from brokers.sim.reasons import Reason
 from schemas.events import OrderType
 from tests.unit.brokers.conftest import ACCOUNT, START, FakeClock, req
 
@@ -60,7 +61,7 @@ def test_rejected_symbols_accept_a_comma_list(clock: FakeClock) -> None:
     exchange = Exchange(config, clock=clock)
     with pytest.raises(OrderRejected) as caught:
         exchange.place(ACCOUNT, req("x"))
-    assert caught.value.code == "201"
+    assert caught.value.reason is Reason.SYMBOL_NOT_ALLOWED
     exchange.faults.set(rejected_symbols=[])
     exchange.place(ACCOUNT, req("y"))
 

@@ -11,6 +11,7 @@ from brokers.exceptions import (
     UnknownOrder,
 )
 from brokers.sim.core import Exchange, SimConfig, SimUpdate, UnknownAccount
+from brokers.sim.reasons import Reason
 from schemas.events import OrderLeg, OrderStatus, OrderType, Side, TimeInForce
 from tests.unit.brokers.conftest import ACCOUNT, FakeClock, req
 
@@ -160,36 +161,37 @@ def test_client_ids_are_per_account(exchange: Exchange) -> None:
 
 
 @pytest.mark.parametrize("price", ["150.005", "149.999"])
-def test_off_tick_price_is_110(exchange: Exchange, price: str) -> None:
+def test_off_tick_price_is_refused(exchange: Exchange, price: str) -> None:
     with pytest.raises(OrderRejected) as caught:
         exchange.place(ACCOUNT, req("t", order_type=OrderType.LMT, limit_price=price))
-    assert caught.value.code == "110"
-    assert "minimum price variation" in str(caught.value)
+    assert caught.value.reason is Reason.OFF_TICK
+    assert caught.value.code == "off_tick"  # the in-process venue's own code: the reason
+    assert f"price {D(price)} is off" in str(caught.value)
 
 
-def test_off_tick_bracket_price_is_110(exchange: Exchange) -> None:
+def test_off_tick_bracket_price_is_refused(exchange: Exchange) -> None:
     with pytest.raises(OrderRejected) as caught:
         exchange.place(ACCOUNT, req("t", take_profit="160.001", stop_loss="145"))
-    assert caught.value.code == "110"
+    assert caught.value.reason is Reason.OFF_TICK
 
 
-def test_fractional_quantity_is_10243(exchange: Exchange) -> None:
+def test_fractional_quantity_is_refused(exchange: Exchange) -> None:
     with pytest.raises(OrderRejected) as caught:
         exchange.place(ACCOUNT, req("f", qty="1.5"))
-    assert caught.value.code == "10243"
+    assert caught.value.reason is Reason.INVALID_QUANTITY
 
 
-def test_unknown_symbol_is_200(exchange: Exchange) -> None:
+def test_unknown_symbol_is_refused(exchange: Exchange) -> None:
     with pytest.raises(OrderRejected) as caught:
         exchange.place(ACCOUNT, req("u", symbol="NOPE"))
-    assert caught.value.code == "200"
+    assert caught.value.reason is Reason.UNKNOWN_INSTRUMENT
     assert exchange.orders(ACCOUNT) == []
 
 
-def test_insufficient_buying_power_is_201(exchange: Exchange) -> None:
+def test_insufficient_buying_power_is_refused(exchange: Exchange) -> None:
     with pytest.raises(OrderRejected) as caught:
         exchange.place(ACCOUNT, req("big", qty=1334))  # 1334 * 150 > 200,000
-    assert caught.value.code == "201"
+    assert caught.value.reason is Reason.INSUFFICIENT_BUYING_POWER
     assert "insufficient" in str(caught.value)
     exchange.place(ACCOUNT, req("ok", qty=1333))
 
@@ -211,7 +213,7 @@ def test_shorting_disabled_is_refused(clock: FakeClock) -> None:
     exchange = Exchange(SimConfig(shorting_enabled=False), clock=clock)
     with pytest.raises(OrderRejected) as caught:
         exchange.place(ACCOUNT, req("s", side=Side.SELL))
-    assert caught.value.code == "201"
+    assert caught.value.reason is Reason.NOT_SHORTABLE
     assert not exchange.account_snapshot(ACCOUNT).shorting_enabled
 
 
@@ -228,10 +230,10 @@ def test_cancel_rules(exchange: Exchange) -> None:
     assert report.status is OrderStatus.CANCELLED
     with pytest.raises(NotCancellable) as not_cancellable:
         exchange.cancel(ACCOUNT, "c")
-    assert not_cancellable.value.code == "10148"
+    assert not_cancellable.value.reason is Reason.NOT_CANCELLABLE
     with pytest.raises(UnknownOrder) as unknown:
         exchange.cancel(ACCOUNT, "nope")
-    assert unknown.value.code == "10147"
+    assert unknown.value.reason is Reason.UNKNOWN_ORDER
 
 
 def test_given_venue_ids_and_lookup(exchange: Exchange) -> None:
@@ -245,7 +247,7 @@ def test_given_venue_ids_and_lookup(exchange: Exchange) -> None:
     assert exchange.order_by_venue_id(ACCOUNT, "8").client_order_id == "v-tp"
     with pytest.raises(OrderRejected) as caught:
         exchange.place(ACCOUNT, req("w"), venue_order_ids={OrderLeg.ENTRY: "7"})
-    assert caught.value.code == "103"
+    assert caught.value.reason is Reason.DUPLICATE_ORDER_ID
     with pytest.raises(UnknownOrder):
         exchange.order_by_venue_id(ACCOUNT, "404")
 

@@ -9,6 +9,7 @@ import pytest
 
 from brokers.exceptions import OrderRejected
 from brokers.sim.core import Exchange
+from brokers.sim.reasons import Reason
 from brokers.sim.store import SimStore
 from schemas.events import OrderStatus, OrderType, Side
 from tests.unit.brokers.conftest import ACCOUNT, FakeClock, req
@@ -55,21 +56,22 @@ def test_modify_stop_price(exchange: Exchange) -> None:
 
 
 @pytest.mark.parametrize(
-    ("changes", "code"),
+    ("changes", "reason"),
     [
-        ({"limit_price": D("140.005")}, "110"),
-        ({"limit_price": D(0)}, "201"),
-        ({"quantity": D("10.5")}, "10243"),
-        ({"quantity": D(5000)}, "201"),  # 5000 x 140 = 700,000 > 200,000 buying power
+        ({"limit_price": D("140.005")}, Reason.OFF_TICK),
+        ({"limit_price": D(0)}, Reason.INVALID_PRICE),
+        ({"quantity": D("10.5")}, Reason.INVALID_QUANTITY),
+        # 5000 x 140 = 700,000 > 200,000 buying power
+        ({"quantity": D(5000)}, Reason.INSUFFICIENT_BUYING_POWER),
     ],
 )
 def test_modify_is_checked_like_place(
-    exchange: Exchange, changes: dict[str, Decimal], code: str
+    exchange: Exchange, changes: dict[str, Decimal], reason: Reason
 ) -> None:
     resting_limit(exchange)
     with pytest.raises(OrderRejected) as err:
         exchange.modify(ACCOUNT, "m", **changes)
-    assert err.value.code == code
+    assert err.value.reason is reason
     unchanged = exchange.order(ACCOUNT, "m")
     assert (unchanged.quantity, unchanged.limit_price) == (D(10), D(140))
 

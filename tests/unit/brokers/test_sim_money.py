@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from brokers.exceptions import OrderRejected
 from brokers.sim.core import Exchange, SimConfig
 from brokers.sim.models import Lot, apply_to_lot, commission_for
+from brokers.sim.reasons import Reason
 from schemas.events import OrderStatus, Side
 from tests.unit.brokers.conftest import ACCOUNT, FakeClock, req
 
@@ -127,15 +128,15 @@ def test_equity_moves_only_by_prices_and_commissions(
         before = exchange.account_snapshot(ACCOUNT).equity
         exchange.set_price(symbol, price)
         moved = exchange.account_snapshot(ACCOUNT).equity
-        refusal: str | None = None
+        refusal: str | None = None  # the neutral reason
         try:
             (report,) = exchange.place(ACCOUNT, req(f"h{i}", symbol=symbol, side=side, qty=qty))
         except OrderRejected as refused:
-            refusal = refused.code
+            refusal = refused.reason
         if refusal is not None:
             # A margin call in all but name (e.g. a short squeezed from 5 to 490): refusing
             # for buying power is right, and a refusal moves nothing.
-            assert refusal == "201"
+            assert refusal is Reason.INSUFFICIENT_BUYING_POWER
             assert exchange.account_snapshot(ACCOUNT).equity == moved
             expected += moved - before
             continue

@@ -226,7 +226,7 @@ async def test_admin_accounts_prices_liquidity(sim: Simulator, http: Callable[..
 @pytest.mark.parametrize(
     ("method", "path", "body", "fragment"),
     [
-        ("POST", "/price", {"symbol": "NOPE", "price": "1"}, "No security definition"),
+        ("POST", "/price", {"symbol": "NOPE", "price": "1"}, "unknown instrument NOPE"),
         ("POST", "/price", {"symbol": "AAPL", "price": "abc"}, "not a number"),
         ("POST", "/price", {"symbol": "AAPL", "price": "-1"}, "positive"),
         ("POST", "/price", {"price": "1"}, "missing field: symbol"),

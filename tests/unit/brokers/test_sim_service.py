@@ -7,6 +7,7 @@ import pytest
 from brokers.exceptions import TransientBrokerError
 from brokers.port import OrderService
 from brokers.sim.core import Exchange
+from brokers.sim.reasons import Reason
 from brokers.sim.service import SimOrderService
 from schemas.events import OrderStatus
 from tests.unit.brokers.conftest import ACCOUNT, FakeClock, req
@@ -41,7 +42,7 @@ async def test_outage_and_drop_are_transient_and_place_nothing(
     exchange.faults.start_outage(10)
     with pytest.raises(TransientBrokerError) as caught:
         await service.place(req("o"))
-    assert caught.value.code == "1100"
+    assert caught.value.reason is Reason.OUTAGE
     clock.tick(11)
     exchange.faults.set(drop_probability=1.0)
     with pytest.raises(TransientBrokerError):

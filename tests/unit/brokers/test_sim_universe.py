@@ -5,6 +5,7 @@ from decimal import Decimal
 import pytest
 
 from brokers.exceptions import OrderRejected
+from brokers.sim.reasons import Reason
 from brokers.sim.universe import Universe, con_id_for, min_tick, on_tick, round_to_tick
 
 SP100_SAMPLE = ["AAPL", "MSFT", "AMZN", "NVDA", "GOOGL", "META", "JPM", "XOM", "BRK.B", "KO"]
@@ -49,11 +50,11 @@ def test_lookup_is_case_insensitive() -> None:
     assert Universe.load().get("aapl").symbol == "AAPL"
 
 
-def test_unknown_symbol_is_refused_like_ib() -> None:
+def test_unknown_symbol_is_refused() -> None:
     with pytest.raises(OrderRejected) as caught:
         Universe.load().get("ZZZZ")
-    assert caught.value.code == "200"
-    assert "No security definition has been found for the request" in str(caught.value)
+    assert caught.value.reason is Reason.UNKNOWN_INSTRUMENT
+    assert "unknown instrument ZZZZ" in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,1 @@
+"""Alpaca: the OrderService port over alpaca-py (TradingClient + TradingStream)."""

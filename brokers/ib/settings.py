@@ -1,0 +1,22 @@
+"""Where the IB adapter connects: TWS or IB Gateway (or the simulator's TWS door)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class IbSettings(BaseSettings):
+    """IB_HOST, IB_PORT, IB_CLIENT_ID, IB_ACCOUNT (empty: the first managed account). The TWS
+    API has no secret: TWS itself is logged in."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="IB_", frozen=True, extra="ignore", case_sensitive=False
+    )
+
+    host: str = Field("127.0.0.1", description="IB_HOST: TWS / IB Gateway host")
+    port: int = Field(
+        7497, ge=1, le=65535, description="IB_PORT: 7497 TWS paper, 4002 IB Gateway paper"
+    )
+    client_id: int = Field(1, ge=0, description="IB_CLIENT_ID: one per connected process")
+    account: str = Field("", description="IB_ACCOUNT: the account traded (default: the first)")

@@ -1,0 +1,1 @@
+"""OANDA v20 (practice / live) through OANDA's official `v20` client library."""

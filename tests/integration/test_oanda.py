@@ -1,0 +1,127 @@
+"""OANDA's own errors on the wire (raw HTTP to the simulator's OANDA door) and the codes the
+adapter (OANDA's `v20` client) turns them into: duplicate client order id, unknown
+instrument, off-precision price, insufficient margin. The pipeline maps an OrderRejected's
+code into VENUE_REJECTED (agents/submission), so the code checked here is the one it carries.
+
+Not yet here: EUR_USD and USD_JPY signals end to end on the real Kafka broker (VENUE=oanda)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import requests
+
+from brokers.exceptions import DuplicateClientOrderId, OrderRejected
+from brokers.oanda.service import OandaOrderService
+from brokers.port import OrderRequest
+from brokers.sim.core import Exchange, SimConfig
+from brokers.sim.oanda import DEFAULT_TOKEN, OandaDoor, start_oanda_door
+from schemas.events import OrderType, Side
+
+pytestmark = pytest.mark.integration
+ACCOUNT = "DU0000001"
+
+
+@pytest.fixture
+async def door() -> AsyncIterator[OandaDoor]:
+    exchange = Exchange(SimConfig(seed=3))
+    exchange.set_price("EUR_USD", Decimal("1.08500"))
+    served = await start_oanda_door(exchange, "127.0.0.1", 0)
+    yield served
+    await served.close()
+
+
+async def _post(door: OandaDoor, order: dict[str, Any], token: str = DEFAULT_TOKEN) -> Any:
+    """Raw HTTP in a thread (the door runs on this test's event loop)."""
+    url = f"http://127.0.0.1:{door.port}/v3/accounts/{ACCOUNT}/orders"
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    body = json.dumps({"order": order})
+    return await asyncio.to_thread(requests.post, url, data=body, headers=headers, timeout=5)
+
+
+def _limit(cid: str, **over: Any) -> dict[str, Any]:
+    return {"type": "LIMIT", "instrument": "EUR_USD", "units": "1000", "price": "1.08000",
+            "timeInForce": "GTC", "clientExtensions": {"id": cid}, **over}  # fmt: skip
+
+
+CASES = [
+    pytest.param([_limit("w-dup"), _limit("w-dup")], 400, "CLIENT_ORDER_ID_ALREADY_EXISTS",
+                 id="duplicate"),
+    pytest.param([_limit("w-unk", instrument="EUR_XXX")], 400, "INSTRUMENT_UNKNOWN", id="unknown"),
+    pytest.param([_limit("w-px", price="1.080001")], 400, "PRICE_PRECISION_EXCEEDED",
+                 id="precision"),
+    pytest.param([_limit("w-tp", takeProfitOnFill={"price": "1.0900001"})], 400,
+                 "TAKE_PROFIT_ON_FILL_PRICE_PRECISION_EXCEEDED", id="tp-precision"),
+]
+
+
+@pytest.mark.parametrize(("orders", "status", "code"), CASES)
+async def test_refusals_on_the_wire(door: OandaDoor, orders: list[dict[str, Any]], status: int,
+                                    code: str) -> None:  # fmt: skip
+    for order in orders[:-1]:
+        assert (await _post(door, order)).status_code == 201
+    answer = await _post(door, orders[-1])
+    body = answer.json()
+    print(f"[oanda wire] {answer.status_code} {json.dumps(body)[:300]}")
+    assert answer.status_code == status
+    assert body["errorCode"] == code
+    assert body["orderRejectTransaction"]["rejectReason"] == code
+    assert body["errorMessage"]
+
+
+async def test_insufficient_margin_is_a_create_cancelled_at_once(door: OandaDoor) -> None:
+    answer = await _post(door, {"type": "MARKET", "instrument": "EUR_USD", "units": "90000000",
+                          "clientExtensions": {"id": "w-margin"}})  # fmt: skip
+    body = answer.json()
+    print(f"[oanda wire] {answer.status_code} {json.dumps(body)[:300]}")
+    assert answer.status_code == 201
+    assert body["orderCancelTransaction"]["reason"] == "INSUFFICIENT_MARGIN"
+    assert "orderFillTransaction" not in body
+
+
+async def test_without_the_token_401(door: OandaDoor) -> None:
+    answer = await _post(door, _limit("w-auth"), token="wrong")
+    assert answer.status_code == 401
+    assert answer.json()["errorMessage"]
+
+
+@pytest.fixture
+async def service(door: OandaDoor) -> AsyncIterator[OandaOrderService]:
+    svc = OandaOrderService("127.0.0.1", door.port, DEFAULT_TOKEN, ssl=False)
+    await svc.connect()
+    yield svc
+    await svc.close()
+
+
+def _order(cid: str, **over: Any) -> OrderRequest:
+    fields: dict[str, Any] = {"client_order_id": cid, "symbol": "EUR_USD", "side": Side.BUY,
+                              "quantity": Decimal(1000), "order_type": OrderType.LMT,
+                              "limit_price": Decimal("1.08000"), **over}  # fmt: skip
+    return OrderRequest(**fields)
+
+
+ADAPTER = [
+    pytest.param({"symbol": "EUR_XXX"}, "INSTRUMENT_UNKNOWN", id="unknown"),
+    pytest.param({"limit_price": Decimal("1.080001")}, "PRICE_PRECISION_EXCEEDED", id="precision"),
+    pytest.param({"quantity": Decimal(90_000_000), "order_type": OrderType.MKT,
+                  "limit_price": None}, "INSUFFICIENT_MARGIN", id="margin"),
+]
+
+
+@pytest.mark.parametrize(("over", "code"), ADAPTER)
+async def test_adapter_codes(service: OandaOrderService, over: dict[str, Any], code: str) -> None:
+    with pytest.raises(OrderRejected) as caught:
+        await service.place(_order("a-" + code, **over))
+    assert caught.value.code == code
+    assert caught.value.transient is False
+
+
+async def test_adapter_duplicate(service: OandaOrderService) -> None:
+    await service.place(_order("a-dup"))
+    with pytest.raises(DuplicateClientOrderId):
+        await service.place(_order("a-dup"))
