@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from aiokafka.errors import KafkaError
 from faust.streams import Stream
 from pydantic import ValidationError
 
+from agents import metrics
 from agents.codec import MAX_MESSAGE_BYTES, DecodeError, encode
 from agents.context import Output, Source, StageContext, utc_now
 from agents.kafka_auth import NO_AUTH, KafkaAuth
@@ -91,7 +93,7 @@ def build_app(app_id: str, pipeline: Pipeline, stages: Iterable[str], web_port: 
         stream_wait_empty=False,
         web_enabled=web_port is not None,
         web_port=web_port or 6066,
-        web_bind="127.0.0.1",
+        web_bind=os.environ.get("WEB_HOST", "127.0.0.1"),  # compose: 0.0.0.0
         autodiscover=False,
     )
     emitter = Emitter(app, pipeline)
@@ -213,7 +215,8 @@ def _stage_agent(app: faust.App, emitter: Emitter, pipeline: Pipeline, stage: st
         async for event in manual.events():
             msg = event.message
             source = Source(topic, msg.partition, msg.offset, _kafka_time(msg.timestamp))
-            outputs = await run_handler(handler, event.value, source, ctx)
+            outputs = await metrics.stage(stage, source, event.key,
+                                          run_handler(handler, event.value, source, ctx))
             await emitter.deliver(outputs, source, event.value)
             await manual.ack(event)
 
@@ -247,6 +250,7 @@ def _reconciliation(app: faust.App, emitter: Emitter, pipeline: Pipeline) -> Non
             log.exception("reconciliation poll failed; next poll retries")
             return
         await emitter.send_all(result.outputs)
+        metrics.count_outputs("reconciliation", result.outputs)
         result.commit()
         started = True
 

@@ -11,7 +11,7 @@ from agents.decisions.ledger import SignalLedger
 from agents.decisions.reservations import ReservationBook
 from agents.decisions.signatures import KeyRing
 from agents.retry import RetryPolicy
-from agents.venue_view import VenueView
+from agents.venue_view import InstrumentRulesCache, VenueView
 from schemas.events import Event
 
 if TYPE_CHECKING:
@@ -50,13 +50,16 @@ class StageContext:
     signal_grace: timedelta = timedelta(seconds=5)  # how long an approval waits for its signal
     snapshot_max_age: timedelta = timedelta(seconds=0.5)
     lookback: timedelta = timedelta(hours=24)
+    rules_max_age: timedelta = timedelta(minutes=1)
     view: VenueView = field(init=False)  # the account and orders, for sizing
     orders_view: VenueView = field(init=False)  # the orders only, for submission
+    rules: InstrumentRulesCache = field(init=False)  # what the venue says of instruments
 
     def __post_init__(self) -> None:
         self.view = VenueView(self.venue, self.snapshot_max_age, self.lookback)
         self.orders_view = VenueView(self.venue, self.snapshot_max_age, self.lookback,
                                      accounts=False)
+        self.rules = InstrumentRulesCache(self.venue, self.rules_max_age)
 
     @property
     def venue_retry_attempts(self) -> int:

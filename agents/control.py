@@ -493,7 +493,7 @@ class Flatten:
     def _event(self, report: OrderReport, command: ControlCommand, reason_code: str,
                at: datetime | None = None) -> OrderEvent:
         now = at or self.clock()
-        if is_ours(report.client_order_id):
+        if is_ours(report.client_order_id, report.parent_client_order_id):
             event = order_event(report, self.venue.venue, now, reason_code=reason_code)
         else:  # an order the pipeline never placed: recorded under the command
             coid = report.client_order_id

@@ -18,7 +18,7 @@ def intent_event_id(correlation_id: UUID) -> UUID:
 
 def order_event(report: OrderReport, venue: str, now: datetime,
                 status: OrderStatus | None = None, reason_code: str | None = None) -> OrderEvent:
-    correlation = correlation_from_client_order_id(report.client_order_id)
+    correlation = owner(report.client_order_id, report.parent_client_order_id)
     assert correlation is not None, "only the project's own orders become events"
     status = status or report.status
     return OrderEvent(
@@ -47,7 +47,7 @@ def order_event(report: OrderReport, venue: str, now: datetime,
 
 
 def fill_event(fill: FillReport, venue: str) -> Fill:
-    correlation = correlation_from_client_order_id(fill.client_order_id)
+    correlation = owner(fill.client_order_id, fill.parent_client_order_id)
     assert correlation is not None, "only the project's own fills become events"
     return Fill(
         event_id=Fill.derive_event_id(venue, fill.execution_id),
@@ -70,5 +70,12 @@ def fill_event(fill: FillReport, venue: str) -> Fill:
     )
 
 
-def is_ours(client_order_id: str) -> bool:
-    return correlation_from_client_order_id(client_order_id) is not None
+def owner(client_order_id: str, parent: str | None = None) -> UUID | None:
+    """The signal an order descends from: by its own client id, or for a bracket exit whose id
+    the venue chose (Alpaca), by its parent's."""
+    return correlation_from_client_order_id(client_order_id) or (
+        correlation_from_client_order_id(parent) if parent else None)
+
+
+def is_ours(client_order_id: str, parent: str | None = None) -> bool:
+    return owner(client_order_id, parent) is not None

@@ -37,11 +37,10 @@ from uuid import UUID
 from agents.codec import decode_object
 from agents.context import Output, Source, StageContext
 from agents.decisions.order_state import Accepted, Illegal, OrderState, transition
-from agents.orders import fill_event, is_ours, order_event
+from agents.orders import fill_event, is_ours, order_event, owner
 from brokers.exceptions import UnknownOrder
 from brokers.port import FillReport, OrderReport, OrderService
 from schemas.events import Alert, AlertKind, Fill, OrderEvent, OrderStatus, Side
-from schemas.ids import correlation_from_client_order_id
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +56,9 @@ RECENT_LIMIT = 10_000
 PositionKey = tuple[str, str]  # account, symbol
 
 
-def _correlated(coid: str) -> dict[str, UUID]:
+def _correlated(coid: str, parent: str | None = None) -> dict[str, UUID]:
     """The signal an alert about one of our orders belongs to (so a trace shows it)."""
-    correlation = correlation_from_client_order_id(coid)
+    correlation = owner(coid, parent)
     return {} if correlation is None else {"correlation_id": correlation}
 
 
@@ -184,7 +183,7 @@ class Reconciler:
         await self._fills(found)
         reports: dict[str, OrderReport] = {}
         for report in await self.venue.open_orders():
-            if is_ours(report.client_order_id):
+            if is_ours(report.client_order_id, report.parent_client_order_id):
                 reports[report.client_order_id] = report
             else:
                 self._external(found, report.venue_order_id, report.account_id, report.symbol,
@@ -207,7 +206,7 @@ class Reconciler:
         for report in await self.venue.fills_since(found.since):
             if report.execution_id in self.seen_executions:
                 continue
-            if not is_ours(report.client_order_id):
+            if not is_ours(report.client_order_id, report.parent_client_order_id):
                 found.processed[report.execution_id] = report.executed_at
                 self._external(found, report.venue_order_id, report.account_id, report.symbol,
                                {"client_order_id": report.client_order_id,
@@ -233,7 +232,7 @@ class Reconciler:
             f"execution {report.execution_id} of {report.client_order_id}: no commission "
             f"reported within {seconds:g}s; the fill is recorded with {report.commission}",
             self.venue.venue, report.execution_id,
-            **_correlated(report.client_order_id),
+            **_correlated(report.client_order_id, report.parent_client_order_id),
             account_id=report.account_id, symbol=report.symbol,
             client_order_id=report.client_order_id,
             details={"execution_id": report.execution_id, "grace_seconds": f"{seconds:g}",

@@ -17,6 +17,7 @@ from agents.codec import decode_object
 from agents.context import Output, Source, StageContext
 from agents.control import net_position
 from agents.decisions.decide import decide, reject_approval
+from agents.decisions.instruments import InstrumentBook, with_venue_rules
 from agents.decisions.ledger import (
     Verdict,
     judge,
@@ -31,7 +32,7 @@ from agents.decisions.reservations import pending_orders, with_reservations
 from agents.decisions.signatures import verify
 from agents.decisions.validation import parse_approval
 from agents.validation import refusal_without_event
-from brokers.exceptions import TransientBrokerError
+from brokers.exceptions import OrderRejected, TransientBrokerError
 from brokers.port import OrderReport, OrderService
 from schemas.events import Approval, LedgerStatus, OrderIntent, OrderLeg, Rejection, SignalRecord
 from schemas.ids import client_order_id, derive_id
@@ -143,8 +144,15 @@ async def _decide(approval: Approval, ctx: StageContext, now: datetime) -> list[
     pending = pending_orders(reservations, placed | {o.client_order_id for o in open_orders},
                              exclude=coid)
     recent = count_recent([*snap.sent, *pending], window_start)
+    symbol = approval.signal.symbol
+    try:
+        spec = with_venue_rules(InstrumentBook.from_settings(ctx.risk).get(symbol),
+                                await ctx.rules.get(symbol, now))
+    except OrderRejected as exc:  # the venue does not know the instrument
+        return [("rejections", _venue_refused(approval, exc, now))]
     result = decide(approval, with_reservations(snap.account, pending), snap.positions,
-                    [*open_orders, *pending], recent, now, ctx.risk, ctx.venue.venue)
+                    [*open_orders, *pending], recent, now, ctx.risk, ctx.venue.venue,
+                    instruments={symbol: spec})
     if isinstance(result, OrderIntent) and gate is not None:
         refusal = gate.check(result.symbol, result.strategy_id, result.side, result.quantity,
                              net_position(snap.positions, result.symbol), "sizing")
@@ -167,6 +175,17 @@ def _decided_already(approval: Approval, coid: str, status: str, now: datetime) 
         details={"client_order_id": coid, "order_status": status,
                  "decided_by": approval.approved_by},
         stage="validation",
+    )
+    return reject_approval(approval, refusal, now)
+
+
+def _venue_refused(approval: Approval, exc: OrderRejected, now: datetime) -> Rejection:
+    refusal = Refusal(
+        code=ReasonCode.VENUE_REJECTED,
+        message=f"the venue refuses {approval.signal.symbol}: {exc.message} (venue code "
+                f"{exc.code}); nothing was sized or placed",
+        details={"venue_code": str(exc.code), "venue_message": exc.message},
+        stage="sizing",
     )
     return reject_approval(approval, refusal, now)
 

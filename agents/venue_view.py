@@ -14,7 +14,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from brokers.port import AccountSnapshot, OrderReport, OrderService, Position
+from brokers.port import AccountSnapshot, InstrumentRules, OrderReport, OrderService, Position
 
 
 @dataclass(frozen=True)
@@ -81,3 +81,22 @@ class VenueView:
 
     def invalidate(self) -> None:
         self._snapshot = None
+
+
+class InstrumentRulesCache:
+    """What the venue publishes about each instrument, asked once per symbol and kept for
+    `max_age` (a pair's conversion factor moves; a stock's lot and tick do not)."""
+
+    def __init__(self, venue: OrderService, max_age: timedelta) -> None:
+        self.venue = venue
+        self.max_age = max_age
+        self._rules: dict[str, tuple[datetime, InstrumentRules | None]] = {}
+
+    async def get(self, symbol: str, now: datetime) -> InstrumentRules | None:
+        known = self._rules.get(symbol)
+        if known is not None and timedelta(0) <= now - known[0] <= self.max_age:
+            return known[1]
+        ask = getattr(self.venue, "instrument", None)
+        rules = await ask(symbol) if ask is not None else None
+        self._rules[symbol] = (now, rules)
+        return rules

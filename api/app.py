@@ -8,12 +8,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path as PathLib
 from typing import Annotated, Any, Generic, Literal, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api import problems
@@ -26,6 +28,7 @@ from api.services import (
     Readiness,
     ServiceError,
     SignalService,
+    Unavailable,
 )
 from api.users import Role, User, UserStore
 from brokers.port import OrderService
@@ -46,6 +49,7 @@ from store.queries import (
 
 T = TypeVar("T")
 API = "/api/v1"
+WEB = PathLib(__file__).with_name("web")  # the operator's page: static files, vendored libs
 
 
 @dataclass
@@ -60,6 +64,7 @@ class Services:
     readiness: Readiness
     venue: OrderService | None
     timeout: float
+    live: Any = None  # api.live.LiveFeed where a Kafka tail feeds the page (else no stream)
 
 
 # --- models ------------------------------------------------------------------------------
@@ -281,8 +286,30 @@ def create_app(services: Services) -> FastAPI:
         return Ready(checks=checks)
 
     app.include_router(_router(), prefix=API)
+    _pages(app)
     _problem_media_type(app)
     return app
+
+
+def _pages(app: FastAPI) -> None:
+    """The operator's page at / (static; it calls the API with the token the user typed)
+    and its live stream. Not in the OpenAPI spec: they are not part of the API contract."""
+    app.mount("/web", StaticFiles(directory=WEB), name="web")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(WEB / "index.html", headers={"Cache-Control": "no-store"})
+
+    @app.get(f"{API}/stream", include_in_schema=False)
+    async def stream(user: Viewer, svc: Svc) -> StreamingResponse:
+        """Server-sent events: orders, fills, rejections, trading-state, signals, alerts as
+        they reach Kafka (the page's live updates; a viewer token is enough)."""
+        if svc.live is None:
+            raise Unavailable("no live feed in this process (the API runs without its Kafka "
+                              "tail); reload the page for fresh data")
+        return StreamingResponse(svc.live.subscribe(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store",
+                                          "X-Accel-Buffering": "no"})
 
 
 def _problem_media_type(app: FastAPI) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable
 from datetime import datetime
 from typing import TypeVar
 
+from agents import metrics
 from brokers.exceptions import VenueTimeout
 from brokers.port import (
     AccountSnapshot,
@@ -41,7 +42,7 @@ class BoundedVenue:
     async def _within(self, operation: str, call: Awaitable[T]) -> T:
         try:
             async with asyncio.timeout(self.timeout):
-                return await call
+                return await metrics.venue_call(self.venue, operation, call)
         except TimeoutError as exc:
             raise VenueTimeout(operation, self.timeout, self.venue) from exc
 

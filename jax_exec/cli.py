@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agents.kafka_auth import KafkaAuthError
+from jax_exec.cli_api import register as register_api_commands
 from jax_exec.cli_control import register as register_control_commands
 from jax_exec.cli_keys import register as register_key_commands
 from jax_exec.kafka_local import KafkaControlError, LocalKafka
@@ -29,6 +29,7 @@ kafka_app = typer.Typer(no_args_is_help=True, help="The local Apache Kafka broke
 app.add_typer(kafka_app, name="kafka")
 register_control_commands(app)
 register_key_commands(app)
+register_api_commands(app)
 console = Console()
 
 
@@ -129,6 +130,9 @@ def worker(
              "audit. Default: all.")] = None,
     web_port: Annotated[int | None, typer.Option(
         help="Serve /health and /sql on 127.0.0.1 (the audit process owns ClickHouse)")] = None,
+    api: Annotated[bool, typer.Option(
+        help="Serve the HTTP API (API_HOST:API_PORT) from this process (needs the audit "
+             "stage: it shares its ClickHouse)")] = False,
 ) -> None:
     """Run the pipeline's faust worker (all stages, or the ones named)."""
     from agents.app import STAGES
@@ -136,15 +140,15 @@ def worker(
 
     chosen = stage or list(STAGES)
     port = web_port if web_port is not None else (6066 if "audit" in chosen else None)
-    run_worker(_settings(), chosen, web_port=port)
+    run_worker(_settings(), chosen, web_port=port, api=api)
 
 
 @app.command()
 def run(
     web_port: Annotated[int, typer.Option(help="Port of /health and /sql")] = 6066,
     simulator: Annotated[bool, typer.Option(
-        help="Embed the simulator (TWS API + admin API); --no-simulator trades through the "
-             "TWS at IB_HOST:IB_PORT instead")] = True,
+        help="Embed the simulator (the venue's front door + admin API); --no-simulator trades "
+             "with the venue's own settings (a real paper account)")] = True,
     insecure: Annotated[bool, typer.Option(
         help="Start the local broker PLAINTEXT (no SASL, no ACLs)")] = False,
 ) -> None:
@@ -330,7 +334,9 @@ def trace(
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING)
+    from jax_exec.logging_setup import setup_process
+
+    setup_process(sys.argv[1:])  # JSON or text logs; /metrics on METRICS_PORT
     try:
         app()
     except (KafkaControlError, KafkaAuthError) as exc:

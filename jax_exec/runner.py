@@ -24,10 +24,12 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.panel import Panel
 
+from agents import metrics
 from agents.decisions.config import RiskSettings
 from brokers import registry
 from brokers.registry import VenuePlugin
 from jax_exec.kafka_security import credentials_dir, local_kafka, secure_topics
+from jax_exec.logging_setup import reinstall as reinstall_logging
 from jax_exec.settings import Settings
 from jax_exec.wiring import build_worker
 
@@ -153,12 +155,17 @@ class AnnouncingWorker(faust.Worker):
         await super().on_startup_finished()
         console.print(Panel("\n".join(self.banner), title="Jax Execution ready", expand=False))
         print("ready", flush=True)  # machine-readable marker for scripts and tests
+        metrics.mark_ready("worker")
+
+    def on_setup_root_logger(self, logger: Any, level: int) -> None:
+        reinstall_logging()  # faust replaced the root handler: JSON/text lines as configured
 
 
 def run_worker(settings: Settings, stages: Iterable[str], web_port: int | None = None,
                banner: list[str] | None = None, loop: asyncio.AbstractEventLoop | None = None,
                closers: list[Callable[[], Any]] | None = None,
-               hard_stop: HardStop | None = None, venue_settings: Any = None) -> None:
+               hard_stop: HardStop | None = None, venue_settings: Any = None,
+               api: bool = False) -> None:
     """Build the worker in its loop, then hand the loop to faust until SIGINT/SIGTERM.
     `venue_settings`: the venue plugin's settings (default: read from the environment)."""
     if hard_stop is None:
@@ -180,7 +187,11 @@ def run_worker(settings: Settings, stages: Iterable[str], web_port: int | None =
              f"topics      prefix '{settings.topic_prefix}' on {settings.kafka_bootstrap}"]
     if web_port is not None:
         lines.append(f"web         http://127.0.0.1:{web_port}/health  /sql?q=...")
-    worker = AnnouncingWorker(built.app, built.resources, loop=loop, loglevel=settings.log_level,
+    services: list[Any] = [built.resources]
+    if api and built.pipeline.writer is not None:
+        services.append(_embedded_api(settings, risk, built, lines))
+    # The API comes after the resources: it stops before ClickHouse and the venue close.
+    worker = AnnouncingWorker(built.app, *services, loop=loop, loglevel=settings.log_level,
                               redirect_stdouts=False)
     worker.banner = lines
     worker.hard_stop = hard_stop
@@ -225,7 +236,8 @@ def run_all(settings: Settings, web_port: int = 6066, simulator: bool = True,
             closers.append(sim.close)
             banner += [f"simulator   {line}" for line in sim.describe()]
         run_worker(settings, STAGES, web_port=web_port, banner=banner, loop=loop,
-                   closers=closers, hard_stop=hard_stop, venue_settings=venue_settings)
+                   closers=closers, hard_stop=hard_stop, venue_settings=venue_settings,
+                   api=True)
     finally:
         hard_stop.install(interrupt=False)  # closing the loop put the default handlers back
         if started:
@@ -256,3 +268,19 @@ def _approval_keys(settings: Settings) -> str:
     if settings.approval_keyring is None:
         generate_dev_keys(settings.jax_home)
     return f"keys        {describe(settings.jax_home, settings.approval_keyring)}"
+
+
+def _embedded_api(settings: Settings, risk: RiskSettings, built: Any, lines: list[str]) -> Any:
+    """The HTTP API in the process that owns ClickHouse (embedded chdb: one process per path),
+    sharing its ClickHouse client, venue and trading gate."""
+    from api.server import ApiService, embedded
+    from api.settings import ApiSettings
+
+    api_settings = ApiSettings()
+    ctx = built.pipeline.ctx
+    server = embedded(settings, risk, clickhouse=built.pipeline.writer.ch,
+                      venue=built.venue.service if built.venue else None,
+                      gate=ctx.gate if ctx is not None else None, writer=built.pipeline.writer,
+                      api=api_settings)
+    lines.append(f"api         http://{api_settings.host}:{api_settings.port}/docs")
+    return ApiService(server)

@@ -12,6 +12,7 @@ from typing import Any, cast
 import faust
 from mode import Service
 
+from agents import metrics
 from agents.app import STAGES, Pipeline, build_app
 from agents.context import NoVenue, StageContext
 from agents.control import TradingGate, TripSettings
@@ -164,6 +165,7 @@ async def build_worker(settings: Settings, stages: Iterable[str], risk: RiskSett
     if "audit" in stages:
         pipeline.writer = await open_writer(settings, closers)
     app = build_app(app_id_for(settings, stages), pipeline, stages, web_port=web_port)
+    metrics.watch(app, pipeline)  # lag, audit sink, trading state, read at each scrape
     if web_port is not None and pipeline.writer is not None:
         from jax_exec.web import add_pages
 

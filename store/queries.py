@@ -452,7 +452,7 @@ class Probe:
         }
 
 
-PROBE_SIZES = (256, 4096, 65536)
+PROBE_SIZES: tuple[int, ...] = (256, 4096, 65536)
 
 
 def _aware(value: datetime | None) -> datetime | None:

@@ -137,6 +137,32 @@ def _parse_symbols(value: Any) -> Any:
     return symbols or None
 
 
+def _parse_list(name: str, value: Any) -> Any:
+    """A comma-separated or JSON list of symbols, upper-case; empty is the empty set."""
+    if isinstance(value, str):
+        text = value.strip()
+        value = _json(name, text) if text.startswith("[") else text.split(",")
+    if value is None:
+        return frozenset()
+    return frozenset(str(s).strip().upper() for s in value if str(s).strip())
+
+
+def _parse_pairs(name: str, value: Any) -> Any:
+    """KEY:VALUE pairs, comma-separated, or a JSON object."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("{"):
+        return _json(name, text)
+    pairs: dict[str, str] = {}
+    for entry in filter(None, (e.strip() for e in text.split(","))):
+        key, sep, item = entry.partition(":")
+        if not sep or not key.strip() or not item.strip():
+            raise ValueError(f"{name} entry {entry!r} must be KEY:VALUE")
+        pairs[key.strip()] = item.strip()
+    return pairs
+
+
 class RiskSettings(BaseSettings):
     """Every knob of signal validation, sizing and pre-trade limits; frozen once read."""
 
@@ -308,6 +334,80 @@ class RiskSettings(BaseSettings):
         '"0.01", "fractional": false, "asset_class": "equity", "group": "fin"}}.',
     )
 
+    # pre-trade compliance (agents/decisions/compliance.py)
+    restricted_symbols: Annotated[frozenset[str], NoDecode] = _setting(
+        "RESTRICTED_SYMBOLS",
+        frozenset(),
+        "Comma-separated symbols the desk may not trade at all, BUY or SELL (compliance list).",
+    )
+    market_calendar: str = _setting(
+        "MARKET_CALENDAR",
+        "",
+        "Exchange calendar (exchange_calendars code, e.g. XNYS) whose sessions, early closes "
+        "and holidays bound when orders may go out (empty = no market-hours check).",
+    )
+    venue_calendars: Annotated[dict[str, str], NoDecode] = _setting(
+        "VENUE_CALENDARS",
+        {},
+        'Per-venue calendar overriding MARKET_CALENDAR, e.g. "ib:XNYS,oanda:24/5".',
+    )
+    symbol_calendars: Annotated[dict[str, str], NoDecode] = _setting(
+        "SYMBOL_CALENDARS",
+        {},
+        'Per-symbol calendar overriding the venue\'s, e.g. "VOD:XLON,ES:CMES".',
+    )
+    short_sale_check: bool = _setting(
+        "SHORT_SALE_CHECK",
+        True,
+        "Refuse a short sale (SELL beyond the long held) of an instrument the venue marks not "
+        "shortable, or one on HARD_TO_BORROW_SYMBOLS or SSR_SYMBOLS.",
+    )
+    shortable_required: bool = _setting(
+        "SHORTABLE_REQUIRED",
+        False,
+        "Also refuse a short sale when the venue publishes no shortable flag for the symbol.",
+    )
+    hard_to_borrow_symbols: Annotated[frozenset[str], NoDecode] = _setting(
+        "HARD_TO_BORROW_SYMBOLS",
+        frozenset(),
+        "Comma-separated symbols that may not be sold short (hard to borrow).",
+    )
+    ssr_symbols: Annotated[frozenset[str], NoDecode] = _setting(
+        "SSR_SYMBOLS",
+        frozenset(),
+        "Short sale restriction (Rule 201): SYMBOL (every day) or SYMBOL@YYYY-MM-DD (that "
+        "exchange date), comma-separated; short sales of them are refused.",
+    )
+    self_cross_check: bool = _setting(
+        "SELF_CROSS_CHECK",
+        True,
+        "Refuse an order that could trade against the account's own resting order in the same "
+        "symbol (wash-trade prevention).",
+    )
+    pdt_check: bool = _setting(
+        "PDT_CHECK",
+        True,
+        "Pattern day trader rule: under PDT_EQUITY_THRESHOLD, refuse a day trade beyond "
+        "PDT_MAX_DAY_TRADES in five business days (equities and options only).",
+    )
+    pdt_equity_threshold: Decimal = _setting(
+        "PDT_EQUITY_THRESHOLD",
+        Decimal(25000),
+        "Account equity at or above which the pattern day trader limit does not apply.",
+        POSITIVE,
+    )
+    pdt_max_day_trades: int = _setting(
+        "PDT_MAX_DAY_TRADES",
+        3,
+        "Day trades an account under the threshold may make in five business days.",
+        Interval(Decimal(0), low_open=False),
+    )
+    pdt_calendar: str = _setting(
+        "PDT_CALENDAR",
+        "XNYS",
+        "Exchange calendar whose sessions are the business days of the day-trade count.",
+    )
+
     @field_validator(*_BOUNDS, mode="after")
     @classmethod
     def _in_bounds(cls, value: Any, info: ValidationInfo) -> Any:
@@ -369,6 +469,40 @@ class RiskSettings(BaseSettings):
         """Key and symbol upper-case, so lookups cannot miss on case."""
         return {k.upper(): v.model_copy(update={"symbol": k.upper()}) for k, v in value.items()}
 
+    @field_validator("restricted_symbols", "hard_to_borrow_symbols", "ssr_symbols",
+                     mode="before")
+    @classmethod
+    def _symbol_sets(cls, value: Any, info: ValidationInfo) -> Any:
+        """Comma-separated or JSON lists, upper-case."""
+        return _parse_list(str(info.field_name).upper(), value)
+
+    @field_validator("venue_calendars", "symbol_calendars", mode="before")
+    @classmethod
+    def _calendar_maps(cls, value: Any, info: ValidationInfo) -> Any:
+        """KEY:CALENDAR pairs or JSON."""
+        return _parse_pairs(str(info.field_name).upper(), value)
+
+    @field_validator("symbol_calendars", mode="after")
+    @classmethod
+    def _calendar_symbols_upper(cls, value: dict[str, str]) -> dict[str, str]:
+        """Symbols compare upper-case everywhere."""
+        return {k.upper(): v for k, v in value.items()}
+
+    @model_validator(mode="after")
+    def _known_calendars(self) -> RiskSettings:
+        """An unknown calendar name would only fail at the first order; fail at start."""
+        names = {self.market_calendar, self.pdt_calendar, *self.venue_calendars.values(),
+                 *self.symbol_calendars.values()} - {""}
+        if names:
+            import exchange_calendars  # heavy (pandas): imported only when a calendar is named
+
+            known = set(exchange_calendars.get_calendar_names(include_aliases=True))
+            unknown = sorted(names - known)
+            if unknown:
+                raise ValueError(f"unknown exchange calendar(s) {unknown}: use an "
+                                 "exchange_calendars code such as XNYS, XNAS, XLON, CMES, 24/5")
+        return self
+
     @field_validator("trading_window_tz", mode="after")
     @classmethod
     def _zone(cls, value: str) -> str:
@@ -405,6 +539,8 @@ def _render(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, dict):
         return "{}" if not value else json.dumps(value)
+    if isinstance(value, frozenset):
+        return ",".join(sorted(value))
     return str(value)
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from brokers.port import InstrumentRules
 from schemas.events import Side
 
 if TYPE_CHECKING:
@@ -184,3 +185,21 @@ class InstrumentBook:
     def group_of(self, symbol: str) -> str | None:
         """The configured exposure group of a symbol, if any."""
         return self.get(symbol).group
+
+
+def with_venue_rules(spec: Instrument, rules: InstrumentRules | None) -> Instrument:
+    """The configured spec with what the venue publishes laid over it: where the venue says
+    how an instrument trades, it wins (it would refuse anything else); the rest stays as
+    configured."""
+    if rules is None:
+        return spec
+    update: dict[str, object] = {}
+    for name in ("lot_size", "tick_size", "min_quantity", "max_quantity", "home_conversion"):
+        value = getattr(rules, name)
+        if value is not None:
+            update[name] = value
+    if rules.fractional is not None:
+        update["fractional"] = rules.fractional
+    if rules.quantity_increment is not None:
+        update["fraction_step"] = rules.quantity_increment
+    return spec.model_copy(update=update) if update else spec

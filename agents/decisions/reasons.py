@@ -7,7 +7,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Literal
 
-Stage = Literal["validation", "sizing", "risk", "live_guard", "submission", "control"]
+Stage = Literal["validation", "sizing", "risk", "live_guard", "submission", "control",
+                "compliance"]
 
 
 class ReasonCode(StrEnum):
@@ -67,6 +68,14 @@ class ReasonCode(StrEnum):
     HALTED = "HALTED"
     REDUCE_ONLY = "REDUCE_ONLY"
     TRADING_STATE_UNKNOWN = "TRADING_STATE_UNKNOWN"
+    # pre-trade compliance (agents.decisions.compliance, called by the sizing stage)
+    SYMBOL_RESTRICTED = "SYMBOL_RESTRICTED"
+    MARKET_CLOSED = "MARKET_CLOSED"
+    SHORT_NOT_SHORTABLE = "SHORT_NOT_SHORTABLE"
+    SHORT_HARD_TO_BORROW = "SHORT_HARD_TO_BORROW"
+    SHORT_SALE_RESTRICTED = "SHORT_SALE_RESTRICTED"
+    SELF_CROSS = "SELF_CROSS"
+    PATTERN_DAY_TRADER = "PATTERN_DAY_TRADER"
 
 
 # Signature codes come from signatures.verify, which the stages call beside decide().
@@ -78,6 +87,12 @@ SIGNATURE_CODES = frozenset(
 GATE_CODES = frozenset(
     {ReasonCode.HALTED, ReasonCode.REDUCE_ONLY, ReasonCode.TRADING_STATE_UNKNOWN}
 )
+# Compliance codes: agents.decisions.compliance.check_compliance, beside decide() in sizing.
+COMPLIANCE_CODES = frozenset(
+    {ReasonCode.SYMBOL_RESTRICTED, ReasonCode.MARKET_CLOSED, ReasonCode.SHORT_NOT_SHORTABLE,
+     ReasonCode.SHORT_HARD_TO_BORROW, ReasonCode.SHORT_SALE_RESTRICTED, ReasonCode.SELF_CROSS,
+     ReasonCode.PATTERN_DAY_TRADER}
+)
 # Codes produced outside decide() (sizing agent, submission agent, signature check, gate).
 LEDGER_CODES = frozenset(
     {ReasonCode.SIGNAL_NOT_SEEN, ReasonCode.AWAITING_SECOND_APPROVAL,
@@ -85,7 +100,7 @@ LEDGER_CODES = frozenset(
 )
 EXTERNAL_CODES = frozenset(
     {ReasonCode.ALREADY_DECIDED, ReasonCode.VENUE_REJECTED, ReasonCode.VENUE_UNAVAILABLE}
-) | LEDGER_CODES | SIGNATURE_CODES | GATE_CODES
+) | LEDGER_CODES | SIGNATURE_CODES | GATE_CODES | COMPLIANCE_CODES
 
 
 def _text(value: object) -> str:

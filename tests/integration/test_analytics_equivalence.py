@@ -9,7 +9,6 @@ and returns what differs; the assertions stay here.
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
@@ -144,13 +143,15 @@ async def _differences(q: Queries) -> list[str]:
         got, want = await q.trades(**kw), await _view_trades(q, **kw)
         if got != want:
             diffs.append(f"trades {kw}: {len(got)} rows vs the view's {len(want)}")
-    for kw, page in itertools.product(_order_cases(), (1, 7, 100)):
-        got_o, want_o = await _paged_orders(q, page, **kw), await _view_orders(q, **kw)
-        if got_o != want_o:
-            diffs.append(f"orders {kw} pages of {page}: {len(got_o)} vs {len(want_o)}")
-        history = await q.order_history(limit=page, **{k: v for k, v in kw.items()})
-        if history != want_o[:page]:
-            diffs.append(f"order_history {kw} limit {page}")
+    for kw in _order_cases():
+        want_o = await _view_orders(q, **kw)
+        for page in (29, 100):
+            got_o = await _paged_orders(q, page, **kw)
+            if got_o != want_o:
+                diffs.append(f"orders {kw} pages of {page}: {len(got_o)} vs {len(want_o)}")
+        for limit in (1, 7, 100):
+            if await q.order_history(limit=limit, **kw) != want_o[:limit]:
+                diffs.append(f"order_history {kw} limit {limit}")
     return diffs
 
 
@@ -216,7 +217,8 @@ def _run(name: str, path: str) -> Any:
 def test_probed_history_equals_the_views(tmp_path: Path) -> None:
     diffs, counts = _in_engine_process(_check_equivalence, tmp_path / "chdb")
     print(f"compared {counts['trades']} trades and {counts['orders']} orders")
-    assert counts["trades"] > SYNTHETIC_TRADES and counts["orders"] > SYNTHETIC_TRADES
+    assert counts["trades"] > SYNTHETIC_TRADES
+    assert counts["orders"] > SYNTHETIC_TRADES
     assert diffs == []
 
 

@@ -1,0 +1,379 @@
+"""Approval -> order benchmark: open-loop load at fixed offered rates through the real stack
+(Kafka, `jax-exec sim`, a worker with the trading stages over the IB adapter, a worker with the
+audit stage), beside the floor measured in the same run. Writes bench/results/latest.json,
+latest.md and latest.png.
+
+    .venv/bin/python bench/bench_pipeline.py            # the full run (~5-8 min on 2 cores)
+    .venv/bin/python bench/bench_pipeline.py --smoke    # seconds of load, for the smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from aiokafka import AIOKafkaProducer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.progress import (  # noqa: E402
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+import floors  # noqa: E402
+import report  # noqa: E402
+from loadgen import (  # noqa: E402
+    Planned,
+    Seen,
+    collect,
+    coid_of,
+    dumps,
+    growing,
+    open_loop,
+    percentiles,
+    schedule,
+)
+from pipeline_stack import Stack, Usage, own_broker  # noqa: E402
+
+from jax_exec.kafka_local import pinned_version  # noqa: E402
+from tests.integration.harness import approval_for  # noqa: E402
+from tests.integration.order_path import reference_prices, signal_at  # noqa: E402
+
+OUTPUT_TOPICS = ("signal-ledger", "order-intents", "orders", "fills", "rejections")
+AUDIT_POLL_S = 0.25
+console = Console()
+
+
+@dataclass
+class Run:
+    stack: Stack
+    producer: AIOKafkaProducer
+    seen: Seen
+    progress: Progress
+    symbols: list[str]
+    prices: dict[str, Any]
+    visible: dict[str, float] = field(default_factory=dict)  # event id -> first seen in CH
+    latencies: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+
+def build(run: Run, count: int) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for i in range(count):
+        sym = run.symbols[i % len(run.symbols)]
+        approval = approval_for(signal_at(sym, run.prices[sym]))
+        out.append((coid_of(approval["signal"]["id"]), approval))
+    return out
+
+
+async def publish_signals(run: Run, batch: list[tuple[str, dict[str, Any]]]) -> None:
+    """Signals first (the pipeline refuses an approval of a signal it never saw), and wait
+    until each is in the signal ledger, so the timed part measures approvals only."""
+    topic = f"{run.stack.prefix}signals"
+    futs = [await run.producer.send(topic, dumps(a["signal"]), key=_key(a)) for _, a in batch]
+    await asyncio.gather(*futs)
+    deadline = time.monotonic() + 60 + len(batch) / 20
+    while any(c not in run.seen.ledger for c, _ in batch):
+        if time.monotonic() > deadline:
+            missing = sum(c not in run.seen.ledger for c, _ in batch)
+            console.print(f"[yellow]{missing} signals not in the ledger; going on")
+            return
+        await asyncio.sleep(0.1)
+
+
+def _key(approval: dict[str, Any]) -> bytes:
+    return str(uuid.UUID(approval["signal"]["id"])).encode()
+
+
+async def poll_audit(run: Run, since: datetime, stop: asyncio.Event) -> None:
+    """When each orders/fills record becomes visible in ClickHouse (the audit worker's /sql)."""
+    assert run.stack.audit is not None
+    query = ("SELECT toString(event_id) AS id FROM events WHERE topic IN ('orders', 'fills') "
+             f"AND ingested_at >= toDateTime64('{since:%Y-%m-%d %H:%M:%S}', 6, 'UTC')")
+    while not stop.is_set():
+        try:
+            rows = await asyncio.to_thread(run.stack.audit.sql, query)
+        except OSError as exc:
+            console.print(f"[yellow]audit /sql: {exc}")
+            rows = []
+        now = time.time()
+        for row in rows:
+            run.visible.setdefault(row["id"], now)
+        await asyncio.sleep(AUDIT_POLL_S)
+
+
+def _outcomes(run: Run, coids: list[str]) -> tuple[int, int, int]:
+    s = run.seen
+    acked = sum(c in s.ack for c in coids)
+    rejected = sum(c in s.rejected and c not in s.ack for c in coids)
+    filled = sum(c in s.fill for c in coids)
+    return acked, rejected, filled
+
+
+async def run_step(run: Run, rate: float, duration: float, label: str) -> dict[str, Any]:
+    count = max(2, round(rate * duration))
+    batch = build(run, count)
+    coids = [c for c, _ in batch]
+    task = run.progress.add_task(f"{label} {rate:g}/s: signals", total=count)
+    await publish_signals(run, batch)
+    usage = Usage(run.stack.pids())
+    usage.begin()
+    offsets = schedule(rate, count)
+    plan = [Planned(at, _key(a), dumps(a)) for at, (_, a) in zip(offsets, batch, strict=True)]
+    t0 = time.time() + 0.3
+    run.progress.update(task, description=f"{label} {rate:g}/s: sending")
+    sender = asyncio.create_task(open_loop(run.producer, f"{run.stack.prefix}approvals", plan,
+                                           t0))
+    settle = duration + 30 + count / 8
+    deadline = time.monotonic() + settle
+    while time.monotonic() < deadline:
+        usage.sample()
+        acked, rejected, filled = _outcomes(run, coids)
+        run.progress.update(task, completed=acked + rejected, description=(
+            f"{label} {rate:g}/s: acked {acked}, filled {filled}, refused {rejected}"))
+        if sender.done() and acked + rejected == count and filled >= acked:
+            break
+        await asyncio.sleep(0.2)
+    late = await sender
+    used = usage.end()
+    run.progress.update(task, completed=count)
+    return summarize(run, rate, duration, batch, offsets, t0, late, used)
+
+
+def summarize(run: Run, rate: float, duration: float, batch: list[tuple[str, Any]],
+              offsets: list[float], t0: float, late: float,
+              used: dict[str, Any]) -> dict[str, Any]:
+    s = run.seen
+    sched = {c: t0 + at for (c, _), at in zip(batch, offsets, strict=True)}
+    coids = [c for c, _ in batch]
+    ack = [s.ack[c] - sched[c] for c in coids if c in s.ack]
+    fill = [s.fill[c] - sched[c] for c in coids if c in s.fill]
+    ack_venue = [s.ack_venue[c] - sched[c] for c in coids if c in s.ack_venue]
+    acked, rejected, _ = _outcomes(run, coids)
+    reasons: dict[str, int] = {}
+    for c in coids:
+        if c in s.rejected and c not in s.ack:
+            reasons[s.rejected[c]] = reasons.get(s.rejected[c], 0) + 1
+    run.latencies[f"{rate:g}"] = {"ack": ack, "fill": fill}
+    grow = growing(ack)
+    return {"rate": rate, "duration_s": duration, "approvals": len(coids), "acked": acked,
+            "rejected": reasons, "lost": len(coids) - acked - rejected, "growing": grow,
+            "sustained": acked == len(coids) and not grow,
+            "sender_max_late_ms": round(late * 1000, 2), "ack": percentiles(ack),
+            "ack_venue_time": percentiles(ack_venue), "fill": percentiles(fill),
+            "usage": used}
+
+
+async def search(run: Run, fixed: list[dict[str, Any]], steps: int,
+                 duration: float) -> list[dict[str, Any]]:
+    """Bisect (geometrically) between the highest sustained and the lowest failing rate."""
+    ok = [r["rate"] for r in fixed if r["sustained"]]
+    bad = [r["rate"] for r in fixed if not r["sustained"]]
+    lo, hi = (max(ok) if ok else 1.0), (min(bad) if bad else None)
+    found: list[dict[str, Any]] = []
+    for _ in range(steps):
+        if hi is None or hi / lo < 1.25:
+            break
+        mid = float(round(math.sqrt(lo * hi)))
+        result = await run_step(run, mid, duration, "search")
+        found.append(result)
+        lo, hi = (mid, hi) if result["sustained"] else (lo, mid)
+    return found
+
+
+async def kafka_floor(run: Run, rates: list[tuple[float, float]]) -> dict[str, Any]:
+    bootstrap, prefix = run.stack.bootstrap, run.stack.prefix
+    await floors.create_topics(bootstrap, prefix)
+    sizes = run.seen.sizes
+    relay = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "floors.py"), "relay", bootstrap, prefix,
+         str(sizes.get("signal-ledger", 3000)), str(sizes.get("order-intents", 2000)),
+         str(sizes.get("orders", 800))], stdout=subprocess.PIPE, cwd=ROOT)
+    assert relay.stdout is not None
+    relay.stdout.readline()  # "ready"
+    seen: dict[str, float] = {}
+    out: dict[str, Any] = {}
+    try:
+        consumer_task = asyncio.create_task(_floor_consumer(bootstrap, prefix, seen))
+        await asyncio.sleep(2.0)  # the relay's group assignment
+        approval_bytes = sizes.get("approvals", 1500)
+        for rate, duration in rates:
+            count = max(2, round(rate * duration))
+            ids = [uuid.uuid4().hex for _ in range(count)]
+            offsets = schedule(rate, count)
+            plan = [Planned(at, i.encode(), floors.padded(i, approval_bytes))
+                    for at, i in zip(offsets, ids, strict=True)]
+            t0 = time.time() + 0.2
+            task = run.progress.add_task(f"floor aiokafka chain {rate:g}/s", total=count)
+            await open_loop(run.producer, f"{prefix}floor-in", plan, t0)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and any(i not in seen for i in ids):
+                run.progress.update(task, completed=sum(i in seen for i in ids))
+                await asyncio.sleep(0.1)
+            run.progress.update(task, completed=count)
+            out[f"{rate:g}"] = percentiles([seen[i] - (t0 + at)
+                                            for i, at in zip(ids, offsets, strict=True)
+                                            if i in seen])
+        consumer_task.cancel()
+    finally:
+        relay.terminate()
+        relay.wait(10)
+    return out
+
+
+async def _floor_consumer(bootstrap: str, prefix: str, seen: dict[str, float]) -> None:
+    import json
+
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(f"{prefix}floor-out", bootstrap_servers=bootstrap,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=5,
+                                group_id=f"{prefix}floor-reader")
+    await consumer.start()
+    try:
+        async for msg in consumer:
+            seen.setdefault(json.loads(msg.value or b"{}")["id"], time.time())
+    finally:
+        await consumer.stop()
+
+
+def ratios(rates: list[dict[str, Any]], fl: dict[str, Any]) -> None:
+    ib = fl["ib_bracket"]
+    for r in rates:
+        kafka = fl["kafka"].get(f"{r['rate']:g}") or next(iter(fl["kafka"].values()), None)
+        floor = {q: (kafka[q] + ib[q]) if kafka and kafka[q] is not None and ib[q] is not None
+                 else None for q in ("p50", "p99")}
+        r["floor"] = floor
+        r["ratio"] = {q: (round(r["ack"][q] / floor[q], 2)
+                          if r["ack"][q] is not None and floor[q] else None)
+                      for q in ("p50", "p99")}
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--bootstrap", help="use this running broker (default: start one)")
+    p.add_argument("--rates", default="10,100,500", help="offered approvals/s")
+    p.add_argument("--durations", default="20,5,2", help="seconds of load per rate")
+    p.add_argument("--search-steps", type=int, default=3)
+    p.add_argument("--search-duration", type=float, default=8.0)
+    p.add_argument("--ib-samples", type=int, default=30)
+    p.add_argument("--profile-rate", type=float,
+                   help="py-spy the trading worker during the step at this rate")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument("--smoke", action="store_true",
+                   help="seconds of load: 5/s for 2 s, no search, few floor samples")
+    args = p.parse_args()
+    if args.smoke:
+        args.rates, args.durations, args.search_steps, args.ib_samples = "5", "2", 0, 3
+    return args
+
+
+async def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
+    rates = [float(r) for r in args.rates.split(",")]
+    durations = [float(d) for d in args.durations.split(",")]
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", linger_ms=0)
+    await producer.start()
+    prices = reference_prices()
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console)
+    run = Run(stack, producer, Seen(), progress, sorted(prices), prices)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    tasks = [asyncio.create_task(collect(stack.bootstrap, stack.prefix, OUTPUT_TOPICS,
+                                         run.seen, stop, ready)),
+             asyncio.create_task(poll_audit(run, datetime.now(UTC), stop))]
+    await ready.wait()
+    try:
+        with progress:
+            fixed = []
+            for rate, duration in zip(rates, durations, strict=True):
+                profiler = _profile(args, stack, rate, duration)
+                fixed.append(await run_step(run, rate, duration, "pipeline"))
+                _profile_done(profiler)
+            searched = await search(run, fixed, args.search_steps, args.search_duration)
+            await asyncio.sleep(3 * AUDIT_POLL_S + 2.0)  # the last audit batch
+            run.seen.sizes.setdefault("approvals", len(dumps(build(run, 1)[0][1])))
+            kafka = await kafka_floor(run, [(r, min(d, 5.0)) for r, d in
+                                            zip(rates, durations, strict=True)])
+            assert stack.sim is not None
+            single = await floors.ib_round_trips(stack.sim.port, args.ib_samples, False)
+            bracket = await floors.ib_round_trips(stack.sim.port, args.ib_samples, True)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await producer.stop()
+    fl = {"kafka": kafka, "ib_single": percentiles(single), "ib_bracket": percentiles(bracket)}
+    ratios(fixed + searched, fl)
+    lag = [run.visible[e] - t for e, t in run.seen.produced.items() if e in run.visible]
+    everything = fixed + searched
+    sustained = max([r["rate"] for r in everything if r["sustained"]], default=0.0)
+    return {"rates": fixed, "search": searched, "sustained_rate": sustained,
+            "audit_lag": percentiles(lag), "audit_poll_s": AUDIT_POLL_S, "floors": fl,
+            "record_bytes": run.seen.sizes, "_latencies": run.latencies}
+
+
+def _profile(args: argparse.Namespace, stack: Stack, rate: float,
+             duration: float) -> subprocess.Popen[bytes] | None:
+    if args.profile_rate != rate or stack.trading is None or stack.trading.proc is None:
+        return None
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    out = args.out / f"profile-{rate:g}.txt"
+    return subprocess.Popen([spy, "record", "-p", str(stack.trading.proc.pid), "-r", "200",
+                             "-d", str(int(duration + 20)), "-f", "raw", "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _profile_done(profiler: subprocess.Popen[bytes] | None) -> None:
+    if profiler is not None:
+        profiler.wait(120)
+
+
+def main() -> int:
+    args = parse()
+    started = time.monotonic()
+    described = report.machine()
+    home = Path(tempfile.mkdtemp(prefix="jax-bench-"))
+    kafka = None
+    command = "make bench" if not args.smoke else "bench_pipeline.py --smoke"
+    if args.bootstrap:
+        bootstrap = args.bootstrap
+    else:
+        console.print("starting a Kafka broker of the benchmark's own ...")
+        kafka = own_broker(home)
+        bootstrap = kafka.bootstrap
+    stack = Stack(home, bootstrap, f"b{uuid.uuid4().hex[:8]}-")
+    try:
+        console.print("starting the simulator, the trading worker and the audit worker ...")
+        stack.start()
+        result = asyncio.run(measure(args, stack))
+    finally:
+        stack.stop()
+        if kafka is not None:
+            kafka.stop()
+    latencies = result.pop("_latencies")
+    result = {"machine": described, "kafka_version": pinned_version(),
+              "command": command, "finished_at": datetime.now(UTC).isoformat(),
+              "wall_seconds": round(time.monotonic() - started, 1), **result}
+    report.write(result, latencies, args.out)
+    console.print(report.markdown(result))
+    console.print(f"wrote {args.out}/latest.json, latest.md, latest.png")
+    shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""What the pipeline benchmark starts: a Kafka broker of its own (or the running one), the
+simulator (`jax-exec sim`), a worker with the trading stages over the IB adapter, and a worker
+with the audit stage; plus /proc readings of their CPU and resident memory."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from jax_exec.kafka_local import LocalKafka  # noqa: E402
+from tests.integration.harness import SimulatorProcess, WorkerProcess, free_port  # noqa: E402
+
+TRADING_STAGES = ("validation", "sizing", "submission", "reconciliation")
+
+# Orders pass: many symbols, a deep account, tiny orders (~2,000 USD on 100 M), limits far away.
+RISK = {
+    "MAX_OPEN_POSITIONS": "100000", "ALLOW_SAME_SYMBOL_POSITION": "true",
+    "MAX_ORDERS_PER_MINUTE": "100000", "MAX_POSITION_PCT": "0.00002",
+    "MAX_SYMBOL_EXPOSURE_PCT": "1", "MAX_GROUP_EXPOSURE_PCT": "1", "MAX_GROSS_EXPOSURE_PCT": "1",
+}
+SIM = {"SIM_STARTING_CASH": "100000000", "SIM_TICK_SECONDS": "0"}
+# The production defaults, not the integration tests' faster ones.
+CADENCE = {"RECONCILE_INTERVAL_SECONDS": "0.5", "AUDIT_BATCH_SECONDS": "1.0"}
+
+
+def two_free_ports() -> int:
+    """A port whose next one is free too (the broker's controller listens on port + 1)."""
+    for _ in range(50):
+        port = free_port()
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no two consecutive free ports")
+
+
+def own_broker(home: Path) -> LocalKafka:
+    """A broker on free ports under `home`, sharing the project's jar cache when there is one
+    (a clean clone downloads the jars once, as `make run` does)."""
+    kafka = LocalKafka(home=home / "kafka-home", port=two_free_ports())
+    kafka.home.mkdir(parents=True, exist_ok=True)
+    cache = Path(os.environ.get("JAX_HOME", ROOT / ".local")) / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    link = kafka.home / "cache"
+    if not link.exists():
+        link.symlink_to(cache.resolve())
+    kafka.start(timeout=180)
+    return kafka
+
+
+@dataclass
+class Stack:
+    home: Path
+    bootstrap: str
+    prefix: str
+    sim: SimulatorProcess | None = None
+    trading: WorkerProcess | None = None
+    audit: WorkerProcess | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.sim = SimulatorProcess(self.home / "sim", env=SIM)
+        self.sim.wait_ready(60)
+        common = {"KAFKA_BOOTSTRAP": self.bootstrap, "LOG_LEVEL": "warning", **CADENCE,
+                  **self.extra_env}
+        trading_args = [a for s in TRADING_STAGES for a in ("--stage", s)]
+        self.trading = WorkerProcess(self.home / "trading", self.prefix, args=trading_args, env={
+            **common, **RISK, "VENUE": "ib", "IB_HOST": "127.0.0.1",
+            "IB_PORT": str(self.sim.port), "IB_CLIENT_ID": "9"})
+        self.audit = WorkerProcess(self.home / "audit", self.prefix, args=["--stage", "audit"],
+                                   env=common)
+        self.trading.start(180)
+        self.audit.start(180)
+
+    def stop(self) -> None:
+        for proc in (self.audit, self.trading):
+            if proc is not None:
+                proc.stop(30)
+        if self.sim is not None:
+            self.sim.stop()
+
+    def pids(self) -> dict[str, int]:
+        procs = {"trading worker": self.trading, "audit worker": self.audit}
+        out = {name: p.proc.pid for name, p in procs.items() if p and p.proc}
+        if self.sim is not None:
+            out["simulator"] = self.sim.proc.pid
+        return out
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Usage:
+    """CPU share and peak RSS of each process over a window."""
+
+    pids: dict[str, int]
+    started: float = 0.0
+    cpu0: dict[str, float] = field(default_factory=dict)
+    peak: dict[str, float] = field(default_factory=dict)
+
+    def begin(self) -> None:
+        self.started = time.monotonic()
+        self.cpu0 = {n: cpu_seconds(p) for n, p in self.pids.items()}
+        self.peak = {n: rss_mib(p) for n, p in self.pids.items()}
+
+    def sample(self) -> None:
+        for n, p in self.pids.items():
+            self.peak[n] = max(self.peak.get(n, 0.0), rss_mib(p))
+
+    def end(self) -> dict[str, dict[str, float]]:
+        self.sample()
+        wall = max(time.monotonic() - self.started, 1e-6)
+        return {n: {"cpu_pct": round(100 * (cpu_seconds(p) - self.cpu0[n]) / wall, 1),
+                    "rss_mib": round(self.peak[n], 1)} for n, p in self.pids.items()}
