@@ -35,11 +35,17 @@ $(STAMP): pyproject.toml constraints.txt | system-deps
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	rm -f $(VENV)/.installed-*; touch $@
 
-# Java 17+ runs the Kafka broker; Maven resolves its jars from Maven Central.
+# Java 17+ and Maven run the Kafka broker; openssl, jq and kcat are the independent producer
+# of the signed-approval test; chromium drives the browser tests.
+SYSTEM_TOOLS := java:openjdk-17-jre-headless mvn:maven openssl:openssl jq:jq kcat:kcat \
+                chromium:chromium
 system-deps:
-	@if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then \
-	  echo "installing Java and Maven (apt-get)"; \
-	  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven; \
+	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+	  command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (apt-get)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
 kafka-start: $(STAMP)

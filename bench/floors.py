@@ -85,7 +85,7 @@ async def ib_round_trips(port: int, count: int, bracket: bool, gap: float = 0.25
         for i in range(count):
             req = OrderRequest(client_order_id=f"floor-{int(time.time() * 1e6)}-{i}",
                                symbol="AAPL", side=Side.BUY, quantity=Decimal(1),
-                               order_type=OrderType.LIMIT, limit_price=Decimal("100.00"),
+                               order_type=OrderType.LMT, limit_price=Decimal("100.00"),
                                take_profit=Decimal("110.00") if bracket else None,
                                stop_loss=Decimal("90.00") if bracket else None)
             first = ib.client.getReqId()

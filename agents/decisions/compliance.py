@@ -23,6 +23,7 @@ overnight holding followed by a buy-back as a day trade: the conservative way.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -56,7 +57,9 @@ def calendar(name: str) -> ExchangeCalendar:
     """An exchange calendar by its exchange_calendars code, built once per process."""
     import exchange_calendars  # pandas-heavy: only processes that check hours load it
 
-    return exchange_calendars.get_calendar(name)
+    with warnings.catch_warnings():  # the library's own use of APIs pandas 3.1 deprecates
+        warnings.filterwarnings("ignore", module="pandas")
+        return exchange_calendars.get_calendar(name)
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,8 @@ def command(name: str, service: dict[str, Any], ports: Ports) -> list[str]:
 
 def healthcheck(name: str, service: dict[str, Any], ports: Ports) -> list[str]:
     test = [str(a) for a in service["healthcheck"]["test"]]
-    assert test[0] == "CMD" and test[1] == "python", test
+    assert test[0] == "CMD", test
+    assert test[1] == "python", test
     return [sys.executable, *(LOOPBACK_URL.sub(lambda m: f"127.0.0.1:{ports.of(name, int(m[1]))}",
                                                a) for a in test[2:])]
 
@@ -98,19 +99,19 @@ class ServiceProcess:
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         Path(self.env["JAX_HOME"]).mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env={**os.environ, **self.env},  # noqa: S603
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env={**os.environ, **self.env},
                                      stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
 
     def healthy(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise RuntimeError(f"{self.name} exited {self.proc.returncode}:\n{self.tail()}")
-        return subprocess.run(self.check, capture_output=True, timeout=10,  # noqa: S603
+        return subprocess.run(self.check, capture_output=True, timeout=10,
                               check=False).returncode == 0
 
     def metrics(self) -> dict[str, float]:
         """Every sample of /metrics as name{labels} -> value."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",
                                     timeout=5) as resp:
             text = resp.read().decode()
         out = {}

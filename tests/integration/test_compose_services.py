@@ -65,3 +65,8 @@ async def test_every_compose_service_runs_and_counts_the_seed_signal(
           f"venue calls trading {total(seen['trading'], 'jax_venue_calls_total'):g}; audit rows "
           f"{total(seen['audit'], 'jax_audit_rows_written'):g}")
     assert by["api"].healthy()
+    # JSON log lines carry the signal's correlation id: one signal followed across processes
+    tagged = [p.name for p in stack if f'"correlation_id": "{signal["id"]}"' in
+              p.log.read_text(errors="replace")]
+    print(f"log lines with the seed's correlation id in: {tagged}")
+    assert "trading" in tagged

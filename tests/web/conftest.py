@@ -13,6 +13,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,9 @@ class Stack:
                           headers={"Authorization": f"Bearer {self.tokens[role]}"})
 
     def publish(self, topic: str, value: dict[str, Any], key: bytes) -> None:
-        asyncio.run(publish(f"{self.prefix}{topic}", value, key=key))
+        """From a thread of its own: sync Playwright keeps an event loop in this one."""
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, publish(f"{self.prefix}{topic}", value, key=key)).result(60)
 
     def wait(self, what: str, check: Callable[[], Any], within: float = 60.0) -> Any:
         deadline = time.monotonic() + within

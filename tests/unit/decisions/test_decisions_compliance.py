@@ -1,0 +1,220 @@
+"""Every compliance check and reason code, for BUY and SELL, on an order decide() produced."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from agents.decisions import decide
+from agents.decisions.compliance import (
+    check_compliance,
+    day_trades,
+    pdt_sessions,
+    pdt_window_start,
+)
+from agents.decisions.instruments import AssetClass
+from agents.decisions.reasons import COMPLIANCE_CODES, ReasonCode
+from brokers.port import FillReport, InstrumentRules, OrderReport
+from schemas.events import OrderIntent, OrderLeg, OrderStatus, OrderType, Side
+from tests.unit.decisions.decisions_factory import T0, Factory
+
+R = ReasonCode
+BUY, SELL = Side.BUY, Side.SELL
+NY_ZONE = "America/New_York"
+CHRISTMAS = datetime(2026, 12, 25, 15, 0, tzinfo=UTC)
+AFTER_CLOSE = T0.replace(hour=22)  # 17:00 New York
+EARLY_CLOSE = datetime(2026, 11, 27, 18, 30, tzinfo=UTC)  # 13:30 NY, the day after Thanksgiving
+LONDON_SHUT = T0.replace(hour=17)  # 17:00 London (closed), 12:00 New York (open)
+
+
+def other(side: Side) -> Side:
+    return SELL if side is BUY else BUY
+
+
+def fill(symbol: str, side: Side, at: datetime, n: int, account: str = "DU1234567") -> FillReport:
+    return FillReport(execution_id=f"e{n}", client_order_id=f"c{n}", venue_order_id=f"v{n}",
+                      account_id=account, symbol=symbol, side=side, quantity=Decimal(10),
+                      price=Decimal(100), executed_at=at)
+
+
+def three_day_trades() -> list[FillReport]:
+    """One day trade on each of Tue, Wed, Thu before T0 (Fri 2026-02-06), one a week earlier."""
+    days = [T0 - timedelta(days=d) for d in (3, 2, 1)]
+    fills = []
+    for i, (day, symbol) in enumerate(zip(days, ("MSFT", "TSLA", "NVDA"), strict=True)):
+        fills += [fill(symbol, BUY, day, 2 * i), fill(symbol, SELL, day + timedelta(hours=1),
+                                                     2 * i + 1)]
+    old = T0 - timedelta(days=7)
+    return [*fills, fill("AMD", BUY, old, 90), fill("AMD", SELL, old + timedelta(hours=1), 91)]
+
+
+def opened_today(side: Side) -> list[FillReport]:
+    """This morning's AAPL fill on the other side: the order would close it, a day trade."""
+    return [fill("AAPL", other(side), T0 - timedelta(minutes=30), 50)]
+
+
+@dataclass
+class Case:
+    code: R | None
+    settings: dict[str, Any] = field(default_factory=dict)
+    account: dict[str, Any] = field(default_factory=dict)
+    positions: list[tuple[str, str, str]] = field(default_factory=list)
+    resting: list[dict[str, Any]] = field(default_factory=list)
+    fills: list[FillReport] = field(default_factory=list)
+    rules: dict[str, Any] | None = None
+    now: datetime = T0
+    asset_class: AssetClass = AssetClass.EQUITY
+
+
+def only(side: Side, when: Side, code: R) -> R | None:
+    return code if side is when else None
+
+
+def cases(side: Side) -> dict[str, Case]:
+    short = only(side, SELL, R.SHORT_NOT_SHORTABLE)
+    pdt = {"equity": Decimal(20000)}
+    crossing = 149 if side is BUY else 151  # the other side's limit the order's 150 reaches
+    away = 160 if side is BUY else 140
+    return {
+        "passes": Case(None, rules={"symbol": "AAPL", "shortable": True}),
+        "restricted": Case(R.SYMBOL_RESTRICTED, settings={"restricted_symbols": "GME,AAPL"}),
+        "restricted_other_symbol": Case(None, settings={"restricted_symbols": "GME"}),
+        "holiday": Case(R.MARKET_CLOSED, settings={"market_calendar": "XNYS"}, now=CHRISTMAS),
+        "after_close": Case(R.MARKET_CLOSED, settings={"market_calendar": "XNYS"},
+                            now=AFTER_CLOSE),
+        "early_close": Case(R.MARKET_CLOSED, settings={"market_calendar": "XNYS"},
+                            now=EARLY_CLOSE),
+        "in_session": Case(None, settings={"market_calendar": "XNYS"}),
+        "no_calendar_no_check": Case(None, now=CHRISTMAS),
+        "venue_calendar": Case(R.MARKET_CLOSED, settings={
+            "market_calendar": "XNYS", "venue_calendars": "sim:XLON"}, now=LONDON_SHUT),
+        "symbol_calendar_wins": Case(None, settings={
+            "venue_calendars": "sim:XLON", "symbol_calendars": "AAPL:XNYS"}, now=LONDON_SHUT),
+        "not_shortable": Case(short, rules={"symbol": "AAPL", "shortable": False}),
+        "not_shortable_but_long": Case(None, rules={"symbol": "AAPL", "shortable": False},
+                                       positions=[("AAPL", "1000", "150")]),
+        "shortable_unknown": Case(None, rules={"symbol": "AAPL"}),
+        "shortable_unknown_required": Case(short, rules={"symbol": "AAPL"},
+                                           settings={"shortable_required": True}),
+        "short_check_off": Case(None, rules={"symbol": "AAPL", "shortable": False},
+                                settings={"short_sale_check": False}),
+        "hard_to_borrow": Case(only(side, SELL, R.SHORT_HARD_TO_BORROW),
+                               settings={"hard_to_borrow_symbols": "AAPL"}),
+        "ssr_today": Case(only(side, SELL, R.SHORT_SALE_RESTRICTED),
+                          settings={"ssr_symbols": "AAPL@2026-02-06"}),
+        "ssr_every_day": Case(only(side, SELL, R.SHORT_SALE_RESTRICTED),
+                              settings={"ssr_symbols": "AAPL"}),
+        "ssr_other_day": Case(None, settings={"ssr_symbols": "AAPL@2026-02-05"}),
+        "self_cross": Case(R.SELF_CROSS, resting=[{"side": other(side), "price": crossing}]),
+        "self_cross_market": Case(R.SELF_CROSS, resting=[{"side": other(side), "price": None}]),
+        "no_cross_away": Case(None, resting=[{"side": other(side), "price": away}]),
+        "no_cross_same_side": Case(None, resting=[{"side": side, "price": crossing}]),
+        "no_cross_stop": Case(None, resting=[{"side": other(side), "price": None,
+                                              "order_type": OrderType.STP}]),
+        "no_cross_done": Case(None, resting=[{"side": other(side), "price": crossing,
+                                              "status": OrderStatus.FILLED}]),
+        "self_cross_off": Case(None, resting=[{"side": other(side), "price": crossing}],
+                               settings={"self_cross_check": False}),
+        "pattern_day_trader": Case(R.PATTERN_DAY_TRADER, account=pdt,
+                                   fills=three_day_trades() + opened_today(side)),
+        "pdt_equity_at_threshold": Case(None, account={"equity": Decimal(25000)},
+                                        fills=three_day_trades() + opened_today(side)),
+        "pdt_two_before": Case(None, account=pdt,
+                               fills=three_day_trades()[2:] + opened_today(side)),
+        "pdt_not_a_day_trade": Case(None, account=pdt, fills=three_day_trades()),
+        "pdt_adds_to_today": Case(None, account=pdt,
+                                  fills=[*three_day_trades(),
+                                         fill("AAPL", side, T0 - timedelta(minutes=30), 60)]),
+        "pdt_fx_exempt": Case(None, account=pdt, asset_class=AssetClass.FX,
+                              fills=three_day_trades() + opened_today(side)),
+        "pdt_off": Case(None, account=pdt, settings={"pdt_check": False},
+                        fills=three_day_trades() + opened_today(side)),
+    }
+
+
+def intent_for(f: Factory, side: Side) -> OrderIntent:
+    outcome = decide(f.approval(f.signal_dict(side)), f.account(), [], [], 0, T0, f.settings(),
+                     "sim")
+    assert isinstance(outcome, OrderIntent), outcome
+    return outcome
+
+
+def resting(f: Factory, spec: dict[str, Any]) -> OrderReport:
+    price = spec["price"]
+    order = f.order("AAPL", "10", None if price is None else str(price), side=spec["side"],
+                    leg=OrderLeg.TAKE_PROFIT, status=spec.get("status", OrderStatus.ACCEPTED))
+    if "order_type" in spec:
+        order = order.model_copy(update={"order_type": spec["order_type"],
+                                         "stop_price": Decimal(145)})
+    return order
+
+
+PARAMS = [pytest.param(side, name, id=f"{name}-{side}")
+          for name in cases(BUY) for side in (BUY, SELL)]
+
+
+@pytest.mark.parametrize(("side", "name"), PARAMS)
+def test_compliance(f: Factory, side: Side, name: str) -> None:
+    case = cases(side)[name]
+    refusal = check_compliance(
+        intent_for(f, side),
+        f.account(**case.account),
+        [f.position(*p) for p in case.positions],
+        [resting(f, r) for r in case.resting],
+        case.fills,
+        None if case.rules is None else InstrumentRules(**case.rules),
+        case.now,
+        f.settings(**case.settings),
+        case.asset_class,
+    )
+    if case.code is None:
+        assert refusal is None, refusal
+        return
+    assert refusal is not None, f"expected {case.code}"
+    print(f"{name}-{side}: {refusal.code}: {refusal.message}")
+    assert refusal.code is case.code, refusal
+    assert refusal.stage == "compliance"
+    assert refusal.message and refusal.details
+
+
+def test_every_compliance_code_has_a_case() -> None:
+    covered = {c.code for side in (BUY, SELL) for c in cases(side).values() if c.code}
+    assert covered == set(COMPLIANCE_CODES)
+
+
+@pytest.mark.parametrize(
+    ("sides", "expected"),
+    [
+        ([BUY, SELL], 1),
+        ([BUY, SELL, BUY, SELL], 2),
+        ([BUY, BUY, SELL, SELL], 1),
+        ([SELL, BUY], 1),
+        ([BUY, BUY], 0),
+    ],
+)
+def test_day_trade_counting(sides: list[Side], expected: int) -> None:
+    fills = [fill("AAPL", s, T0 + timedelta(minutes=i), i) for i, s in enumerate(sides)]
+    counts = day_trades(fills, __import__("zoneinfo").ZoneInfo(NY_ZONE))
+    assert sum(counts.values()) == expected
+
+
+def test_pdt_window_is_five_sessions_skipping_holidays(f: Factory) -> None:
+    # Wed 2026-12-02: Thanksgiving (Thu 11-26) is not a business day.
+    now = datetime(2026, 12, 2, 15, tzinfo=UTC)
+    days = [d.isoformat() for d in pdt_sessions(now, f.settings())]
+    assert days == ["2026-11-25", "2026-11-27", "2026-11-30", "2026-12-01", "2026-12-02"]
+    assert pdt_window_start(now, f.settings()) == datetime(2026, 11, 25, 5, tzinfo=UTC)
+
+
+def test_settings_validate_calendars(f: Factory) -> None:
+    with pytest.raises(ValueError, match="unknown exchange calendar"):
+        f.settings(market_calendar="XNOPE")
+    with pytest.raises(ValueError, match="must be KEY:VALUE"):
+        f.settings(venue_calendars="ib")
+    s = f.settings(restricted_symbols="gme, amc", ssr_symbols='["xyz@2026-02-06"]')
+    assert s.restricted_symbols == {"GME", "AMC"}
+    assert s.ssr_symbols == {"XYZ@2026-02-06"}
