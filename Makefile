@@ -58,7 +58,9 @@ schemas: $(STAMP)
 	$(BIN)/python -m schemas.export
 	$(BIN)/python -m jax_exec.readme
 
+# The pipeline benchmark (own broker, simulator, workers) first, then the ClickHouse one.
 bench: $(STAMP)
+	$(BIN)/python bench/bench_pipeline.py
 	$(BIN)/python bench/bench_clickhouse.py
 
 clean:

@@ -65,6 +65,7 @@ class Services:
     venue: OrderService | None
     timeout: float
     live: Any = None  # api.live.LiveFeed where a Kafka tail feeds the page (else no stream)
+    slack: Any = None  # slack_bolt AsyncApp (api.slack.slack_for) when Slack is configured
 
 
 # --- models ------------------------------------------------------------------------------
@@ -310,6 +311,16 @@ def _pages(app: FastAPI) -> None:
         return StreamingResponse(svc.live.subscribe(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store",
                                           "X-Accel-Buffering": "no"})
+
+    @app.post("/slack/events", include_in_schema=False)
+    async def slack(request: Request, svc: Svc) -> Any:
+        """Slack's interactivity requests (buttons); slack-bolt verifies the signature and
+        the timestamp before any handler runs."""
+        if svc.slack is None:
+            raise NotFound("Slack is not configured (SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET)")
+        from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+
+        return await AsyncSlackRequestHandler(svc.slack).handle(request)
 
 
 def _problem_media_type(app: FastAPI) -> None:

@@ -92,6 +92,10 @@ def build_services(settings: Settings, api: ApiSettings, risk: RiskSettings, *,
         venue=venue,
         timeout=api.timeout_seconds,
     )
+    from api.slack import SlackSettings, slack_for
+
+    services.slack = slack_for(SlackSettings(), settings.jax_home, services.decisions.decide,
+                               services.users)
     return services, closers
 
 

@@ -286,3 +286,123 @@ def _answers_metadata(bootstrap: str) -> bool:
             await admin.close()
 
     return asyncio.run(probe())
+
+
+# -- a three-node cluster on this machine ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterNode(LocalKafka):
+    """One node of `KafkaCluster`: its own directory, ports and node id; formatted with the
+    cluster's shared id against a static quorum of every node's controller."""
+
+    node_id: int = 1
+    voters: str = ""
+    cluster_dir: Path = Path()
+
+    @property
+    def base(self) -> Path:
+        return self.cluster_dir / f"node{self.node_id}"
+
+    def configure(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        template = Template((DEPLOY_DIR / "cluster.properties.template").read_text())
+        self.config_file.write_text(template.substitute(
+            node_id=self.node_id, voters=self.voters, host=self.host, port=self.port,
+            controller_port=self.port + 1, data_dir=self.data_dir))
+
+    def format_with(self, cluster_id: str) -> None:
+        if (self.data_dir / "meta.properties").exists():
+            return
+        cmd = [_java(), "-cp", self.classpath(), *self._log_opts(), "kafka.tools.StorageTool",
+               "format", "-t", cluster_id, "-c", str(self.config_file)]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
+        if result.returncode != 0:
+            raise KafkaControlError(f"formatting node {self.node_id} failed:\n"
+                                    f"{result.stderr[-3000:]}")
+
+    def launch(self, tied: bool = False) -> subprocess.Popen[bytes]:
+        """Start detached without waiting: a node is ready only once a quorum is up."""
+        heap = os.environ.get("KAFKA_HEAP", "-Xmx384m")
+        cmd = [_java(), heap, "-XX:+UseG1GC", "-cp", self.classpath(), *self._log_opts(),
+               "kafka.Kafka", str(self.config_file)]
+        with (self.logs_dir / "kafka.out").open("ab") as out:
+            proc = subprocess.Popen(  # noqa: S603
+                cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_die_with_parent() if tied else None)
+        self.pid_file.write_text(str(proc.pid))
+        return proc
+
+    def start(self, timeout: float = 90.0, *, tied: bool = False) -> int:
+        """(Re)start this one node of a formatted cluster and wait until it serves."""
+        running = self.pid()
+        if running is not None:
+            return running
+        self.configure()
+        proc = self.launch(tied)
+        self.wait_ready(timeout, proc)
+        return proc.pid
+
+
+@dataclass(frozen=True)
+class KafkaCluster:
+    """`nodes` KRaft nodes (broker + controller each) on 127.0.0.1 under <home>/kafka-cluster:
+    node n listens on port + 2(n-1), its controller one above. Replication factor 3 and
+    min.insync.replicas 2 (deploy/kafka/cluster.properties.template); jars shared with the
+    single broker (<home>/cache)."""
+
+    home: Path
+    port: int = 9092
+    nodes: int = 3
+    host: str = "127.0.0.1"
+
+    @property
+    def dir(self) -> Path:
+        return self.home / "kafka-cluster"
+
+    @property
+    def members(self) -> list[ClusterNode]:
+        voters = ",".join(f"{n}@{self.host}:{self.port + 2 * (n - 1) + 1}"
+                          for n in range(1, self.nodes + 1))
+        return [ClusterNode(home=self.home, host=self.host, port=self.port + 2 * (n - 1),
+                            node_id=n, voters=voters, cluster_dir=self.dir)
+                for n in range(1, self.nodes + 1)]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.members)
+
+    @property
+    def version(self) -> str:
+        return pinned_version()
+
+    def start(self, timeout: float = 120.0, *, tied: bool = False) -> list[int]:
+        """Install, format every node with one cluster id (once), start all, wait for each."""
+        members = self.members
+        members[0].install()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        id_file = self.dir / "cluster.id"
+        if not id_file.exists():
+            id_file.write_text(_cluster_id())
+        cluster_id = id_file.read_text().strip()
+        procs: dict[int, subprocess.Popen[bytes] | None] = {}
+        for node in members:
+            if node.pid() is not None:
+                procs[node.node_id] = None
+                continue
+            if node.reachable():
+                raise KafkaControlError(f"something else listens on {node.bootstrap}")
+            node.configure()
+            node.format_with(cluster_id)
+            procs[node.node_id] = node.launch(tied)
+        for node in members:
+            node.wait_ready(timeout, procs[node.node_id])
+        return [node.pid() or 0 for node in members]
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """Controlled shutdown of every node; how many were running."""
+        return sum(1 for node in self.members if node.stop(timeout))
+
+    def node(self, node_id: int) -> ClusterNode:
+        return self.members[node_id - 1]

@@ -190,6 +190,13 @@ def run_worker(settings: Settings, stages: Iterable[str], web_port: int | None =
     services: list[Any] = [built.resources]
     if api and built.pipeline.writer is not None:
         services.append(_embedded_api(settings, risk, built, lines))
+    if api:
+        from agents.notify import build_notify
+
+        notify = build_notify(settings)  # None unless NOTIFY_* names a receiver
+        if notify is not None:
+            services.append(notify)
+            lines.append("notify      order, fill, kill-switch and alert notifications on")
     # The API comes after the resources: it stops before ClickHouse and the venue close.
     worker = AnnouncingWorker(built.app, *services, loop=loop, loglevel=settings.log_level,
                               redirect_stdouts=False)
@@ -282,5 +289,8 @@ def _embedded_api(settings: Settings, risk: RiskSettings, built: Any, lines: lis
                       venue=built.venue.service if built.venue else None,
                       gate=ctx.gate if ctx is not None else None, writer=built.pipeline.writer,
                       api=api_settings)
-    lines.append(f"api         http://{api_settings.host}:{api_settings.port}/docs")
-    return ApiService(server)
+    lines.append(f"api         http://{api_settings.host}:{api_settings.port}/ (web page), "
+                 "/docs (API)")
+    from api.live import attach_live
+
+    return attach_live(ApiService(server), settings)

@@ -554,3 +554,79 @@ EVENT_TYPES: dict[str, type[Event]] = {
     "signal_record": SignalRecord,
     "trading_state": TradingStateChanged,
 }
+
+
+class RolloutAction(StrEnum):
+    GO_LIVE = "go_live"  # the named live account may trade, at the given ramp
+    RAMP = "ramp"  # a new size factor and notional cap for an account already live
+
+
+class RolloutDecision(Event):
+    """An admin's signed decision on the paper-to-live rollout (agents.decisions.rollout):
+    which live account may trade, and at what ramp. Signed like an approval (the signer is
+    `approved_by`); the live guard honours only decisions whose signature checks out."""
+
+    event_type: Literal["rollout"] = "rollout"
+    action: RolloutAction
+    account_id: str = Field(min_length=1, max_length=64)
+    ramp_factor: Decimal = Field(gt=0, le=1, description="Sized quantities are scaled by this")
+    max_order_notional: Decimal = Field(gt=0, description="Largest live order value")
+    approved_by: str = Field(min_length=1, max_length=128, description="The admin who decides")
+    decided_at: UtcDatetime
+    reason: str | None = Field(default=None, max_length=2000)
+    report_sha256: str | None = Field(default=None, min_length=64, max_length=64,
+                                      description="SHA-256 of the passing rollout report")
+    previous_event_id: UUID | None = Field(
+        default=None, description="The decision this one steps up from (a ramp)")
+    key_id: str | None = Field(default=None, min_length=1, max_length=128)
+    algorithm: Literal["ed25519", "hmac-sha256"] | None = None
+    signature: str | None = Field(default=None, min_length=1, max_length=512)
+
+    @property
+    def kafka_key(self) -> bytes:
+        """Keyed by account: one account's decisions stay in order."""
+        return self.account_id.encode()
+
+    @staticmethod
+    def derive_event_id(account_id: str, action: RolloutAction, decided_at: datetime) -> UUID:
+        return derive_id("rollout", account_id, action.value, decided_at.isoformat())
+
+
+EVENT_TYPES["rollout"] = RolloutDecision
+
+
+class NotificationKind(StrEnum):
+    ORDER_REJECTED = "order_rejected"  # the venue refused an order
+    ORDER_FILLED = "order_filled"
+    ORDER_PARTIALLY_FILLED = "order_partially_filled"
+    ORDER_CANCELLED = "order_cancelled"
+    ORDER_EXPIRED = "order_expired"
+    SIGNAL_REFUSED = "signal_refused"  # a stage refused (a `rejections` record)
+    KILL_SWITCH_CHANGED = "kill_switch_changed"  # an operator's command changed a state
+    AUTOMATIC_TRIP = "automatic_trip"  # a trip (issued_by auto:<trigger>) changed a state
+    RECONCILIATION_ALERT = "reconciliation_alert"  # an `alerts` record
+
+
+class Notification(Event):
+    """One delivery of one notification to one receiver (Slack or a webhook), as it ended:
+    delivered, or failed after its bounded retries. The subject is the event it reports."""
+
+    event_type: Literal["notification"] = "notification"
+    kind: NotificationKind
+    channel: Literal["slack", "webhook", "teams"]
+    target: str = Field(max_length=256, description="The receiver's name (never its secret)")
+    subject_event_id: UUID
+    subject_topic: str
+    title: str = Field(max_length=500)
+    delivered: bool
+    attempts: int = Field(ge=1)
+    status_code: int | None = None
+    error: str | None = Field(default=None, max_length=1000)
+    elapsed_seconds: float = Field(ge=0)
+
+    @property
+    def kafka_key(self) -> bytes:
+        return str(self.subject_event_id).encode()
+
+
+EVENT_TYPES["notification"] = Notification

@@ -11,9 +11,11 @@ from schemas.events import (
     DeadLetter,
     Event,
     Fill,
+    Notification,
     OrderEvent,
     OrderIntent,
     Rejection,
+    RolloutDecision,
     Signal,
     SignalRecord,
     TradingStateChanged,
@@ -50,6 +52,11 @@ TOPICS: tuple[TopicSpec, ...] = (
     # Compacted, keyed by signal: first seen, and the first valid decision, for good.
     TopicSpec("signal-ledger", SignalRecord, 3, 365 * DAY_MS,
               "each signal's first sighting and its one decision, compacted", compact=True),
+    # One partition, kept ten years: the audited record of who let which account trade live.
+    TopicSpec("rollout", RolloutDecision, 1, 3650 * DAY_MS,
+              "admins' signed go-live and live-ramp decisions"),
+    TopicSpec("notifications", Notification, 1, 90 * DAY_MS,
+              "each notification delivery: receiver, delivered or failed, attempts"),
 )
 
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in TOPICS}

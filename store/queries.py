@@ -996,3 +996,74 @@ def _trace_step(row: dict[str, Any]) -> TraceStep:
     return TraceStep.model_validate(
         {**row, "payload": payload, "summary": _summary(str(row["event_type"]), payload)}
     )
+
+
+# --- the rollout gate's paper period (agents.decisions.rollout; jax-exec rollout report) ------
+
+
+@dataclass(frozen=True)
+class PaperPeriod:
+    """The figures of a paper period, as agents.decisions.rollout.PaperFigures takes them."""
+
+    since: datetime | None
+    until: datetime | None
+    days_traded: int
+    orders: int
+    filled_orders: int
+    rejections: dict[str, int]
+    avg_slippage_bps: float | None
+    ack_latency_p95_ms: float | None
+    reconciliation_alerts: int
+    kill_switch_trips: int
+    daily_pnl: tuple[tuple[date, Decimal], ...]
+
+
+def _period(column: str, since: datetime | None, until: datetime | None,
+            account_id: str | None = None) -> Where:
+    w = Where().since_until(column, since, until)
+    return w.add("account_id = {account:String}", account=account_id)
+
+
+async def _one(ch: ClickHouse, sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    rows = await ch.query(sql, params)
+    return rows[0] if rows else {}
+
+
+async def paper_period(ch: ClickHouse, since: datetime | None = None,
+                       until: datetime | None = None,
+                       account_id: str | None = None) -> PaperPeriod:
+    """Days traded, entry orders and fills, rejections by reason, mean entry slippage,
+    approval-to-acknowledgement p95, alerts, automatic kill-switch trips and realized P&L per
+    exit day, over [since, until) (and one account's orders when given)."""
+    w = _period("created_at", since, until, account_id).add("leg = 'entry'")
+    orders = await _one(ch, select("orders", w, limit=False, columns=(
+        "count() AS n, countIf(filled_quantity > 0) AS filled, "
+        "uniqExact(toDate(created_at, 'UTC')) AS days")), w.params)
+    w = _period("occurred_at", since, until)
+    rejections = await ch.query(select("rejections FINAL", w, limit=False, group="reason_code",
+                                       columns="reason_code, count() AS n"), w.params)
+    slip = await _one(ch, select("slippage", w, limit=False,
+                                 columns="avg(slippage_bps) AS bps, count() AS n"), w.params)
+    alerts = await _one(ch, select("alerts FINAL", w, limit=False, columns="count() AS n"),
+                        w.params)
+    trips = Where(list(w.parts), dict(w.params)).add("startsWith(issued_by, 'auto:')").add(
+        "command IN ('halt', 'flatten', 'reduce_only')")
+    tripped = await _one(ch, select("control_commands FINAL", trips, limit=False,
+                                    columns="count() AS n"), trips.params)
+    w = _period("approved_at", since, until).add("acknowledged_at IS NOT NULL")
+    ack = await _one(ch, select("stage_times", w, limit=False, columns=(
+        "quantileExact(0.95)(dateDiff('microsecond', approved_at, acknowledged_at) / 1000.0) "
+        "AS p95, count() AS n")), w.params)
+    w = _period("closed_at", since, until).add("closed_quantity > 0")
+    pnl = await ch.query(select("trades", w, "day", limit=False, group="day", columns=(
+        "toDate(closed_at, 'UTC') AS day, sum(realized_pnl) AS pnl")), w.params)
+    return PaperPeriod(
+        since=since, until=until, days_traded=int(orders.get("days", 0)),
+        orders=int(orders.get("n", 0)), filled_orders=int(orders.get("filled", 0)),
+        rejections={str(r["reason_code"]): int(r["n"]) for r in rejections},
+        avg_slippage_bps=float(slip["bps"]) if slip.get("n") else None,
+        ack_latency_p95_ms=float(ack["p95"]) if ack.get("n") else None,
+        reconciliation_alerts=int(alerts.get("n", 0)),
+        kill_switch_trips=int(tripped.get("n", 0)),
+        daily_pnl=tuple((r["day"], Decimal(str(r["pnl"]))) for r in pnl),
+    )

@@ -24,7 +24,8 @@ overnight holding followed by a buy-back as a day trade: the conservative way.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -35,7 +36,7 @@ from zoneinfo import ZoneInfo
 
 from agents.decisions.config import RiskSettings
 from agents.decisions.instruments import AssetClass
-from agents.decisions.reasons import ReasonCode, Refusal
+from agents.decisions.reasons import ReasonCode, Refusal, Stage
 from agents.decisions.validation import ensure_utc
 from brokers.port import AccountSnapshot, FillReport, InstrumentRules, OrderReport, Position
 from schemas.events import OrderIntent, OrderType, Side
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from exchange_calendars import ExchangeCalendar
 
 ZERO = Decimal(0)
-STAGE = "compliance"
+STAGE: Stage = "compliance"
 PDT_BUSINESS_DAYS = 5
 PDT_ASSET_CLASSES = frozenset({AssetClass.EQUITY, AssetClass.ETF, AssetClass.OPTION})
 # Orders priced by a limit; a stop (without limit) does not rest on the book until triggered.
@@ -57,9 +58,16 @@ def calendar(name: str) -> ExchangeCalendar:
     """An exchange calendar by its exchange_calendars code, built once per process."""
     import exchange_calendars  # pandas-heavy: only processes that check hours load it
 
-    with warnings.catch_warnings():  # the library's own use of APIs pandas 3.1 deprecates
-        warnings.filterwarnings("ignore", module="pandas")
+    with quiet_pandas():
         return exchange_calendars.get_calendar(name)
+
+
+@contextmanager
+def quiet_pandas() -> Iterator[None]:
+    """exchange_calendars still uses APIs pandas 3.1 deprecates; its warnings are not ours."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="pandas")
+        yield
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,11 @@ def check_restricted(ctx: ComplianceContext) -> Refusal | None:
 
 def market_closed(name: str, now: datetime) -> str | None:
     """Why the market of calendar `name` is closed at `now`, or None when it is open."""
+    with quiet_pandas():
+        return _market_closed(name, now)
+
+
+def _market_closed(name: str, now: datetime) -> str | None:
     import pandas as pd
 
     cal = calendar(name)
@@ -236,8 +249,9 @@ def pdt_sessions(now: datetime, settings: RiskSettings) -> list[date]:
 
     cal = calendar(settings.pdt_calendar)
     today = pd.Timestamp(now.astimezone(ZoneInfo(str(cal.tz))).date())
-    last = cal.date_to_session(today, "previous")
-    return [s.date() for s in cal.sessions_window(last, -PDT_BUSINESS_DAYS)]
+    with quiet_pandas():
+        last = cal.date_to_session(today, "previous")
+        return [s.date() for s in cal.sessions_window(last, -PDT_BUSINESS_DAYS)]
 
 
 def pdt_window_start(now: datetime, settings: RiskSettings) -> datetime:

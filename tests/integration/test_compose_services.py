@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from jax_exec.cli_status import collect
 from tests.integration.compose_stack import ServiceProcess, processes, total, wait_healthy
 from tests.integration.harness import approval_for, signal_with
 from tests.integration.order_path import publish_all
@@ -65,6 +66,12 @@ async def test_every_compose_service_runs_and_counts_the_seed_signal(
           f"venue calls trading {total(seen['trading'], 'jax_venue_calls_total'):g}; audit rows "
           f"{total(seen['audit'], 'jax_audit_rows_written'):g}")
     assert by["api"].healthy()
+    api_port = by["api"].env["API_PORT"]
+    rows = collect([(p.name, f"http://127.0.0.1:{p.metrics_port}/ready") for p in stack]
+                   + [("api /ready", f"http://127.0.0.1:{api_port}/ready")])
+    print("status: " + "; ".join(f"{r.name} {'up' if r.ok else 'DOWN'} ({r.detail[:60]})"
+                                 for r in rows))
+    assert all(r.ok for r in rows[:-1]), rows
     # JSON log lines carry the signal's correlation id: one signal followed across processes
     tagged = [p.name for p in stack if f'"correlation_id": "{signal["id"]}"' in
               p.log.read_text(errors="replace")]

@@ -55,13 +55,12 @@ async def test_three_trading_workers_one_killed_every_approval_once(
         for i in range(3)]
     audit = WorkerProcess(tmp_path / "audit", prefix, args=["--stage", "audit"], env=common)
     procs.extend([*workers, audit])
-    for w in [*workers, audit]:
-        w.proc = None
     for w in workers:
         w.start(timeout=120)
     audit.start(timeout=120)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and sum(assigned(p, "approvals") for p in ports) < 3:
+    for _ in range(120):  # the group settles: all approvals partitions held
+        if sum(assigned(p, "approvals") for p in ports) == 3:
+            break
         await asyncio.sleep(0.5)
     before = [assigned(p, "approvals") for p in ports]
     flow = approvals(150, SYMBOLS)
@@ -69,9 +68,10 @@ async def test_three_trading_workers_one_killed_every_approval_once(
     await publish_all(f"{prefix}approvals", flow[:75])
     await asyncio.sleep(1.5)
     victim = max(range(3), key=lambda i: before[i])  # one that holds an approvals partition
-    assert workers[victim].proc is not None
+    doomed = workers[victim].proc
+    assert doomed is not None
     killed = time.monotonic()
-    workers[victim].proc.send_signal(signal.SIGKILL)
+    doomed.send_signal(signal.SIGKILL)
     await publish_all(f"{prefix}approvals", flow[75:])
     survivors = [p for i, p in enumerate(ports) if i != victim]
     took = None

@@ -19,9 +19,10 @@ import pytest
 from schemas.events import Alert, AlertKind, OrderEvent, OrderStatus, Signal
 from store.analytics import ANALYTICS_SQL
 from store.client import ClickHouse
-from store.migrate import migrate
+from store.exceptions import StoreDataError
+from store.migrate import load_migrations, migrate
 from store.queries import Queries
-from store.synthetic import T0, Scenario, trading_day
+from store.synthetic import T0, Scenario, synthetic_trade, trading_day
 from store.writer import EVENT_COLUMNS, UNSTORABLE, AuditWriter, EventRecord, to_row
 
 pytestmark = pytest.mark.integration
@@ -73,7 +74,35 @@ async def test_migrations_are_idempotent(loaded: ClickHouse) -> None:
     assert await migrate(loaded) == []
     assert await migrate(loaded) == []
     rows = await loaded.query("SELECT count() AS n FROM schema_migrations")
-    assert rows[0]["n"] == 4
+    assert rows[0]["n"] == len(load_migrations())
+
+
+async def test_0005_upgrades_in_place_a_trade_without_entry_fill(
+    loaded: ClickHouse, chdb_path: Path, tmp_path: Path
+) -> None:
+    # A database at 0004 holding a round trip with an exit fill only: trades cannot be read.
+    for m in load_migrations():
+        if m.version <= 4:
+            (tmp_path / f"{m.version:04d}_{m.name}.sql").write_text(m.sql)
+    async with ClickHouse(f"chdb://{chdb_path}", database=f"t{next(_db)}") as fresh:
+        await _upgrade_0005(fresh, tmp_path)
+
+
+async def _upgrade_0005(fresh: ClickHouse, first_four: Path) -> None:
+    assert await migrate(fresh, first_four) == [1, 2, 3, 4]
+    signal, _, _, _, exit_fill = synthetic_trade(7)
+    w = AuditWriter(fresh, 10, 1)
+    w.add(EventRecord(signal[0], 0, 0, None, signal[2].encode()))
+    w.add(EventRecord(exit_fill[0], 0, 0, None, exit_fill[2].encode()))
+    await w.flush()
+    with pytest.raises(StoreDataError):
+        await Queries(fresh).trades()
+    assert await migrate(fresh) == [5]
+    assert await migrate(fresh) == []
+    [trade] = await Queries(fresh).trades()
+    assert (trade.entry_quantity, trade.exit_quantity, trade.status) == (0, 100, "open")
+    assert trade.realized_pnl == Decimal("-1.00")  # the exit commission, nothing closed
+    assert await Queries(fresh).daily_pnl() != []
 
 
 async def test_round_trip_pnl_r_multiple_and_holding_time(loaded: ClickHouse) -> None:
@@ -462,7 +491,7 @@ async def test_migration_0004_reranks_existing_orders(
             w.add(r)
         await w.flush()
         before = sorted(o.model_dump_json() for o in await Queries(ch).order_history())
-        assert await migrate(ch) == [4]
+        assert await migrate(ch) == [m.version for m in load_migrations() if m.version > 3]
         after = sorted(o.model_dump_json() for o in await Queries(ch).order_history())
         assert after == before
         ranks = await ch.query("SELECT DISTINCT status, status_rank FROM order_events")

@@ -143,7 +143,7 @@ def test_every_event_type_has_a_topic() -> None:
     assert {t.model for t in TOPICS} == set(EVENT_TYPES.values())
     assert set(BY_NAME) == {"signals", "approvals", "order-intents", "orders", "fills",
                             "rejections", "control", "dead-letter", "alerts",
-                            "trading-state", "signal-ledger"}
+                            "trading-state", "signal-ledger", "notifications", "rollout"}
     assert topic_name("fills", "t1-") == "t1-fills"
     with pytest.raises(KeyError, match="unknown topic"):
         topic_name("fils")

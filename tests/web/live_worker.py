@@ -18,7 +18,7 @@ def _with_live(settings: Any, risk: Any, built: Any, lines: list[str]) -> Any:
 
 
 if __name__ == "__main__":
-    runner._embedded_api = _with_live  # type: ignore[assignment]
+    runner._embedded_api = _with_live
     from jax_exec.cli import main
 
     main()

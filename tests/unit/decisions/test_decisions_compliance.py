@@ -178,7 +178,8 @@ def test_compliance(f: Factory, side: Side, name: str) -> None:
     print(f"{name}-{side}: {refusal.code}: {refusal.message}")
     assert refusal.code is case.code, refusal
     assert refusal.stage == "compliance"
-    assert refusal.message and refusal.details
+    assert refusal.message
+    assert refusal.details
 
 
 def test_every_compliance_code_has_a_case() -> None:

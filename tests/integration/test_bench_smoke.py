@@ -1,0 +1,33 @@
+"""A smoke run of the approval-to-order benchmark: seconds of load through the real stack on
+the running broker; it checks the artifacts, never the speed (the figures are printed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import BOOTSTRAP, ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def test_the_benchmark_runs_and_writes_its_three_artifacts(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_pipeline.py"), "--smoke",
+         "--bootstrap", BOOTSTRAP, "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    print(done.stdout[-3000:], done.stderr[-3000:])
+    assert done.returncode == 0
+    result = json.loads((out / "latest.json").read_text())
+    (step,) = result["rates"]
+    assert step["approvals"] == 10
+    assert step["acked"] + sum(step["rejected"].values()) + step["lost"] == 10
+    assert {"p50", "p95", "p99", "max"} <= set(step["ack"])
+    assert set(result["floors"]) == {"kafka", "ib_single", "ib_bracket"}
+    assert "| offered /s |" in (out / "latest.md").read_text()
+    assert (out / "latest.png").stat().st_size > 0

@@ -1,0 +1,184 @@
+"""Compliance on the real broker: the worker trades through the IB adapter against the
+simulator's TWS door; each breach is refused with its code (stage `compliance`), nothing is
+ordered, and the refusal is in ClickHouse.
+
+These need agents/sizing.py to call agents.decisions.compliance.check_compliance (the lead's
+wiring); until then every test here fails: the order goes through."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import ib_async
+import pytest
+
+from agents.decisions.compliance import market_closed
+from agents.decisions.reasons import ReasonCode
+from schemas.events import utcnow
+from schemas.ids import signal_event_id
+from tests.integration.harness import (
+    SimulatorProcess,
+    WorkerProcess,
+    approval_for,
+    events,
+    publish,
+    signal_with,
+    wait_for,
+    wait_sql,
+)
+from tests.integration.order_path import reference_prices
+
+pytestmark = pytest.mark.integration
+ACCOUNT = "DU0000001"
+PRICES = reference_prices()
+CENT = Decimal("0.01")
+
+
+def corr_of(signal: dict[str, Any]) -> str:
+    return str(signal_event_id(signal["id"]))
+
+
+def mine(rows: list[dict[str, Any]], signal: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in rows if r.get("correlation_id") == corr_of(signal)]
+
+
+def signal(symbol: str, side: str, entry: Decimal) -> dict[str, Any]:
+    """A signal with its stop 2% and take-profit 4% away on the right sides."""
+    sign = 1 if side == "BUY" else -1
+    stop = (entry * (1 - sign * Decimal("0.02"))).quantize(CENT)
+    target = (entry * (1 + sign * Decimal("0.04"))).quantize(CENT)
+    return signal_with(symbol=symbol, signal_type=side, entry_price=str(entry),
+                       stop_loss=str(stop), take_profit=str(target), strategy_id="compliance")
+
+
+@pytest.fixture
+def sim(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[SimulatorProcess]:
+    env = getattr(request, "param", {})
+    proc = SimulatorProcess(tmp_path / "sim", env=env)
+    proc.wait_ready()
+    yield proc
+    proc.stop()
+
+
+def worker_on(sim: SimulatorProcess, tmp: Path, **env: str) -> WorkerProcess:
+    return WorkerProcess(tmp / "w", f"t{uuid.uuid4().hex[:10]}-", env={
+        "VENUE": "ib", "IB_HOST": "127.0.0.1", "IB_PORT": str(sim.port), "IB_CLIENT_ID": "9",
+        "IB_ACCOUNT": ACCOUNT, **env}).start()
+
+
+async def send(worker: WorkerProcess, sig: dict[str, Any]) -> None:
+    key = corr_of(sig).encode()
+    await publish(f"{worker.prefix}signals", sig, key=key)
+    await publish(f"{worker.prefix}approvals", approval_for(sig), key=key)
+
+
+async def outcome(worker: WorkerProcess, sig: dict[str, Any],
+                  within: float = 45) -> dict[str, Any]:
+    """The signal's rejection; an order intent instead fails at once (compliance not wired?)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        decided = mine(await events(f"{worker.prefix}order-intents"), sig)
+        assert not decided, f"not refused: the order was decided {decided[0]['quantity']}"
+        refused = mine(await events(f"{worker.prefix}rejections"), sig)
+        if refused:
+            assert len(refused) == 1, refused
+            return refused[0]
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"no outcome for {sig['id']} in {within}s")
+
+
+async def expect_refused(worker: WorkerProcess, sig: dict[str, Any],
+                         code: ReasonCode) -> dict[str, Any]:
+    """Refused with `code` by compliance, nothing ordered, and the refusal in ClickHouse."""
+    await send(worker, sig)
+    rejection = await outcome(worker, sig)
+    print(f"{code}: {rejection['message']}")
+    assert rejection["reason_code"] == code, rejection
+    assert rejection["stage"] == "compliance"
+    assert mine(await events(f"{worker.prefix}order-intents"), sig) == []
+    stored = wait_sql(worker, "SELECT toString(correlation_id) AS corr, reason_code, stage "
+                      "FROM rejections FINAL", lambda rs: corr_of(sig) in {r["corr"] for r in rs})
+    assert {r["corr"]: r["reason_code"] for r in stored}[corr_of(sig)] == code
+    return rejection
+
+
+async def direct(sim: SimulatorProcess, orders: list[tuple[str, str, int]]) -> None:
+    """Market orders straight through the TWS door (another client): the account's history."""
+    ib = ib_async.IB()
+    await ib.connectAsync("127.0.0.1", sim.port, clientId=77, timeout=10)
+    try:
+        for symbol, action, qty in orders:
+            trade = ib.placeOrder(ib_async.Stock(symbol, "SMART", "USD"),
+                                  ib_async.MarketOrder(action, qty))
+            while not trade.isDone():
+                await ib.updateEvent
+    finally:
+        ib.disconnect()
+
+
+@pytest.mark.parametrize("sim", [{"SIM_STARTING_CASH": "20000"}], indirect=True)
+async def test_pattern_day_trader(sim: SimulatorProcess, tmp_path: Path) -> None:
+    # Three day trades today, then a position opened today that the signal would close.
+    await direct(sim, [("MSFT", "BUY", 1), ("MSFT", "SELL", 1), ("NVDA", "BUY", 1),
+                       ("NVDA", "SELL", 1), ("AMD", "BUY", 1), ("AMD", "SELL", 1),
+                       ("AAPL", "BUY", 1)])
+    worker = worker_on(sim, tmp_path, ALLOW_SAME_SYMBOL_POSITION="true")
+    try:
+        rejection = await expect_refused(worker, signal("AAPL", "SELL", PRICES["AAPL"]),
+                                         ReasonCode.PATTERN_DAY_TRADER)
+        assert rejection["details"]["day_trades"] == "3"
+    finally:
+        worker.stop()
+
+
+async def test_short_sale_of_a_not_shortable_instrument(sim: SimulatorProcess,
+                                                        tmp_path: Path) -> None:
+    # IB publishes no shortable flag in contract details: SHORTABLE_REQUIRED refuses then.
+    worker = worker_on(sim, tmp_path, SHORTABLE_REQUIRED="true")
+    try:
+        await expect_refused(worker, signal("AAPL", "SELL", PRICES["AAPL"]),
+                             ReasonCode.SHORT_NOT_SHORTABLE)
+    finally:
+        worker.stop()
+
+
+async def test_self_cross(sim: SimulatorProcess, tmp_path: Path) -> None:
+    worker = worker_on(sim, tmp_path, ALLOW_SAME_SYMBOL_POSITION="true",
+                       MAX_SYMBOL_EXPOSURE_PCT="1")
+    try:
+        above = (PRICES["AAPL"] * Decimal("1.05")).quantize(CENT)
+        resting = signal("AAPL", "SELL", above)  # a SELL limit above the market rests
+        await send(worker, resting)
+        await wait_for(f"{worker.prefix}orders", lambda rs: any(
+            r["status"] == "accepted" for r in mine(rs, resting)))
+        crossing = signal("AAPL", "BUY", (above + 1).quantize(CENT))  # reaches our own SELL
+        await expect_refused(worker, crossing, ReasonCode.SELF_CROSS)
+    finally:
+        worker.stop()
+
+
+def closed_calendar() -> str:
+    """A major exchange shut right now (at any hour one of these is): its session is over, not
+    begun, a weekend or a holiday."""
+    now = utcnow()
+    for name in ("XNYS", "XTKS", "XLON", "XASX"):
+        if market_closed(name, now) is not None:
+            return name
+    raise AssertionError("every exchange is open at once?")
+
+
+async def test_market_closed_by_the_exchange_calendar(sim: SimulatorProcess,
+                                                      tmp_path: Path) -> None:
+    name = closed_calendar()
+    worker = worker_on(sim, tmp_path, MARKET_CALENDAR=name)
+    try:
+        rejection = await expect_refused(worker, signal("AAPL", "BUY", PRICES["AAPL"]),
+                                         ReasonCode.MARKET_CLOSED)
+        assert rejection["details"]["calendar"] == name
+    finally:
+        worker.stop()

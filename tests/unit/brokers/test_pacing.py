@@ -1,0 +1,118 @@
+"""The pacing wrapper: a burst above the venue's limit is queued, never refused, and never more
+than the limit goes out in any window, measured where the orders arrive (the simulator)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import datetime
+
+import pytest
+
+from brokers.pacing import PUBLISHED, Pace, PacedVenue, Pacer, pacer_for, queue_depths
+from brokers.port import OrderService
+from brokers.sim.core import Exchange
+from brokers.sim.service import SimOrderService
+from schemas.events import OrderType
+from tests.unit.brokers.conftest import ACCOUNT, START, FakeClock, req
+
+
+def virtual(clock: FakeClock) -> tuple[object, object]:
+    """The pacer on the simulator's clock: sleeping moves the clock, so no test waits."""
+
+    def now() -> float:
+        return (clock.now - START).total_seconds()
+
+    async def sleep(seconds: float) -> None:
+        clock.tick(max(seconds, 0))
+        await asyncio.sleep(0)
+
+    return now, sleep
+
+
+def most_in_any_window(times: list[datetime], period: float) -> int:
+    """The largest number of arrivals inside any window [t, t + period)."""
+    stamps = sorted((t - START).total_seconds() for t in times)
+    best, lo = 0, 0
+    for hi, t in enumerate(stamps):
+        while t - stamps[lo] >= period:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+async def test_ib_burst_of_brackets_is_paced_at_the_simulator(exchange: Exchange,
+                                                              clock: FakeClock) -> None:
+    limit = PUBLISHED["ib"]
+    now, sleep = virtual(clock)
+    pacer = Pacer("ib:test", limit, now, sleep)  # type: ignore[arg-type]
+    service = PacedVenue(SimOrderService(exchange), pacer)
+    assert isinstance(service, OrderService)
+    await service.connect()
+    burst = 60  # brackets: 180 orders at the venue, over three times IB's 50 a second
+    depths: list[int] = []
+
+    async def one(i: int) -> None:
+        depths.append(pacer.queue_depth())
+        await service.place(req(f"b{i}", take_profit="999", stop_loss="1"))
+
+    await asyncio.gather(*(one(i) for i in range(burst)))
+    orders = exchange.orders(ACCOUNT)
+    per_id = Counter(o.client_order_id for o in orders)
+    busiest = most_in_any_window([o.created_at for o in orders], limit.period)
+    per_second = Counter(int((o.created_at - START).total_seconds()) for o in orders)
+    print(f"IB pacing: {len(orders)} orders ({burst} brackets) over "
+          f"{(clock.now - START).total_seconds():.2f}s of simulator time; busiest 1s window "
+          f"{busiest} (limit {limit.limit}); per second {sorted(per_second.values())}; "
+          f"deepest queue {pacer.max_waiting}")
+    assert len(orders) == 3 * burst
+    assert set(per_id.values()) == {1}  # every order placed once
+    assert {f"b{i}" for i in range(burst)} <= set(per_id)
+    assert busiest <= limit.limit
+    assert max(per_second.values()) <= limit.limit
+    assert pacer.max_waiting > 1  # the burst queued
+    assert pacer.queue_depth() == 0
+
+
+async def test_alpaca_pace_is_per_minute(exchange: Exchange, clock: FakeClock) -> None:
+    now, sleep = virtual(clock)
+    pacer = Pacer("alpaca:test", PUBLISHED["alpaca"], now, sleep)  # type: ignore[arg-type]
+    service = PacedVenue(SimOrderService(exchange), pacer)
+    await service.connect()
+    await asyncio.gather(*(service.place(req(f"a{i}", qty=1, order_type=OrderType.LMT,
+                                                 limit_price="1")) for i in range(450)))
+    orders = exchange.orders(ACCOUNT)
+    busiest = most_in_any_window([o.created_at for o in orders], 60.0)
+    print(f"Alpaca pacing: {len(orders)} requests over {(clock.now - START).total_seconds()}s;"
+          f" busiest minute {busiest} (limit 200)")
+    assert len(orders) == 450
+    assert busiest <= 200
+
+
+async def test_reads_are_paced_too_and_queue_is_exported(exchange: Exchange,
+                                                         clock: FakeClock) -> None:
+    now, sleep = virtual(clock)
+    pacer = Pacer("oanda:q", Pace(2, 1.0), now, sleep)  # type: ignore[arg-type]
+    service = PacedVenue(SimOrderService(exchange), pacer)
+    await service.connect()
+    seen: list[int] = []
+
+    async def read() -> None:
+        await service.account()
+        seen.append(pacer.queue_depth())
+
+    await asyncio.gather(*(read() for _ in range(5)))
+    assert pacer.sent_total == 5
+    assert max(seen) >= 1
+    assert (clock.now - START).total_seconds() >= 2  # five reads at two a second
+
+
+def test_published_paces_and_registry() -> None:
+    assert str(PUBLISHED["ib"]) == "50 per 1s"
+    p = pacer_for("ib:client-7")
+    assert pacer_for("ib:client-7") is p
+    assert queue_depths()["ib:client-7"] == 0
+    with pytest.raises(ValueError, match="no published pace"):
+        pacer_for("nowhere")
+    with pytest.raises(ValueError, match="a pace needs"):
+        Pace(0, 1.0)
