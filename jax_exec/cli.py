@@ -18,6 +18,7 @@ from agents.kafka_auth import KafkaAuthError
 from jax_exec.cli_api import register as register_api_commands
 from jax_exec.cli_control import register as register_control_commands
 from jax_exec.cli_keys import register as register_key_commands
+from jax_exec.cli_status import register as register_status
 from jax_exec.kafka_local import KafkaControlError, LocalKafka
 from jax_exec.kafka_security import client_auth, credentials_dir, local_kafka, secure_topics
 from jax_exec.settings import Settings
@@ -30,6 +31,7 @@ app.add_typer(kafka_app, name="kafka")
 register_control_commands(app)
 register_key_commands(app)
 register_api_commands(app)
+register_status(app)
 console = Console()
 
 

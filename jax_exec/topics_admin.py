@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -28,7 +29,7 @@ async def ensure_topics(bootstrap: str, prefix: str = "", auth: KafkaAuth = NO_A
             NewTopic(
                 name=topic_name(spec.name, prefix),
                 num_partitions=spec.partitions,
-                replication_factor=1,
+                replication_factor=replication_factor(),
                 topic_configs=topic_configs(spec),
             )
             for spec in TOPICS
@@ -42,6 +43,11 @@ async def ensure_topics(bootstrap: str, prefix: str = "", auth: KafkaAuth = NO_A
         return [t.name for t in wanted]
     finally:
         await admin.close()
+
+
+def replication_factor() -> int:
+    """KAFKA_REPLICATION_FACTOR (1 on the single local broker; 3 on a cluster)."""
+    return int(os.environ.get("KAFKA_REPLICATION_FACTOR", "1"))
 
 
 def topic_configs(spec: TopicSpec) -> dict[str, str]:
