@@ -16,8 +16,9 @@ from datetime import datetime, timedelta
 from agents.codec import decode_object
 from agents.context import Output, Source, StageContext
 from agents.control import net_position
+from agents.decisions.compliance import check_compliance, pdt_window_start
 from agents.decisions.decide import decide, reject_approval
-from agents.decisions.instruments import InstrumentBook, with_venue_rules
+from agents.decisions.instruments import Instrument, InstrumentBook, with_venue_rules
 from agents.decisions.ledger import (
     Verdict,
     judge,
@@ -32,8 +33,9 @@ from agents.decisions.reservations import pending_orders, with_reservations
 from agents.decisions.signatures import verify
 from agents.decisions.validation import parse_approval
 from agents.validation import refusal_without_event
+from agents.venue_view import VenueSnapshot
 from brokers.exceptions import OrderRejected, TransientBrokerError
-from brokers.port import OrderReport, OrderService
+from brokers.port import InstrumentRules, OrderReport, OrderService
 from schemas.events import Approval, LedgerStatus, OrderIntent, OrderLeg, Rejection, SignalRecord
 from schemas.ids import client_order_id, derive_id
 
@@ -146,13 +148,15 @@ async def _decide(approval: Approval, ctx: StageContext, now: datetime) -> list[
     recent = count_recent([*snap.sent, *pending], window_start)
     symbol = approval.signal.symbol
     try:
-        spec = with_venue_rules(InstrumentBook.from_settings(ctx.risk).get(symbol),
-                                await ctx.rules.get(symbol, now))
+        rules = await ctx.rules.get(symbol, now)
+        spec = with_venue_rules(InstrumentBook.from_settings(ctx.risk).get(symbol), rules)
     except OrderRejected as exc:  # the venue does not know the instrument
         return [("rejections", _venue_refused(approval, exc, now))]
     result = decide(approval, with_reservations(snap.account, pending), snap.positions,
                     [*open_orders, *pending], recent, now, ctx.risk, ctx.venue.venue,
                     instruments={symbol: spec})
+    result = await _comply(approval, result, snap, [*open_orders, *pending], rules, spec, ctx,
+                           now)
     if isinstance(result, OrderIntent) and gate is not None:
         refusal = gate.check(result.symbol, result.strategy_id, result.side, result.quantity,
                              net_position(snap.positions, result.symbol), "sizing")
@@ -160,6 +164,23 @@ async def _decide(approval: Approval, ctx: StageContext, now: datetime) -> list[
             result = reject_approval(approval, refusal, now)
     topic = "rejections" if isinstance(result, Rejection) else "order-intents"
     return [(topic, result)]
+
+
+async def _comply(approval: Approval, result: OrderIntent | Rejection, snap: VenueSnapshot,
+                  working: list[OrderReport], rules: InstrumentRules | None, spec: Instrument,
+                  ctx: StageContext, now: datetime) -> OrderIntent | Rejection:
+    """The decided order against the compliance rules (agents/decisions/compliance.py); the
+    account's fills are read only when the pattern day trader rule can apply."""
+    if not isinstance(result, OrderIntent):
+        return result
+    account, risk = snap.account, ctx.risk
+    assert account is not None, "the sizing view reads the account"
+    fills = []
+    if risk.pdt_check and account.equity < risk.pdt_equity_threshold:
+        fills = await ctx.venue.fills_since(pdt_window_start(now, risk))
+    refusal = check_compliance(result, account, snap.positions, working, fills, rules, now,
+                               risk, spec.asset_class)
+    return result if refusal is None else reject_approval(approval, refusal, now)
 
 
 def _signal_part(obj: dict[str, object]) -> dict[str, object]:

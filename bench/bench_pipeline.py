@@ -283,7 +283,7 @@ def parse() -> argparse.Namespace:
     args = p.parse_args()
     if args.smoke:
         args.rates, args.durations, args.search_steps, args.ib_samples = "5", "2", 0, 3
-        args.warmup_rate = 50.0
+        args.warmup_rate = 0.0
     return args
 
 
@@ -306,8 +306,8 @@ async def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
         with progress:
             # Untimed: one approval per symbol first (the adapter qualifies each contract
             # once per session), so the timed steps measure the warm path.
-            warm = await run_step(run, args.warmup_rate, len(run.symbols) / args.warmup_rate,
-                                  "warm-up")
+            warm = (await run_step(run, args.warmup_rate, len(run.symbols) / args.warmup_rate,
+                                   "warm-up")) if args.warmup_rate > 0 else {}
             run.latencies.clear()
             fixed = []
             for rate, duration in zip(rates, durations, strict=True):
@@ -331,7 +331,7 @@ async def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     lag = [run.visible[e] - t for e, t in run.seen.produced.items() if e in run.visible]
     everything = fixed + searched
     sustained = max([r["rate"] for r in everything if r["sustained"]], default=0.0)
-    return {"warmup": {k: warm[k] for k in ("rate", "approvals", "acked", "ack")},
+    return {"warmup": {k: warm[k] for k in ("rate", "approvals", "acked", "ack") if k in warm},
             "rates": fixed, "search": searched, "sustained_rate": sustained,
             "audit_lag": percentiles(lag), "audit_poll_s": AUDIT_POLL_S, "floors": fl,
             "record_bytes": run.seen.sizes, "_latencies": run.latencies}

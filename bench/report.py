@@ -60,7 +60,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_ms(f['p50'])} | {_ms(f['p99'])} | {'yes' if r['growing'] else 'no'} | "
             f"{use.get('cpu_pct', '-')}%, {use.get('rss_mib', '-')} MiB |")
     lag, fl = result["audit_lag"], result["floors"]
-    searched = ", ".join(f"{s['rate']:g}/s {'ok' if s['ok'] else 'not sustained'}"
+    searched = ", ".join(f"{s['rate']:g}/s {'ok' if s['sustained'] else 'not sustained'}"
                          for s in result["search"])
     lines += [
         "",

@@ -16,8 +16,10 @@ from rich.table import Table
 
 from agents.kafka_auth import KafkaAuthError
 from jax_exec.cli_api import register as register_api_commands
+from jax_exec.cli_bench import register as register_bench_command
 from jax_exec.cli_control import register as register_control_commands
 from jax_exec.cli_keys import register as register_key_commands
+from jax_exec.cli_rollout import register as register_rollout_commands
 from jax_exec.cli_status import register as register_status
 from jax_exec.kafka_local import KafkaControlError, LocalKafka
 from jax_exec.kafka_security import client_auth, credentials_dir, local_kafka, secure_topics
@@ -32,6 +34,8 @@ register_control_commands(app)
 register_key_commands(app)
 register_api_commands(app)
 register_status(app)
+register_rollout_commands(app)
+register_bench_command(app)
 console = Console()
 
 

@@ -67,7 +67,8 @@ def _r(read: set[str], write: set[str], role: str, group: bool = True) -> Rights
 STAGE_RIGHTS: dict[str, Rights] = {
     "validation": _r({"signals", "order-intents", "rejections", "signal-ledger"},
                      {"rejections", "signal-ledger", "dead-letter"}, "the validation stage"),
-    "sizing": _r({"approvals", "order-intents", "rejections", "signal-ledger", "trading-state"},
+    "sizing": _r({"approvals", "order-intents", "rejections", "signal-ledger", "trading-state",
+                  "rollout"},
                  {"order-intents", "rejections", "signal-ledger", "dead-letter"},
                  "the sizing stage: the only writer of order-intents"),
     "submission": _r({"order-intents", "trading-state"}, {"orders", "rejections", "dead-letter"},
@@ -79,6 +80,9 @@ STAGE_RIGHTS: dict[str, Rights] = {
     "control": _r({"control", "rejections", "alerts", "trading-state"},
                   {"control", "orders", "alerts", "trading-state", "dead-letter"},
                   "the control stage (kill switch, trips, FLATTEN)"),
+    # Notifications of fills, refusals, kill-switch changes and alerts (agents/notify.py).
+    "notify": _r({"orders", "fills", "rejections", "trading-state", "alerts", "control"},
+                 {"notifications"}, "the notifications stage (webhooks, Slack)"),
     "audit": _r(set(ALL_TOPICS), set(), "the audit sink: reads everything"),
 }
 
@@ -96,7 +100,7 @@ PRINCIPALS: dict[str, Rights] = {
     "upstream": _r({"signals"}, {"signals", "approvals"},
                    "upstream producers: signals and approvals only", group=False),
     **STAGE_RIGHTS,
-    "operator": _r({"trading-state"}, {"control"},
+    "operator": _r({"trading-state", "rollout"}, {"control", "rollout"},
                    "operators: kill-switch commands (`jax-exec halt ...`)", group=False),
     "worker": _worker(),
 }

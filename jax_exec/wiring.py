@@ -27,6 +27,7 @@ from agents.reconciliation_seed import seed_reconciler
 from agents.retry import RetryPolicy
 from brokers import registry
 from brokers.bounded import BoundedVenue
+from brokers.pacing import PUBLISHED, PacedVenue
 from brokers.port import OrderService
 from jax_exec.kafka_acls import stage_principal
 from jax_exec.kafka_security import client_auth
@@ -64,7 +65,9 @@ def build_venue(settings: Settings, venue_settings: Any = None) -> Venue:
     environment unless given: `jax-exec run` points them at the simulator's door), every call
     of it bounded by VENUE_TIMEOUT_SECONDS."""
     venue = _venue(settings, venue_settings)
-    venue.service = BoundedVenue(venue.service, settings.venue_timeout_seconds)
+    service: OrderService = BoundedVenue(venue.service, settings.venue_timeout_seconds)
+    # Paced outside the deadline: time queued for the venue's message limit is not a timeout.
+    venue.service = PacedVenue.published(service) if service.venue in PUBLISHED else service
     return venue
 
 

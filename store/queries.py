@@ -618,15 +618,17 @@ class Queries:
         """The first `limit` rows of the view in `order`, read through the probe."""
         for k in PROBE_SIZES:
             probed = await self.ch.query(probe.sql, {**probe.params, "probe_k": k})
-            if not probed and probe.covers_all:
+            complete = bool(probed[0].get("complete", len(probed) < k)) if probed else True
+            if complete and not probe.covers_all:
+                break  # some items may have no probed row: read the whole view
+            if not probed:
                 return []
             restricted = Where(list(where.parts), dict(where.params))
             restricted.parts.append(probe.restrict)
             restricted.params.update(probe.rows_newer_than(probed))
             sql = select(source, restricted, order) + probe.settings
             rows = await self._rows(model, sql, {**restricted.params, "limit": limit})
-            complete = bool(probed[0].get("complete", len(probed) < k))
-            if complete and probe.covers_all:  # every item is a candidate
+            if complete:  # every item is a candidate
                 return rows
             if len(rows) >= limit and time_of(rows[limit - 1]) > probed[-1]["t"]:
                 return rows

@@ -120,6 +120,8 @@ def _trade_cases() -> list[dict[str, Any]]:
         {"until": mid, "limit": 25},
         {"since": T0, "until": mid, "symbol": "MSFT", "limit": 7},
         {"until": T0 + timedelta(days=3650), "limit": 1000},
+        {"since": T0 + timedelta(days=3650), "limit": 10},
+        {"until": T0 - timedelta(days=1), "limit": 10},
     ]
     return cases
 
@@ -134,6 +136,7 @@ def _order_cases() -> list[dict[str, Any]]:
         {"symbol": "AAPL"},
         {"since": mid},
         {"until": mid, "symbol": "TSLA"},
+        {"since": T0 + timedelta(days=3650)},
     ]
 
 
