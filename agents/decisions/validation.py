@@ -15,7 +15,8 @@ from agents.decisions.instruments import EXACT, exact_ratio
 from agents.decisions.reasons import ReasonCode, Refusal
 from schemas.events import Approval, Decision, Side, Signal
 
-SYMBOL_PATTERN = re.compile(r"[A-Z][A-Z0-9.\-]{0,14}")
+# A ticker (BRK.B, RDS-A) or a currency pair as OANDA writes it (EUR_USD).
+SYMBOL_PATTERN = re.compile(r"[A-Z][A-Z0-9.\-_]{0,14}")
 
 Rule = Callable[[Signal, RiskSettings], Refusal | None]
 
@@ -127,7 +128,8 @@ def check_symbol(signal: Signal, settings: RiskSettings) -> Refusal | None:
         return None
     return Refusal.of(
         ReasonCode.INVALID_SYMBOL,
-        f"symbol {signal.symbol!r} is not an upper-case ticker (A-Z, 0-9, '.', '-'; max 15)",
+        f"symbol {signal.symbol!r} is not an upper-case ticker or pair (A-Z, 0-9, '.', '-', "
+        "'_'; max 15)",
         "validation",
         symbol=signal.symbol,
         pattern=SYMBOL_PATTERN.pattern,

@@ -3,7 +3,8 @@ adapter (OANDA's `v20` client) turns them into: duplicate client order id, unkno
 instrument, off-precision price, insufficient margin. The pipeline maps an OrderRejected's
 code into VENUE_REJECTED (agents/submission), so the code checked here is the one it carries.
 
-Not yet here: EUR_USD and USD_JPY signals end to end on the real Kafka broker (VENUE=oanda)."""
+And an EUR_USD and a USD_JPY signal end to end on the real Kafka broker (VENUE=oanda), with
+the units the sizing rule gives."""
 
 from __future__ import annotations
 
@@ -125,3 +126,69 @@ async def test_adapter_duplicate(service: OandaOrderService) -> None:
     await service.place(_order("a-dup"))
     with pytest.raises(DuplicateClientOrderId):
         await service.place(_order("a-dup"))
+
+
+# ------------------------------------------------------------------ end to end over Kafka
+
+
+@pytest.fixture
+async def oanda_stack(tmp_path: Any) -> AsyncIterator[tuple[OandaDoor, Any, str]]:
+    """The OANDA door on this test's loop (prices frozen), a worker with VENUE=oanda."""
+    import uuid
+
+    from tests.integration.harness import WorkerProcess
+
+    exchange = Exchange(SimConfig(seed=3))
+    exchange.set_price("EUR_USD", Decimal("1.08500"))
+    exchange.set_price("USD_JPY", Decimal("150.000"))
+    served = await start_oanda_door(exchange, "127.0.0.1", 0)
+    prefix = f"t{uuid.uuid4().hex[:10]}-"
+    worker = WorkerProcess(tmp_path / "worker", prefix, env={
+        "VENUE": "oanda", "OANDA_HOST": "127.0.0.1", "OANDA_STREAM_HOST": "127.0.0.1",
+        "OANDA_PORT": str(served.port), "OANDA_SSL": "false", "OANDA_TOKEN": DEFAULT_TOKEN,
+        "OANDA_ACCOUNT_ID": ACCOUNT, "SYMBOL_ALLOWLIST": ""})
+    try:
+        await asyncio.to_thread(worker.start)
+        yield served, worker, prefix
+    finally:
+        await asyncio.to_thread(worker.stop)
+        await served.close()
+
+
+async def test_fx_signals_end_to_end_through_oanda(
+        oanda_stack: tuple[OandaDoor, Any, str]) -> None:
+    from schemas.ids import signal_event_id
+    from tests.integration.harness import approval_for, publish, signal_with, wait_for
+
+    _, _, prefix = oanda_stack
+    signals = {
+        "EUR_USD": signal_with(symbol="EUR_USD", entry_price="1.08500", stop_loss="1.08000",
+                               take_profit="1.09500", strategy_id="fx"),
+        "USD_JPY": signal_with(symbol="USD_JPY", entry_price="150.000", stop_loss="149.500",
+                               take_profit="151.000", strategy_id="fx"),
+    }
+    corrs = {s: str(signal_event_id(sig["id"])) for s, sig in signals.items()}
+    for sig in signals.values():
+        await publish(f"{prefix}signals", sig)
+    for sig in signals.values():
+        await publish(f"{prefix}approvals", approval_for(sig))
+    intents = await wait_for(f"{prefix}order-intents", lambda rows: {
+        r["correlation_id"] for r in rows} >= set(corrs.values()), within=60)
+    fills = await wait_for(f"{prefix}fills", lambda rows: {
+        r["correlation_id"] for r in rows if r["leg"] == "entry"} >= set(corrs.values()),
+        within=60)
+    by_symbol = {r["symbol"]: r for r in intents}
+    filled = {r["symbol"]: r for r in fills if r["leg"] == "entry"}
+    for symbol in signals:
+        intent, fill = by_symbol[symbol], filled[symbol]
+        sizing = intent["sizing"]
+        print(f"\noanda end to end: {symbol} {intent['side']} {intent['quantity']} units "
+              f"(risk {sizing['risk_amount']} USD, value {sizing['position_value']} USD, "
+              f"bound by {sizing['bound_by']}); filled {fill['quantity']} @ {fill['price']}")
+        assert Decimal(fill["quantity"]) == Decimal(intent["quantity"])
+        assert Decimal(intent["quantity"]) > 0
+    # Both bound by the position cap, 20% of 100,000 USD. EUR_USD: 20,000 / 1.085 = 18,433.
+    # USD_JPY is quoted in JPY: a unit is worth 150 JPY x the venue's factor 0.0066666667 USD
+    # (a hair above 1/150), so 20,000 units would be 20,000.0001 USD: 19,999.
+    assert Decimal(by_symbol["EUR_USD"]["quantity"]) == 18433
+    assert Decimal(by_symbol["USD_JPY"]["quantity"]) == 19999
