@@ -128,6 +128,71 @@ async def test_adapter_duplicate(service: OandaOrderService) -> None:
         await service.place(_order("a-dup"))
 
 
+@pytest.mark.parametrize(("over", "code"), ADAPTER)
+async def test_the_pipeline_refuses_with_the_venue_code(
+        service: OandaOrderService, over: dict[str, Any], code: str) -> None:
+    """The submission stage over the OANDA adapter: VENUE_REJECTED with OANDA's reason."""
+    from agents.submission import handle_intent
+    from schemas.events import Rejection
+    from tests.unit.agents.conftest import approval, intent_for, raw
+
+    symbol = over.get("symbol", "EUR_USD")
+    a = approval(symbol=symbol, entry_price="1.08000", stop_loss="1.07500",
+                 take_profit="1.09000")
+    changes = {"symbol": symbol, "quantity": over.get("quantity", Decimal(1000)),
+               "order_type": over.get("order_type", OrderType.LMT),
+               "limit_price": over.get("limit_price", Decimal("1.08000")),
+               "take_profit": None, "stop_loss": None}
+    intent = intent_for(a).model_copy(update=changes)
+    (topic, event), = await handle_intent(raw(intent), _SRC, _ctx(service))
+    assert topic == "rejections"
+    assert isinstance(event, Rejection)
+    print(f"\n{code}: pipeline {event.reason_code} venue_code {event.details['venue_code']}")
+    assert (event.reason_code, event.details["venue_code"]) == ("VENUE_REJECTED", code)
+
+
+async def test_the_pipeline_never_places_a_duplicate(service: OandaOrderService,
+                                                     door: OandaDoor) -> None:
+    from agents.submission import handle_intent
+    from schemas.events import OrderEvent
+    from tests.unit.agents.conftest import approval, intent_for, raw
+
+    a = approval(symbol="EUR_USD", entry_price="1.08000", stop_loss="1.07500",
+                 take_profit="1.09000")
+    intent = intent_for(a).model_copy(update={
+        "symbol": "EUR_USD", "quantity": Decimal(1000), "limit_price": Decimal("1.08000"),
+        "take_profit": None, "stop_loss": None})
+    await service.place(_order(intent.client_order_id))
+    out = await handle_intent(raw(intent), _SRC, _ctx(service))
+    assert out
+    assert all(isinstance(e, OrderEvent) for _, e in out), out
+    placed = [o for o in door.exchange.orders(door.exchange.config.default_account_id)
+              if o.client_order_id == intent.client_order_id]
+    assert len(placed) == 1
+
+
+def _source() -> Any:
+    from agents.context import Source
+
+    return Source("order-intents", 0, 1)
+
+
+_SRC = _source()
+
+
+def _ctx(venue: OandaOrderService) -> Any:
+    from datetime import UTC, datetime
+
+    from agents.context import StageContext
+    from agents.decisions.config import RiskSettings
+    from agents.retry import RetryPolicy
+    from tests.unit.agents.conftest import KEYRING, AutoSeenLedger, no_sleep
+
+    return StageContext(risk=RiskSettings(), venue=venue, clock=lambda: datetime.now(UTC),
+                        retry=RetryPolicy(attempts=3, sleep=no_sleep), keyring=KEYRING,
+                        ledger=AutoSeenLedger())
+
+
 # ------------------------------------------------------------------ end to end over Kafka
 
 
