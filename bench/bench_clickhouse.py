@@ -1,8 +1,8 @@
 """Benchmark the ClickHouse layer: ingest N synthetic events through AuditWriter, time queries.
 
-Usage: .venv/bin/python bench/bench_clickhouse.py --events 1000000 [--before FILE]
-Writes bench/results/clickhouse.json and bench/results/clickhouse.png; with --before (a
-previous clickhouse.json) both carry the earlier figures beside the new ones. The machine is
+Usage: .venv/bin/python bench/bench_clickhouse.py --events 1000000 [--before FILE|none]
+Writes bench/results/clickhouse.json and bench/results/clickhouse.png; --before (default: the
+last clickhouse.json) puts those figures beside the new ones in both. The machine is
 shared: the load average at start and end and the ingest's CPU seconds are recorded too.
 """
 
@@ -45,6 +45,8 @@ from store.synthetic import EVENTS_PER_TRADE, synthetic_trade  # noqa: E402
 from store.writer import AuditWriter, EventRecord  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
+OLD_TRADES = "SELECT * FROM trades ORDER BY opened_at DESC LIMIT 100"
+OLD_ORDERS = "SELECT * FROM orders ORDER BY created_at DESC LIMIT 100"
 PARTITIONS = 3
 console = Console()
 
@@ -155,6 +157,9 @@ async def run_queries(ch: ClickHouse, n_events: int, reps: int) -> dict[str, Any
         "daily_pnl by strategy": lambda: q.daily_pnl(by_strategy=True),
         "trace (one signal)": lambda: q.trace(cid),
         "count_events": lambda: q.count_events(),
+        # The same reads as before the probe, in the same run (same load): the whole view.
+        "old path: trade_history (whole trades view)": lambda: ch.query(OLD_TRADES),
+        "old path: order_history (whole orders view)": lambda: ch.query(OLD_ORDERS),
     }
     out: dict[str, Any] = {}
     for name, fn in suite.items():
@@ -194,6 +199,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax.barh([i + 0.4 - height * (j + 0.5) for i in range(len(names))], values,
                 height=height, label=label)
     ax.set_yticks(list(range(len(names))), names)
+    ax.axvline(200, color="grey", linestyle="--", linewidth=1, label="200 ms target")
     ax.set_xscale("log")
     ax.set_xlabel("milliseconds (log scale)")
     ing = result["ingest"]
@@ -237,8 +243,8 @@ async def main(args: argparse.Namespace) -> None:
     load_start = os.getloadavg()[0]
     async with ClickHouse(f"chdb://{data}", database="bench") as ch:
         await migrate(ch)
-        if args.reuse and before:
-            ingest_figures = {**before["ingest"], "reused": True}
+        if args.reuse_figures:
+            ingest_figures = {**args.reuse_figures["ingest"], "from": args.reuse_figures["when"]}
         else:
             ingest_figures = await ingest(ch, args.events, args.batch)
         console.print("queries:")
@@ -274,12 +280,17 @@ def parse() -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=7, help="repetitions per query")
     p.add_argument("--path", help="directory for the chdb data (default: a temp dir)")
     p.add_argument("--keep", action="store_true", help="keep the chdb data afterwards")
-    p.add_argument("--before", help="a previous clickhouse.json to report beside this run")
-    p.add_argument("--reuse", action="store_true",
-                   help="query the data kept at --path by a previous run (its ingest figures "
-                   "come from --before)")
+    p.add_argument("--before", default=str(RESULTS / "clickhouse.json"),
+                   help="a previous clickhouse.json to report beside this run (default: the "
+                   "last results, if any; 'none' for no comparison)")
+    p.add_argument("--reuse", help="the clickhouse.json of the run whose data is kept at "
+                   "--path: query that data again, reporting that run's ingest figures")
     args = p.parse_args()
-    args.before_figures = json.loads(Path(args.before).read_text()) if args.before else None
+    before = Path(args.before) if args.before and args.before != "none" else None
+    args.before_figures = None
+    if before is not None and before.exists():
+        args.before_figures = {**json.loads(before.read_text()), "before": None}
+    args.reuse_figures = json.loads(Path(args.reuse).read_text()) if args.reuse else None
     return args
 
 
