@@ -266,9 +266,9 @@ async def test_a_kafka_restart_mid_run_loses_and_doubles_nothing(
     await publish_all(f"{prefix}approvals", flow[:100], bootstrap)
     await asyncio.sleep(1.0)
     down = time.monotonic()
-    own_broker.stop()
+    await asyncio.to_thread(own_broker.stop)
     await asyncio.sleep(3.0)
-    own_broker.start(timeout=120)
+    await asyncio.to_thread(own_broker.start, timeout=120)
     back = time.monotonic() - down
     await publish_all(f"{prefix}approvals", flow[100:], bootstrap)
     book = await settle(prefix, sim, ids, within=240, worker=worker, bootstrap=bootstrap)
