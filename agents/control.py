@@ -38,7 +38,7 @@ from agents.decisions import trading_state as ts
 from agents.decisions.reasons import Refusal, Stage
 from agents.kafka_auth import NO_AUTH, KafkaAuth
 from agents.orders import is_ours, order_event
-from agents.readback import partitions_of
+from agents.readback import follow, partitions_of, read_to
 from agents.retry import Attempts, RetryPolicy
 from brokers.exceptions import (
     BrokerError,
@@ -152,14 +152,8 @@ class TradingGate:
         await consumer.seek_to_beginning(*self._parts)
         ends = await asyncio.wait_for(consumer.end_offsets(self._parts), self.timeout)
         remaining = {tp: end for tp, end in ends.items() if end > 0}
-        read = 0
         async with asyncio.timeout(self.timeout):
-            while remaining:
-                batches = await consumer.getmany(*remaining.keys(), timeout_ms=1000)
-                for tp, messages in batches.items():
-                    read += sum(self._feed(m.value) for m in messages)
-                    if messages and messages[-1].offset + 1 >= remaining.get(tp, 0):
-                        remaining.pop(tp, None)
+            read = await read_to(consumer, remaining, self._feed_record)
         self._confirmed = time.time()
         log.info("trading gate: %d state events read; %s", read,
                  ", ".join(f"{s.scope}={s.mode}" for s in self.table.rows()) or "all active")
@@ -168,18 +162,10 @@ class TradingGate:
 
     async def _tail(self) -> None:
         assert self._consumer is not None
-        while True:
-            try:
-                batches = await self._consumer.getmany(timeout_ms=500)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("trading gate: read failed; retrying")
-                await asyncio.sleep(1.0)
-                continue
-            for messages in batches.values():
-                for msg in messages:
-                    self._feed(msg.value)
+        await follow(self._consumer, self._feed_record, "trading gate")
+
+    def _feed_record(self, topic: str, raw: bytes | None) -> int:
+        return self._feed(raw)
 
     def _feed(self, raw: bytes | None) -> int:
         if raw is None:

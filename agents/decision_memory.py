@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from agents.decisions.ledger import SignalLedger
 from agents.decisions.reservations import ReservationBook
 from agents.kafka_auth import NO_AUTH, KafkaAuth
-from agents.readback import partitions_of
+from agents.readback import follow, partitions_of, read_to
 from schemas.events import OrderIntent, Rejection, SignalRecord
 
 log = logging.getLogger(__name__)
@@ -61,32 +61,14 @@ class DecisionMemory:
         for tp in parts:
             consumer.seek(tp, starts[tp])
         remaining = {tp: end for tp, end in ends.items() if end > starts[tp]}
-        read = 0
-        while remaining:
-            batches = await consumer.getmany(*remaining.keys(), timeout_ms=1000)
-            for tp, messages in batches.items():
-                for msg in messages:
-                    read += self._feed(tp.topic, msg.value)
-                if messages and messages[-1].offset + 1 >= remaining.get(tp, 0):
-                    remaining.pop(tp, None)
+        read = await read_to(consumer, remaining, self._feed)
         log.info("decision memory: %d records read back, %d reservations open, %d signals",
                  read, len(self.book.intents), len(self.ledger.records))
         self._task = asyncio.create_task(self._tail(), name="jax.decision-memory")
 
     async def _tail(self) -> None:
         assert self._consumer is not None
-        while True:
-            try:
-                batches = await self._consumer.getmany(timeout_ms=500)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("decision memory: read failed; retrying")
-                await asyncio.sleep(1.0)
-                continue
-            for tp, messages in batches.items():
-                for msg in messages:
-                    self._feed(tp.topic, msg.value)
+        await follow(self._consumer, self._feed, "decision memory")
 
     def _feed(self, topic: str, raw: bytes | None) -> int:
         try:

@@ -3,7 +3,9 @@ recovers what it already published after a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +13,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from agents.kafka_auth import NO_AUTH, KafkaAuth
+
+log = logging.getLogger(__name__)
 
 
 async def read_all(bootstrap: str, topic: str, visit: Callable[[dict[str, Any]], None],
@@ -61,3 +65,37 @@ def _visit(raw: bytes | None, visit: Callable[[dict[str, Any]], None]) -> int:
         visit(obj)
         return 1
     return 0
+
+
+Feed = Callable[[str, bytes | None], int]  # (topic, raw value) -> records taken
+
+
+async def read_to(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int],
+                  feed: Feed) -> int:
+    """Feed every record of the assigned partitions up to `ends` (exclusive; a partition
+    already at its end is skipped); how many records the feed took."""
+    remaining = dict(ends)
+    read = 0
+    while remaining:
+        batches = await consumer.getmany(*remaining.keys(), timeout_ms=1000)
+        for tp, messages in batches.items():
+            read += sum(feed(tp.topic, m.value) for m in messages)
+            if messages and messages[-1].offset + 1 >= remaining.get(tp, 0):
+                remaining.pop(tp, None)
+    return read
+
+
+async def follow(consumer: AIOKafkaConsumer, feed: Feed, what: str) -> None:
+    """Feed records as they arrive, for good; a failed read is logged and retried."""
+    while True:
+        try:
+            batches = await consumer.getmany(timeout_ms=500)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s: read failed; retrying", what)
+            await asyncio.sleep(1.0)
+            continue
+        for tp, messages in batches.items():
+            for msg in messages:
+                feed(tp.topic, msg.value)
