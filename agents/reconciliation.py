@@ -20,6 +20,9 @@ derived event ids (order: client id + status + filled; fill: venue + execution i
   becomes one Alert EXTERNAL_ORDER per venue order id.
 - Start-up (`start_up`, also what the first `poll` does) adds a position check: the venue's
   positions against what our fills add up to per account and symbol (Alert POSITION_MISMATCH).
+  Positions and executions are two reads, so an execution between them looks like a
+  difference: a difference is alerted only when the next poll reads it again with the same
+  figures (`position_confirmations` reads in a row); one that resolves was a fill in flight.
 - Memory is bounded: an order is forgotten once its final event is committed (a bounded set of
   recent final states answers late copies), executions once older than the cursor.
 """
@@ -54,6 +57,7 @@ PENDING_SUBMIT_TIMEOUT = timedelta(minutes=5)
 RECENT_LIMIT = 10_000
 
 PositionKey = tuple[str, str]  # account, symbol
+Suspect = tuple[Decimal, Decimal, int]  # venue quantity, fills quantity, reads in a row
 
 
 def _correlated(coid: str, parent: str | None = None) -> dict[str, UUID]:
@@ -108,6 +112,8 @@ class _Pass:
     orders: list[OrderEvent] = field(default_factory=list)
     alerts: list[UUID] = field(default_factory=list)
     starting: bool = False
+    checked: bool = False  # a position check ran: `suspects` replaces the reconciler's
+    suspects: dict[PositionKey, Suspect] = field(default_factory=dict)
 
     def emit(self, topic: str, event: OrderEvent | Fill | Alert) -> None:
         self.outputs.append((topic, event))
@@ -127,6 +133,9 @@ class Reconciler:
     commission_wait: dict[str, datetime] = field(default_factory=dict)  # held since
     alerted: OrderedDict[UUID, None] = field(default_factory=OrderedDict)
     positions: dict[PositionKey, Decimal] = field(default_factory=dict)
+    # A position difference is alerted once read this many times in a row with the same figures.
+    position_confirmations: int = 2
+    suspects: dict[PositionKey, Suspect] = field(default_factory=dict)
     cursor: datetime | None = None
     latest_execution: datetime | None = None  # the newest execution processed
     started: bool = False
@@ -166,6 +175,8 @@ class Reconciler:
             return await self.start_up(now)
         found = self._pass(now)
         await self._reconcile(found)
+        if self.suspects:
+            await self._check_positions(found, set(self.suspects))
         return Poll(found.outputs, lambda: self._commit(found))
 
     async def start_up(self, now: datetime) -> Poll:
@@ -308,7 +319,8 @@ class Reconciler:
                 account_id=report.account_id, symbol=report.symbol, client_order_id=coid,
                 details={"from": before, "to": after, "reason": outcome.reason}))
 
-    async def _check_positions(self, found: _Pass) -> None:
+    async def _check_positions(self, found: _Pass, only: set[PositionKey] | None = None
+                               ) -> None:
         at_venue = await self.venue.positions()
         account = (await self.venue.account()).account_id
         venue_qty: dict[PositionKey, Decimal] = {}
@@ -317,10 +329,19 @@ class Reconciler:
             venue_qty[key] = venue_qty.get(key, Decimal(0)) + position.quantity
         ours = self._positions_with(found.fills, found.held)
         accounts = {account} | {a for a, _ in venue_qty}
+        found.checked = True
         for key in sorted(venue_qty.keys() | ours.keys()):
+            if only is not None and key not in only:
+                continue
             theirs, mine = venue_qty.get(key, Decimal(0)), ours.get(key, Decimal(0))
-            if key[0] in accounts and theirs != mine:
+            if key[0] not in accounts or theirs == mine:
+                continue
+            before = self.suspects.get(key)
+            reads = before[2] + 1 if before and before[:2] == (theirs, mine) else 1
+            if reads >= self.position_confirmations:
                 self._mismatch(found, key, theirs, mine)
+            else:
+                found.suspects[key] = (theirs, mine, reads)
 
     def _positions_with(self, fills: Iterable[Fill], held: Iterable[FillReport]
                         ) -> dict[PositionKey, Decimal]:
@@ -359,6 +380,8 @@ class Reconciler:
         for alert_id in found.alerts:
             self._remember_alert(alert_id)
         self._advance_cursor(found)
+        if found.checked:
+            self.suspects = found.suspects
         if found.starting:
             self.started = True
 

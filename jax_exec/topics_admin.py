@@ -40,9 +40,37 @@ async def ensure_topics(bootstrap: str, prefix: str = "", auth: KafkaAuth = NO_A
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
         await _grow_partitions(admin, prefix, existing)
+        await _await_leaders(admin, [topic_name(s.name, prefix) for s in TOPICS])
         return [t.name for t in wanted]
     finally:
         await admin.close()
+
+
+READY_WITHIN_SECONDS = 60.0
+
+
+async def _await_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """Return once every topic answers metadata with a leader for each partition: a topic
+    just created is not readable until then, and a stage reads some at start."""
+    pending: list[str] = names
+    async for attempt in AsyncRetrying(stop=stop_after_delay(READY_WITHIN_SECONDS),
+                                       wait=wait_exponential(multiplier=0.1, max=2),
+                                       retry=retry_if_exception_type(TopicsNotReady),
+                                       reraise=True):
+        with attempt:
+            described = await admin.describe_topics(pending)
+            pending = sorted(
+                d["topic"] for d in described
+                if d["error_code"] != 0 or not d["partitions"]
+                or any(p["error_code"] != 0 or p["leader"] < 0 for p in d["partitions"]))
+            if pending:
+                raise TopicsNotReady(pending)
+
+
+class TopicsNotReady(RuntimeError):
+    def __init__(self, topics: list[str]) -> None:
+        super().__init__(f"topics without a partition leader after {READY_WITHIN_SECONDS:g}s: "
+                         f"{', '.join(topics)} (is every Kafka broker up?)")
 
 
 def replication_factor() -> int:
