@@ -179,6 +179,9 @@ class Signal(Event):
         return self.signal_type
 
 
+APPROVAL_KEY = b"account"  # the Kafka key of every approval (see Approval.kafka_key)
+
+
 class Approval(Event):
     """A human's (or an upstream system's) decision on one signal, carrying that signal."""
 
@@ -223,6 +226,14 @@ class Approval(Event):
         if "decided_at" in data:
             data.setdefault("occurred_at", data["decided_at"])
         return data
+
+    @property
+    def kafka_key(self) -> bytes:
+        """Keyed by account, not by signal: one account's decisions share a partition, so one
+        sizing worker at a time decides them, in order, and a limit holds for a burst however
+        many workers share the group. A deployment trades one venue account, hence one key;
+        upstream publishers must use it too (APPROVAL_KEY)."""
+        return APPROVAL_KEY
 
 
 class SizingFigures(BaseModel):

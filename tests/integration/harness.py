@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaProducer
 from agents.decisions.signatures import sign
 from agents.readback import read_all
 from jax_exec.keys import generate_dev_keys, keyring_path, signing_key
+from schemas.events import APPROVAL_KEY
 from schemas.examples import SEED_SIGNAL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,6 +120,8 @@ async def publish(topic: str, value: bytes | dict[str, Any], key: bytes | None =
     await producer.start()
     try:
         raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+        if key is None and topic.endswith("approvals"):
+            key = APPROVAL_KEY  # as every approver publishes them
         await producer.send_and_wait(topic, raw, key=key)
     finally:
         await producer.stop()

@@ -17,7 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from agents.readback import read_all
-from schemas.events import Approval
+from schemas.events import APPROVAL_KEY, Approval
 from schemas.ids import signal_event_id
 from tests.integration.harness import (
     BOOTSTRAP,
@@ -80,6 +80,8 @@ async def _send(producer: AIOKafkaProducer, topic: str, values: list[dict[str, A
     for value in values:
         signal = value.get("signal", value)
         key = str(signal_event_id(signal["id"])).encode() if "id" in signal else None
+        if topic.endswith("approvals"):
+            key = APPROVAL_KEY
         futures.append(await producer.send(topic, json.dumps(value).encode(), key=key))
     for fut in futures:
         await fut

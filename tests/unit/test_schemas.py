@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from schemas.events import (
+    APPROVAL_KEY,
     EVENT_TYPES,
     Approval,
     ControlCommand,
@@ -77,6 +78,17 @@ def test_approval_envelope_descends_from_its_signal() -> None:
     assert approval.causation_id == signal.event_id
     assert approval.decision is Decision.APPROVED
     assert approval.occurred_at == datetime(2026, 11, 21, 14, 30, tzinfo=UTC)
+
+
+def test_approvals_are_keyed_by_account_so_one_worker_sizes_them_in_order() -> None:
+    def approval(signal_id: str) -> Approval:
+        return Approval.model_validate({
+            "signal": {**json.loads(SEED_JSON), "id": signal_id}, "decision": "approved",
+            "approved_by": "alice", "decided_at": "2026-11-21T14:30:00Z"})
+
+    first, second = approval("sig-1"), approval("sig-2")
+    assert first.correlation_id != second.correlation_id
+    assert first.kafka_key == second.kafka_key == APPROVAL_KEY
 
 
 def test_models_are_frozen_and_strict() -> None:
