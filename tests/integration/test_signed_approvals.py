@@ -124,16 +124,16 @@ async def test_an_independent_producer_signs_and_every_forgery_is_refused(
     coid = client_order_id(corr)
     producer.kcat("signals", producer.raw(signal, "signal"), str(corr))
     good = producer.signed(decision(signal), "good")
-    producer.kcat("approvals", good, str(corr))
+    producer.kcat("approvals", good, "account")
     fills = await wait_for(f"{prefix}fills", lambda rows: any(
         r["client_order_id"] == coid for r in rows), within=60)
     assert {r["side"] for r in fills if r["client_order_id"] == coid} == {"BUY"}
 
-    producer.kcat("approvals", good, str(corr))  # replayed while the position is open
+    producer.kcat("approvals", good, "account")  # replayed while the position is open
     sim.admin("/price", {"symbol": "AAPL", "price": "160.00"})  # take-profit: closed
     await wait_for(f"{prefix}fills", lambda rows: any(
         r["client_order_id"] == f"{coid}-tp" for r in rows), within=60)
-    producer.kcat("approvals", good, str(corr))  # replayed after it filled and closed
+    producer.kcat("approvals", good, "account")  # replayed after it filled and closed
 
     others = {}  # each forgery on a fresh signal, so only its own flaw can refuse it
     for name in ("tampered", "unsigned", "unknown_key", "expired"):
@@ -153,7 +153,7 @@ async def test_an_independent_producer_signs_and_every_forgery_is_refused(
             past = datetime.now(UTC) - timedelta(minutes=1)
             path = producer.signed(decision(sig, expires_at=past.strftime("%Y-%m-%dT%H:%M:%SZ")),
                                    name)
-        producer.kcat("approvals", path, str(others[name]))
+        producer.kcat("approvals", path, "account")
 
     expected = {"tampered": "BAD_SIGNATURE", "unsigned": "UNSIGNED",
                 "unknown_key": "UNKNOWN_KEY", "expired": "APPROVAL_EXPIRED"}
