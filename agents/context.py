@@ -17,6 +17,7 @@ from schemas.events import Event
 if TYPE_CHECKING:
     from agents.control import TradingGate
     from agents.decisions.config import RiskSettings
+    from agents.decisions.rollout import LiveGrants
     from brokers.port import OrderService
 
 
@@ -45,6 +46,8 @@ class StageContext:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     book: ReservationBook = field(default_factory=ReservationBook)
     gate: TradingGate | None = None  # the kill switch's latched trading state
+    # The signed go-live decisions (agents.rollout_reader); None: live accounts never trade.
+    grants: LiveGrants | None = None
     ledger: SignalLedger = field(default_factory=SignalLedger)
     keyring: KeyRing = field(default_factory=KeyRing)  # who may approve (public keys only)
     signal_grace: timedelta = timedelta(seconds=5)  # how long an approval waits for its signal

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
@@ -202,6 +202,29 @@ def watch(app: Any, pipeline: Any, component: str = "worker") -> None:
 
 _COLLECTOR: WorkerCollector | None = None
 _HEALTH: dict[str, Any] = {"status": "ok", "ready": False}
+# What the process depends on, asked at each /health and /ready: name -> {"ok": bool, ...}
+Checks = Callable[[], dict[str, dict[str, Any]]]
+_CHECKS: list[Checks] = []
+
+
+def add_checks(checks: Checks) -> None:
+    """Readiness also needs every check `checks()` returns to be ok (the simulator's door)."""
+    _CHECKS.append(checks)
+
+
+def health() -> dict[str, Any]:
+    """The /health and /ready answer: the process's own flag and each dependency's check."""
+    body = dict(_HEALTH)
+    found: dict[str, dict[str, Any]] = {}
+    for source in list(_CHECKS):
+        try:
+            found.update(source())
+        except Exception as exc:  # a broken check reads as not ready, never as a 500
+            found[getattr(source, "__name__", "check")] = {"ok": False, "detail": repr(exc)}
+    if found:
+        body["checks"] = found
+        body["ready"] = bool(body.get("ready")) and all(c.get("ok") for c in found.values())
+    return body
 
 
 # -- the endpoint ----------------------------------------------------------------------------
@@ -213,9 +236,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/metrics":
             body, kind, code = generate_latest(REGISTRY), CONTENT_TYPE_LATEST, 200
         elif path in ("/health", "/ready"):
-            ready = bool(_HEALTH.get("ready"))
-            code = 200 if path == "/health" or ready else 503
-            body, kind = json.dumps(_HEALTH).encode(), "application/json"
+            answer = health()
+            code = 200 if path == "/health" or answer["ready"] else 503
+            body, kind = json.dumps(answer, default=str).encode(), "application/json"
         else:
             body, kind, code = b"not found\n", "text/plain", 404
         self.send_response(code)
@@ -235,6 +258,10 @@ def serve(port: int, host: str = "127.0.0.1", component: str = "process") -> Thr
     _HEALTH["component"] = component
     if not component.startswith(("worker", "run")):  # a worker is ready once it consumes
         _HEALTH["ready"] = True
+    if component == "sim":  # ready once its door listens (brokers/sim/metrics.py)
+        from brokers.sim.metrics import checks
+
+        add_checks(checks)
     INFO.labels(component).set(1)
     threading.Thread(target=server.serve_forever, name="jax-metrics", daemon=True).start()
     return server

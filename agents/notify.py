@@ -3,10 +3,15 @@ refusals, kill-switch changes, automatic trips and reconciliation alerts, delive
 to generic webhooks (JSON signed with HMAC-SHA256, see agents.decisions.notifications), each
 retried with its own bounded backoff, each delivery recorded on `notifications`.
 
+Microsoft Teams is reached through an incoming webhook (NOTIFY_TEAMS): an Adaptive Card (or a
+legacy MessageCard) posted to the URL Teams gave; the URL is the secret, Teams checks nothing.
+
 It never blocks trading: its own consumer group (APP_ID-notify), its own consumer and producer,
-and a receiver that is down only delays the notifications (every attempt is bounded, the whole
-delivery too). It starts at the end of the topics the first time (no flood of history), then
-commits after each batch's deliveries are recorded (at-least-once: a crash re-notifies)."""
+and a receiver that is down only delays its own notifications: each receiver has its own lane
+(a bounded queue and one task, in order), every attempt is bounded and the whole delivery too.
+It starts at the end of the topics the first time (no flood of history), and commits an offset
+once every delivery of it and of all before it is recorded (at-least-once: a crash
+re-notifies)."""
 
 from __future__ import annotations
 
@@ -15,17 +20,25 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from mode import Service
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from agents.decisions.notifications import NOTIFY_TOPICS, Notice, notice_for, sign_body, slack_text
+from agents.decisions.notifications import (
+    NOTIFY_TOPICS,
+    Notice,
+    notice_for,
+    sign_body,
+    slack_text,
+    teams_card,
+)
 from agents.kafka_auth import NO_AUTH, KafkaAuth
 from schemas.events import Notification
 from schemas.ids import derive_id
@@ -39,6 +52,15 @@ class Webhook(BaseModel):
     secret: SecretStr = Field(min_length=16)
 
 
+class TeamsHook(BaseModel):
+    """A Teams incoming webhook: a Workflows "when a Teams webhook request is received" URL
+    (card "adaptive") or a legacy Office 365 connector URL (card "messagecard")."""
+
+    name: str = Field(min_length=1, max_length=64)
+    url: SecretStr = Field(description="Whoever has the URL can post: keep it secret")
+    card: Literal["adaptive", "messagecard"] = "adaptive"
+
+
 class NotifySettings(BaseSettings):
     """NOTIFY_*: where notifications go and how hard delivery tries."""
 
@@ -46,6 +68,10 @@ class NotifySettings(BaseSettings):
 
     webhooks: list[Webhook] = Field(default_factory=list, description=(
         'NOTIFY_WEBHOOKS: JSON [{"name": "ops", "url": "https://...", "secret": "..."}]'))
+    teams: list[TeamsHook] = Field(default_factory=list, description=(
+        'NOTIFY_TEAMS: JSON [{"name": "desk", "url": "https://...", "card": "adaptive"}]'))
+    backlog: int = Field(1000, ge=1, description="NOTIFY_BACKLOG: notifications a receiver "
+                                                 "may fall behind by; beyond, recorded failed")
     slack_channel: str | None = Field(None, description="NOTIFY_SLACK_CHANNEL (needs "
                                                         "SLACK_BOT_TOKEN)")
     attempts: int = Field(4, ge=1, le=10, description="NOTIFY_ATTEMPTS per receiver")
@@ -104,6 +130,22 @@ class WebhookReceiver:
         return resp.status_code
 
 
+class TeamsReceiver:
+    channel = "teams"
+
+    def __init__(self, hook: TeamsHook, client: httpx.AsyncClient) -> None:
+        self.name = hook.name
+        self.url = hook.url.get_secret_value()
+        self.card = hook.card
+        self.client = client
+
+    async def send(self, notice: Notice, within: float) -> int | None:
+        resp = await self.client.post(self.url, json=teams_card(notice, self.card),
+                                      timeout=within)
+        resp.raise_for_status()
+        return resp.status_code
+
+
 class SlackReceiver:
     channel = "slack"
 
@@ -119,37 +161,62 @@ class SlackReceiver:
         return None
 
 
-async def deliver(notice: Notice, receiver: Receiver, policy: DeliveryPolicy,
-                  sleep: Callable[[float], Any] = asyncio.sleep) -> Notification:
-    """Try within the policy; the record of how it ended (never raises)."""
+@dataclass(frozen=True)
+class Attempted:
+    """How a call tried within a policy ended."""
+
+    result: Any
+    attempts: int
+    error: str | None
+    elapsed: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.attempts > 0
+
+
+async def attempt(call: Callable[[float], Awaitable[Any]], policy: DeliveryPolicy,
+                  sleep: Callable[[float], Any] = asyncio.sleep) -> Attempted:
+    """call(time limit) until it returns, within the policy's attempts, backoff and total
+    budget; never raises (the last error is in the result)."""
     started = time.monotonic()
-    attempt, status, error = 0, None, None
-    for attempt in range(1, policy.attempts + 1):
+    attempts, result, error = 0, None, None
+    for attempts in range(1, policy.attempts + 1):
         left = policy.total - (time.monotonic() - started)
         if left <= 0:
             break
         try:
-            status = await asyncio.wait_for(receiver.send(notice, min(policy.attempt_timeout,
-                                                                      left)), left)
+            result = await asyncio.wait_for(call(min(policy.attempt_timeout, left)), left)
             error = None
             break
         except Exception as exc:  # any failure of a receiver is retried, then recorded
             error = _describe(exc)
-            if attempt < policy.attempts:
-                await sleep(min(policy.delay(attempt),
+            if attempts < policy.attempts:
+                await sleep(min(policy.delay(attempts),
                                 max(policy.total - (time.monotonic() - started), 0)))
-    delivered = error is None and attempt > 0
-    if not delivered:
+    return Attempted(result, attempts, error, round(time.monotonic() - started, 3))
+
+
+async def deliver(notice: Notice, receiver: Receiver, policy: DeliveryPolicy,
+                  sleep: Callable[[float], Any] = asyncio.sleep) -> Notification:
+    """Try within the policy; the record of how it ended (never raises)."""
+    tried = await attempt(lambda within: receiver.send(notice, within), policy, sleep)
+    if not tried.ok:
         log.warning("notification %s to %s failed after %d attempt(s): %s", notice.kind.value,
-                    receiver.name, attempt, error)
+                    receiver.name, tried.attempts, tried.error)
+    return record_of(notice, receiver, tried.ok, max(tried.attempts, 1), tried.result,
+                     tried.error, tried.elapsed)
+
+
+def record_of(notice: Notice, receiver: Receiver, delivered: bool, attempts: int,
+              status: int | None, error: str | None, elapsed: float) -> Notification:
     return Notification(
         event_id=derive_id("notification", notice.subject_event_id, notice.kind.value,
                            receiver.name),
-        correlation_id=_uuid_or(notice), kind=notice.kind, channel=receiver.channel,
+        correlation_id=_correlation(notice), kind=notice.kind, channel=receiver.channel,
         target=receiver.name, subject_event_id=_uuid_or(notice),
         subject_topic=notice.subject_topic, title=notice.title[:500], delivered=delivered,
-        attempts=max(attempt, 1), status_code=status, error=error,
-        elapsed_seconds=round(time.monotonic() - started, 3))
+        attempts=attempts, status_code=status, error=error, elapsed_seconds=elapsed)
 
 
 def _uuid_or(notice: Notice) -> Any:
@@ -159,6 +226,17 @@ def _uuid_or(notice: Notice) -> Any:
         return uuid.UUID(notice.subject_event_id)
     except ValueError:
         return derive_id("subject", notice.subject_event_id)
+
+
+def _correlation(notice: Notice) -> Any:
+    """The signal's correlation id when the event carries one (the trace finds the
+    notification beside the order), else the subject's."""
+    try:
+        import uuid
+
+        return uuid.UUID(str(notice.fields.get("correlation_id")))
+    except ValueError:
+        return _uuid_or(notice)
 
 
 def _describe(exc: BaseException) -> str:
@@ -172,8 +250,10 @@ class NotifyStage:
 
     def __init__(self, bootstrap: str, topic: Callable[[str], str], group_id: str,
                  receivers: list[Receiver], policy: DeliveryPolicy,
-                 auth: KafkaAuth = NO_AUTH, timeout: float = 30.0) -> None:
+                 auth: KafkaAuth = NO_AUTH, timeout: float = 30.0,
+                 backlog: int = 1000) -> None:
         self.bootstrap = bootstrap
+        self.backlog = backlog
         self.topic = topic
         self.names = {topic(name): name for name in NOTIFY_TOPICS}
         self.group_id = group_id
@@ -224,24 +304,102 @@ class NotifyStage:
             await consumer.stop()
 
     async def _loop(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
+        offsets = Offsets()
+
+        async def record(notification: Notification) -> None:
+            await asyncio.wait_for(producer.send_and_wait(
+                self.topic("notifications"), notification.model_dump_json().encode(),
+                key=notification.kafka_key), self.timeout)
+            self.recorded.append(notification)
+
+        lanes = [Lane(r, self.policy, record, self.backlog) for r in self.receivers]
+        tasks = [asyncio.create_task(lane.run(), name=f"jax.notify.{lane.receiver.name}")
+                 for lane in lanes]
+        try:
+            while True:
+                await self._announce(consumer)
+                for lane in lanes:
+                    if lane.failed is not None:
+                        raise lane.failed  # not recorded: restart from the last commit
+                batches = await consumer.getmany(timeout_ms=500, max_records=50)
+                for tp, msgs in batches.items():
+                    for m in msgs:
+                        notice = _notice(self.names.get(tp.topic, tp.topic), m.value)
+                        entry = offsets.add(tp, m.offset, len(lanes) if notice else 0)
+                        for lane in lanes if notice else []:
+                            await lane.offer(notice, entry)  # type: ignore[arg-type]
+                done = offsets.committable()
+                if done:
+                    await asyncio.wait_for(consumer.commit(done), self.timeout)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _announce(self, consumer: AIOKafkaConsumer) -> None:
+        if not self.ready.is_set() and consumer.assignment():
+            for tp in consumer.assignment():  # pin the start before announcing it
+                await consumer.position(tp)
+            self.ready.set()
+
+
+@dataclass
+class Offsets:
+    """Per partition, the offsets read in order with the deliveries each still waits for;
+    what may be committed is the position past the longest prefix with none left."""
+
+    waiting: dict[TopicPartition, deque[list[int]]] = field(default_factory=dict)
+
+    def add(self, tp: TopicPartition, offset: int, deliveries: int) -> list[int]:
+        entry = [offset, deliveries]
+        self.waiting.setdefault(tp, deque()).append(entry)
+        return entry
+
+    def committable(self) -> dict[TopicPartition, int]:
+        done: dict[TopicPartition, int] = {}
+        for tp, entries in self.waiting.items():
+            while entries and entries[0][1] <= 0:
+                done[tp] = entries.popleft()[0] + 1
+        return done
+
+
+Record = Callable[[Notification], Awaitable[None]]
+
+
+class Lane:
+    """One receiver's queue and task: its notifications in order, one at a time, so a
+    receiver that hangs holds up only itself. Beyond `backlog` waiting, a notification is
+    recorded failed at once rather than held."""
+
+    def __init__(self, receiver: Receiver, policy: DeliveryPolicy, record: Record,
+                 backlog: int = 1000) -> None:
+        self.receiver = receiver
+        self.policy = policy
+        self.record = record
+        self.queue: asyncio.Queue[tuple[Notice, list[int]]] = asyncio.Queue(backlog)
+        self.failed: BaseException | None = None
+
+    async def offer(self, notice: Notice, entry: list[int]) -> None:
+        try:
+            self.queue.put_nowait((notice, entry))
+        except asyncio.QueueFull:
+            log.warning("notify: %s is %d behind; %s recorded undelivered", self.receiver.name,
+                        self.queue.qsize(), notice.kind.value)
+            await self._recorded(record_of(notice, self.receiver, False, 1, None,
+                                           "receiver backlog full", 0.0), entry)
+
+    async def run(self) -> None:
         while True:
-            if not self.ready.is_set() and consumer.assignment():
-                for tp in consumer.assignment():  # pin the start before announcing it
-                    await consumer.position(tp)
-                self.ready.set()
-            batches = await consumer.getmany(timeout_ms=500, max_records=50)
-            notices = [n for tp, msgs in batches.items() for m in msgs
-                       if (n := _notice(self.names.get(tp.topic, tp.topic), m.value))]
-            if notices:
-                records = await asyncio.gather(*(deliver(n, r, self.policy)
-                                                 for n in notices for r in self.receivers))
-                for record in records:
-                    await asyncio.wait_for(producer.send_and_wait(
-                        self.topic("notifications"), record.model_dump_json().encode(),
-                        key=record.kafka_key), self.timeout)
-                    self.recorded.append(record)
-            if batches:
-                await asyncio.wait_for(consumer.commit(), self.timeout)
+            notice, entry = await self.queue.get()
+            await self._recorded(await deliver(notice, self.receiver, self.policy), entry)
+
+    async def _recorded(self, notification: Notification, entry: list[int]) -> None:
+        try:
+            await self.record(notification)
+        except Exception as exc:  # Kafka away: the stage restarts from its last commit
+            self.failed = exc
+            raise
+        entry[1] -= 1
 
 
 def _notice(topic: str, raw: bytes | None) -> Notice | None:
@@ -279,6 +437,7 @@ def build_notify(settings: Any, notify: NotifySettings | None = None,
     notify = notify or NotifySettings()
     client = httpx.AsyncClient()
     receivers: list[Receiver] = [WebhookReceiver(h, client) for h in notify.webhooks]
+    receivers += [TeamsReceiver(h, client) for h in notify.teams]
     if notify.slack_channel:
         if slack_chat is None:
             from api.slack import SlackSettings, WebApiChat
@@ -293,5 +452,5 @@ def build_notify(settings: Any, notify: NotifySettings | None = None,
         return None
     stage = NotifyStage(settings.kafka_bootstrap, settings.topic, f"{settings.app_id}-notify",
                         receivers, DeliveryPolicy.of(notify),
-                        auth=client_auth(settings, "operator"))
+                        auth=client_auth(settings, "worker"), backlog=notify.backlog)
     return NotifyService(stage, closers=[client.aclose])

@@ -17,6 +17,7 @@ from agents.codec import decode_object
 from agents.context import Output, Source, StageContext
 from agents.control import net_position
 from agents.decisions.compliance import check_compliance, pdt_window_start
+from agents.decisions.config import RiskSettings
 from agents.decisions.decide import decide, reject_approval
 from agents.decisions.instruments import Instrument, InstrumentBook, with_venue_rules
 from agents.decisions.ledger import (
@@ -30,6 +31,7 @@ from agents.decisions.ledger import (
 )
 from agents.decisions.reasons import ReasonCode, Refusal
 from agents.decisions.reservations import pending_orders, with_reservations
+from agents.decisions.rollout import live_settings
 from agents.decisions.signatures import verify
 from agents.decisions.validation import parse_approval
 from agents.validation import refusal_without_event
@@ -152,11 +154,14 @@ async def _decide(approval: Approval, ctx: StageContext, now: datetime) -> list[
         spec = with_venue_rules(InstrumentBook.from_settings(ctx.risk).get(symbol), rules)
     except OrderRejected as exc:  # the venue does not know the instrument
         return [("rejections", _venue_refused(approval, exc, now))]
+    risk = live_settings(snap.account, ctx.risk, ctx.grants)  # live: a signed go-live only
+    if isinstance(risk, Refusal):
+        return [("rejections", reject_approval(approval, risk, now))]
     result = decide(approval, with_reservations(snap.account, pending), snap.positions,
-                    [*open_orders, *pending], recent, now, ctx.risk, ctx.venue.venue,
+                    [*open_orders, *pending], recent, now, risk, ctx.venue.venue,
                     instruments={symbol: spec})
     result = await _comply(approval, result, snap, [*open_orders, *pending], rules, spec, ctx,
-                           now)
+                           now, risk)
     if isinstance(result, OrderIntent) and gate is not None:
         refusal = gate.check(result.symbol, result.strategy_id, result.side, result.quantity,
                              net_position(snap.positions, result.symbol), "sizing")
@@ -168,12 +173,13 @@ async def _decide(approval: Approval, ctx: StageContext, now: datetime) -> list[
 
 async def _comply(approval: Approval, result: OrderIntent | Rejection, snap: VenueSnapshot,
                   working: list[OrderReport], rules: InstrumentRules | None, spec: Instrument,
-                  ctx: StageContext, now: datetime) -> OrderIntent | Rejection:
+                  ctx: StageContext, now: datetime,
+                  risk: RiskSettings | None = None) -> OrderIntent | Rejection:
     """The decided order against the compliance rules (agents/decisions/compliance.py); the
     account's fills are read only when the pattern day trader rule can apply."""
     if not isinstance(result, OrderIntent):
         return result
-    account, risk = snap.account, ctx.risk
+    account, risk = snap.account, risk or ctx.risk
     assert account is not None, "the sizing view reads the account"
     fills = []
     if risk.pdt_check and account.equity < risk.pdt_equity_threshold:

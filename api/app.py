@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path as PathLib
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -26,9 +26,11 @@ from api.services import (
     Forbidden,
     NotFound,
     Readiness,
+    RolloutService,
     ServiceError,
     SignalService,
     Unavailable,
+    rollout_service,
 )
 from api.users import Role, User, UserStore
 from brokers.port import OrderService
@@ -66,6 +68,7 @@ class Services:
     timeout: float
     live: Any = None  # api.live.LiveFeed where a Kafka tail feeds the page (else no stream)
     slack: Any = None  # slack_bolt AsyncApp (api.slack.slack_for) when Slack is configured
+    rollout: RolloutService | None = None  # unless given, built from the settings (create_app)
 
 
 # --- models ------------------------------------------------------------------------------
@@ -173,6 +176,47 @@ class StateOut(Out):
     details: dict[str, str]
 
 
+class CheckOut(Out):
+    name: str
+    value: str = Field(description="The paper period's figure")
+    threshold: str = Field(description="What it must be (ROLLOUT_* settings)")
+    passed: bool
+
+
+class DailyPnl(Out):
+    day: date
+    realized_pnl: Decimal
+
+
+class RolloutReportOut(Out):
+    since: datetime | None
+    until: datetime | None
+    passed: bool = Field(description="Every check passed: an admin may sign the go-live")
+    sha256: str = Field(description="What a go-live decision cites (report_sha256)")
+    checks: list[CheckOut]
+    rejections_by_reason: dict[str, int]
+    daily_pnl: list[DailyPnl]
+
+
+class GrantOut(Out):
+    account_id: str
+    ramp_factor: Decimal = Field(description="Sized quantities are scaled by this")
+    max_order_notional: Decimal = Field(description="Largest live order value")
+    decided_by: str = Field(description="The admin whose signed decision is in force")
+    decision_event_id: UUID
+
+
+class IgnoredDecision(Out):
+    reason_code: str
+    message: str
+
+
+class GrantsOut(Out):
+    grants: list[GrantOut] = Field(description="Live accounts allowed to trade, at what ramp")
+    ignored: list[IgnoredDecision] = Field(
+        description="Decisions on `rollout` whose signature, signer or chain did not check out")
+
+
 class ControlIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -262,6 +306,8 @@ def create_app(services: Services) -> FastAPI:
         "Approve signals (signed for the authenticated user), query orders, fills, positions, "
         "trades and P&L, and command the kill switch. Bearer tokens from `jax-exec users add`;"
         " errors are RFC 9457 problem+json."))
+    if services.rollout is None and getattr(services.queries, "ch", None) is not None:
+        services.rollout = rollout_service(services.decisions.settings, services.queries)
     app.state.services = services
     problems.install(app)
 
@@ -347,6 +393,7 @@ def _router() -> APIRouter:
     _reads(r)
     _decisions(r)
     _kill_switch(r)
+    _rollout(r)
     return r
 
 
@@ -553,3 +600,40 @@ def _kill_switch(r: APIRouter) -> None:
         return ControlOut(command_id=issued.event_id, command=issued.command.value,
                           scope=issued.scope, issued_by=issued.issued_by, reason=issued.reason,
                           offset=offset)
+
+
+def _rollout_of(svc: Services) -> RolloutService:
+    if svc.rollout is None:  # like Slack unconfigured: nothing to serve here, not a fault
+        raise NotFound("the rollout gate is not read in this process (it has no ClickHouse); "
+                       "use `jax-exec rollout report` and `jax-exec rollout status`")
+    return svc.rollout
+
+
+def _rollout(r: APIRouter) -> None:
+    @r.get("/rollout/report", response_model=RolloutReportOut, tags=["rollout"],
+           responses=NOT_FOUND)
+    async def report(user: Viewer, svc: Svc, since: Since = None, until: Until = None,
+                     account: Text = None) -> RolloutReportOut:
+        """The paper period judged against the ROLLOUT_* thresholds (`jax-exec rollout
+        report`): each check with its figure, its threshold and whether it passed."""
+        judged = await _bounded(svc, _rollout_of(svc).report(since, until, account))
+        d = judged.as_dict()
+        return RolloutReportOut(
+            since=since, until=until, passed=judged.passed, sha256=judged.sha256(),
+            checks=[CheckOut(**c) for c in d["checks"]],
+            rejections_by_reason=d["rejections_by_reason"],
+            daily_pnl=[DailyPnl(day=day, realized_pnl=pnl)
+                       for day, pnl in judged.figures.daily_pnl])
+
+    @r.get("/rollout/grants", response_model=GrantsOut, tags=["rollout"],
+           responses=NOT_FOUND)
+    async def grants(user: Viewer, svc: Svc) -> GrantsOut:
+        """The live grants in force, folded from the admins' signed decisions on `rollout`
+        (read-only: `jax-exec rollout go-live | ramp` signs and publishes them)."""
+        book = await _bounded(svc, _rollout_of(svc).grants())
+        return GrantsOut(
+            grants=[GrantOut(account_id=g.account_id, ramp_factor=g.ramp_factor,
+                             max_order_notional=g.max_order_notional, decided_by=g.decided_by,
+                             decision_event_id=g.event_id) for g in book.grants.values()],
+            ignored=[IgnoredDecision(reason_code=str(x.code), message=x.message)
+                     for x in book.refused])

@@ -8,20 +8,29 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from agents.decisions.config import RiskSettings
 from agents.decisions.decide import evaluate
 from agents.decisions.instruments import InstrumentBook
 from agents.decisions.reasons import Refusal
-from agents.decisions.signatures import sign
+from agents.decisions.rollout import (
+    PaperFigures,
+    RolloutBook,
+    RolloutReport,
+    RolloutThresholds,
+    fold,
+    rollout_report,
+)
+from agents.decisions.signatures import KeyRing, sign
 from agents.kafka_auth import NO_AUTH, KafkaAuth
-from agents.readback import partitions_of
+from agents.readback import partitions_of, read_all
 from agents.sizing import count_recent
 from agents.venue_view import VenueSnapshot, read_snapshot
 from brokers.port import OrderService
@@ -463,3 +472,71 @@ def trading_check(gate: GateView | None) -> CheckFn:
         scopes = {s.scope: s.mode.value for s in gate.table.rows()}
         return Check(True, {"account": account.value, "scopes": scopes})
     return check
+
+
+# --- the rollout gate --------------------------------------------------------------------
+
+FiguresReader = Callable[[datetime | None, datetime | None, str | None],
+                         Awaitable[PaperFigures]]
+BookReader = Callable[[datetime], Awaitable[RolloutBook]]
+
+
+class RolloutService:
+    """The paper period judged against ROLLOUT_* thresholds, and the live grants in force
+    (read-only: decisions are signed with an admin's key by `jax-exec rollout`)."""
+
+    def __init__(self, figures: FiguresReader, book: BookReader,
+                 thresholds: RolloutThresholds,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.figures = figures
+        self.book = book
+        self.thresholds = thresholds
+        self.clock = clock
+
+    async def report(self, since: datetime | None, until: datetime | None,
+                     account: str | None) -> RolloutReport:
+        return rollout_report(await self.figures(since, until, account), self.thresholds)
+
+    async def grants(self) -> RolloutBook:
+        return await self.book(self.clock())
+
+
+def store_figures(queries: Queries) -> FiguresReader:
+    """The paper period's figures from ClickHouse (store.queries.paper_period)."""
+    from store.queries import paper_period
+
+    async def read(since: datetime | None, until: datetime | None,
+                   account: str | None) -> PaperFigures:
+        period = await paper_period(queries.ch, since, until, account)
+        return PaperFigures(**asdict(period))
+    return read
+
+
+def kafka_book(bootstrap: str, topic: str, keyring: Callable[[], KeyRing],
+               thresholds: RolloutThresholds, auth: KafkaAuth = NO_AUTH) -> BookReader:
+    """Every signed decision on `rollout` (a small topic), read at each call and folded."""
+    async def read(now: datetime) -> RolloutBook:
+        raws: list[bytes] = []
+        try:
+            await read_all(bootstrap, topic, lambda obj: raws.append(json.dumps(obj).encode()),
+                           auth)
+        except (TimeoutError, OSError, KafkaError) as exc:
+            raise Unavailable(f"{topic} could not be read from Kafka at {bootstrap}: "
+                              f"{exc!r}") from exc
+        return fold(raws, keyring(), thresholds, now)
+    return read
+
+
+def rollout_service(settings: Any, queries: Queries) -> RolloutService:
+    """The rollout service of a process with `settings` (jax_exec.settings.Settings)."""
+    from jax_exec.kafka_security import client_auth
+    from jax_exec.keys import keyring_path, load_keyring
+
+    def keyring() -> KeyRing:
+        path = keyring_path(settings.jax_home, settings.approval_keyring)
+        return load_keyring(path) if path.exists() else KeyRing()
+
+    thresholds = RolloutThresholds()
+    return RolloutService(store_figures(queries), kafka_book(
+        settings.kafka_bootstrap, settings.topic("rollout"), keyring, thresholds,
+        client_auth(settings, "operator")), thresholds)

@@ -47,6 +47,11 @@ from store.writer import AuditWriter, EventRecord  # noqa: E402
 RESULTS = ROOT / "bench" / "results"
 OLD_TRADES = "SELECT * FROM trades ORDER BY opened_at DESC LIMIT 100"
 OLD_ORDERS = "SELECT * FROM orders ORDER BY created_at DESC LIMIT 100"
+OLD_POSITIONS = "SELECT * FROM positions ORDER BY account_id, symbol"
+OLD_DAILY = (
+    "SELECT day, sum(trades) AS n, sum(realized_pnl) AS pnl FROM daily_pnl GROUP BY day "
+    "ORDER BY day"
+)
 PARTITIONS = 3
 console = Console()
 
@@ -160,6 +165,9 @@ async def run_queries(ch: ClickHouse, n_events: int, reps: int) -> dict[str, Any
         # The same reads as before the probe, in the same run (same load): the whole view.
         "old path: trade_history (whole trades view)": lambda: ch.query(OLD_TRADES),
         "old path: order_history (whole orders view)": lambda: ch.query(OLD_ORDERS),
+        # Before the pre-aggregates (0006): the views over every fill, same run, same data.
+        "old path: positions (positions view over fills FINAL)": lambda: ch.query(OLD_POSITIONS),
+        "old path: daily_pnl (daily_pnl view over fills FINAL)": lambda: ch.query(OLD_DAILY),
     }
     out: dict[str, Any] = {}
     for name, fn in suite.items():
@@ -217,7 +225,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def report(result: dict[str, Any]) -> None:
     """Print the figures as a table."""
-    table = Table(title=f"{result['ingest']['events']:,} events")
+    was_events = (result.get("before") or {}).get("ingest", {}).get("events")
+    title = f"{result['ingest']['events']:,} events"
+    if was_events and was_events != result["ingest"]["events"]:
+        title += f" (before: {was_events:,} events, not comparable; see the old-path rows)"
+    table = Table(title=title)
     before = (result.get("before") or {}).get("queries", {})
     for col in ("query", "before median ms", "median ms", "p95 ms", "rows"):
         table.add_column(col)
@@ -264,9 +276,10 @@ async def main(args: argparse.Namespace) -> None:
         "storage": sizes,
         "before": before,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "clickhouse.json").write_text(json.dumps(result, indent=2))
-    plot(result, RESULTS / "clickhouse.png")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    plot(result, out.with_suffix(".png"))
     report(result)
     if not args.keep and not args.reuse:
         shutil.rmtree(data if args.path else base, ignore_errors=True)
@@ -279,6 +292,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=100_000, help="rows per insert")
     p.add_argument("--reps", type=int, default=7, help="repetitions per query")
     p.add_argument("--path", help="directory for the chdb data (default: a temp dir)")
+    p.add_argument("--out", default=str(RESULTS / "clickhouse"),
+                   help="where to write the results: OUT.json and OUT.png")
     p.add_argument("--keep", action="store_true", help="keep the chdb data afterwards")
     p.add_argument("--before", default=str(RESULTS / "clickhouse.json"),
                    help="a previous clickhouse.json to report beside this run (default: the "

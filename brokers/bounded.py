@@ -3,6 +3,9 @@
 The generic guarantee, whatever sits behind the port: no venue call outlives `timeout`. An
 adapter bounds its own library calls too (brokers/ib does), but a stage must not depend on
 every adapter getting that right, so the wiring wraps each venue once in this.
+
+Each call also passes through an observer (the port `CallObserver`): the wiring gives the
+metrics hook of agents/metrics.py, so brokers/ counts nothing itself and imports no stage code.
 """
 
 from __future__ import annotations
@@ -10,9 +13,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable
 from datetime import datetime
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
-from agents import metrics
 from brokers.exceptions import VenueTimeout
 from brokers.port import (
     AccountSnapshot,
@@ -27,24 +29,39 @@ from brokers.port import (
 T = TypeVar("T")
 
 
+class CallObserver(Protocol):
+    """Watches one venue call (counts, times it) and returns its result untouched; `operation`
+    is the method name only ("place", never an order id), fit for a metric label."""
+
+    def __call__(self, venue: str, operation: str, call: Awaitable[T]) -> Awaitable[T]: ...
+
+
+async def unobserved(venue: str, operation: str, call: Awaitable[T]) -> T:
+    """The observer when none is given: the call itself."""
+    return await call
+
+
 class BoundedVenue:
     """OrderService by delegation; every method under `asyncio.timeout(timeout)`, and a
     TimeoutError (ours or the inner service's) becomes VenueTimeout (transient, code
     "timeout")."""
 
-    def __init__(self, service: OrderService, timeout: float) -> None:
+    def __init__(self, service: OrderService, timeout: float,
+                 observe: CallObserver = unobserved) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout}")
         self.inner = service
         self.venue = service.venue
         self.timeout = timeout
+        self.observe = observe
 
-    async def _within(self, operation: str, call: Awaitable[T]) -> T:
+    async def _within(self, operation: str, call: Awaitable[T], subject: str = "") -> T:
         try:
             async with asyncio.timeout(self.timeout):
-                return await metrics.venue_call(self.venue, operation, call)
+                return await self.observe(self.venue, operation, call)
         except TimeoutError as exc:
-            raise VenueTimeout(operation, self.timeout, self.venue) from exc
+            described = f"{operation} {subject}" if subject else operation
+            raise VenueTimeout(described, self.timeout, self.venue) from exc
 
     async def connect(self) -> None:
         await self._within("connect", self.inner.connect())
@@ -53,13 +70,15 @@ class BoundedVenue:
         await self._within("close", self.inner.close())
 
     async def place(self, order: OrderRequest) -> OrderReport:
-        return await self._within(f"place {order.client_order_id}", self.inner.place(order))
+        return await self._within("place", self.inner.place(order), order.client_order_id)
 
     async def status(self, client_order_id: str) -> OrderReport:
-        return await self._within(f"status {client_order_id}", self.inner.status(client_order_id))
+        return await self._within("status", self.inner.status(client_order_id),
+                                  client_order_id)
 
     async def cancel(self, client_order_id: str) -> OrderReport:
-        return await self._within(f"cancel {client_order_id}", self.inner.cancel(client_order_id))
+        return await self._within("cancel", self.inner.cancel(client_order_id),
+                                  client_order_id)
 
     async def account(self) -> AccountSnapshot:
         return await self._within("account", self.inner.account())
@@ -80,6 +99,6 @@ class BoundedVenue:
         published = getattr(self.inner, "instrument", None)  # a test fake may not have it
         if published is None:
             return None
-        rules: InstrumentRules | None = await self._within(f"instrument {symbol}",
-                                                           published(symbol))
+        rules: InstrumentRules | None = await self._within("instrument", published(symbol),
+                                                           symbol)
         return rules

@@ -109,6 +109,10 @@ class Pacer:
             self.waiting -= 1
 
 
+# Messages one instrument() call sends: on IB contract details (first time), the market-data
+# request for shortability (generic tick 236) and its cancel.
+INSTRUMENT_MESSAGES = {"ib": 3}
+
 _PACERS: dict[str, Pacer] = {}
 
 
@@ -182,5 +186,6 @@ class PacedVenue:
         published = getattr(self.inner, "instrument", None)  # a test fake may not have it
         if published is None:
             return None
-        rules: InstrumentRules | None = await self._paced(lambda: published(symbol))
+        cost = INSTRUMENT_MESSAGES.get(self.venue, 1)
+        rules: InstrumentRules | None = await self._paced(lambda: published(symbol), cost)
         return rules

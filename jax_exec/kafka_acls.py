@@ -81,7 +81,9 @@ STAGE_RIGHTS: dict[str, Rights] = {
                   {"control", "orders", "alerts", "trading-state", "dead-letter"},
                   "the control stage (kill switch, trips, FLATTEN)"),
     # Notifications of fills, refusals, kill-switch changes and alerts (agents/notify.py).
-    "notify": _r({"orders", "fills", "rejections", "trading-state", "alerts", "control"},
+    # It reads signal-ledger and its own notifications back (Slack messages already posted).
+    "notify": _r({"orders", "fills", "rejections", "trading-state", "alerts", "control",
+                  "signal-ledger", "notifications"},
                  {"notifications"}, "the notifications stage (webhooks, Slack)"),
     "audit": _r(set(ALL_TOPICS), set(), "the audit sink: reads everything"),
 }

@@ -87,11 +87,14 @@ def local_broker_secure(home: Path) -> bool:
 
 
 def client_auth(settings: Settings, principal: str) -> KafkaAuth:
-    """How a client connects: KAFKA_CREDENTIALS_FILE, else KAFKA_USERNAME/KAFKA_PASSWORD, else
+    """How a client connects: KAFKA_CREDENTIALS_FILE, else KAFKA_CREDENTIALS_DIR/<principal>.json,
+    else KAFKA_USERNAME/KAFKA_PASSWORD, else
     KAFKA_SECURITY_PROTOCOL; with none of them set, `principal`'s generated credentials when
     the local broker under JAX_HOME runs secure, else PLAINTEXT."""
     if settings.kafka_credentials_file is not None:
         return load_credentials(settings.kafka_credentials_file)
+    if settings.kafka_credentials_dir is not None:
+        return load_credentials(settings.kafka_credentials_dir / f"{principal}.json")
     protocol = settings.kafka_security_protocol
     if settings.kafka_username:
         password = settings.kafka_password.get_secret_value() if settings.kafka_password else None

@@ -292,5 +292,8 @@ def _embedded_api(settings: Settings, risk: RiskSettings, built: Any, lines: lis
     lines.append(f"api         http://{api_settings.host}:{api_settings.port}/ (web page), "
                  "/docs (API)")
     from api.live import attach_live
+    from api.slack import attach_slack
 
-    return attach_live(ApiService(server), settings)
+    # Pending signals are posted to Slack (when SLACK_* is configured) by this process: it
+    # owns the store the poster reads pending signals from.
+    return attach_slack(attach_live(ApiService(server), settings), settings)

@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     kafka_password: SecretStr | None = None
     kafka_credentials_file: Path | None = Field(
         None, description="A JSON file with username and password (JAX_HOME/kafka/credentials)")
+    kafka_credentials_dir: Path | None = Field(
+        None, description="A directory of <principal>.json credential files, for a process "
+        "that connects as several principals (the API: upstream and operator)")
     topic_prefix: str = Field("", description="Prefix of every topic name (isolates test runs)")
     app_id: str = Field("jax-execution", description="Faust app id / consumer group base name")
     clickhouse_url: str = Field(

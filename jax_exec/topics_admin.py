@@ -47,6 +47,7 @@ async def ensure_topics(bootstrap: str, prefix: str = "", auth: KafkaAuth = NO_A
 
 
 READY_WITHIN_SECONDS = 60.0
+TOPIC_AUTHORIZATION_FAILED = 29  # Kafka's error code: a stage's principal may not see a topic
 
 
 async def _await_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> None:
@@ -61,8 +62,9 @@ async def _await_leaders(admin: AIOKafkaAdminClient, names: list[str]) -> None:
             described = await admin.describe_topics(pending)
             pending = sorted(
                 d["topic"] for d in described
-                if d["error_code"] != 0 or not d["partitions"]
-                or any(p["error_code"] != 0 or p["leader"] < 0 for p in d["partitions"]))
+                if d["error_code"] != TOPIC_AUTHORIZATION_FAILED  # not this principal's to read
+                and (d["error_code"] != 0 or not d["partitions"]
+                     or any(p["error_code"] != 0 or p["leader"] < 0 for p in d["partitions"])))
             if pending:
                 raise TopicsNotReady(pending)
 

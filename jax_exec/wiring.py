@@ -21,10 +21,12 @@ from agents.decisions.config import RiskSettings
 from agents.decisions.ledger import SignalLedger
 from agents.decisions.live import check_account_mode
 from agents.decisions.reservations import ReservationBook
+from agents.decisions.rollout import RolloutThresholds
 from agents.decisions.signatures import KeyRing
 from agents.reconciliation import Reconciler
 from agents.reconciliation_seed import seed_reconciler
 from agents.retry import RetryPolicy
+from agents.rollout_reader import RolloutReader
 from brokers import registry
 from brokers.bounded import BoundedVenue
 from brokers.pacing import PUBLISHED, PacedVenue
@@ -65,7 +67,8 @@ def build_venue(settings: Settings, venue_settings: Any = None) -> Venue:
     environment unless given: `jax-exec run` points them at the simulator's door), every call
     of it bounded by VENUE_TIMEOUT_SECONDS."""
     venue = _venue(settings, venue_settings)
-    service: OrderService = BoundedVenue(venue.service, settings.venue_timeout_seconds)
+    service: OrderService = BoundedVenue(venue.service, settings.venue_timeout_seconds,
+                                         observe=metrics.venue_call)
     # Paced outside the deadline: time queued for the venue's message limit is not a timeout.
     venue.service = PacedVenue.published(service) if service.venue in PUBLISHED else service
     return venue
@@ -130,12 +133,19 @@ async def build_worker(settings: Settings, stages: Iterable[str], risk: RiskSett
         account = await policy.call(venue.service.account)
         check_account_mode(account.account_id, account.kind, risk)
     book = ReservationBook(ttl=timedelta(seconds=settings.reservation_ttl_seconds))
+    keyring = load_approval_keyring(settings)
     ledger = SignalLedger()
     gate = None
     if stages & {"sizing", "submission", "control"}:
         gate = TradingGate(settings.kafka_bootstrap, settings.topic, auth=auth)
         await gate.start()
         closers.append(gate.stop)
+    grants = None
+    if "sizing" in stages:  # a live account sizes only on a signed go-live (never fails start)
+        grants = RolloutReader(settings.kafka_bootstrap, settings.topic, keyring,
+                               RolloutThresholds(), auth=auth)
+        await grants.start()
+        closers.append(grants.stop)
     if stages & DECIDING_STAGES:
         memory = DecisionMemory(settings.kafka_bootstrap, book, ledger, settings.topic,
                                 auth=auth)
@@ -146,8 +156,7 @@ async def build_worker(settings: Settings, stages: Iterable[str], risk: RiskSett
         ctx=StageContext(risk=risk, venue=venue.service if venue else cast(OrderService, NoVenue()),
                          retry=RetryPolicy(attempts=settings.venue_retry_attempts,
                                            total_seconds=settings.venue_retry_seconds),
-                         book=book, ledger=ledger, keyring=load_approval_keyring(settings),
-                         gate=gate,
+                         book=book, ledger=ledger, keyring=keyring, gate=gate, grants=grants,
                          signal_grace=timedelta(seconds=settings.signal_grace_seconds),
                          snapshot_max_age=timedelta(seconds=settings.venue_snapshot_seconds),
                          lookback=timedelta(hours=settings.reconcile_lookback_hours)),

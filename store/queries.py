@@ -783,7 +783,7 @@ class Queries:
     async def positions(self, account_id: str | None = None) -> list[Position]:
         """Open positions (non-zero net quantity) per account and symbol."""
         w = Where().add("account_id = {account:String}", account=account_id)
-        sql = select("positions", w, "account_id, symbol", limit=False)
+        sql = select("positions_pre", w, "account_id, symbol", limit=False)
         return await self._rows(Position, sql, w.params)
 
     async def trades(
@@ -801,7 +801,7 @@ class Queries:
         w.add("status = {status:String}", status=status)
         w.since_until("opened_at", since, until)
         return await self._newest(
-            Trade, "trades", w, "opened_at DESC", limit, _trades_probe(symbol, since, until),
+            Trade, "trades_pre", w, "opened_at DESC", limit, _trades_probe(symbol, since, until),
             lambda r: r.opened_at,
         )
 
@@ -817,7 +817,7 @@ class Queries:
         w.add("strategy_id = {strategy:String}", strategy=strategy)
         group = "day, strategy_id" if by_strategy else "day"
         inner = select(
-            "daily_pnl",
+            "daily_pnl_pre",
             w,
             limit=False,
             columns="day, strategy_id, trades AS n, wins AS w, losses AS l, "
@@ -879,7 +879,7 @@ class Queries:
         w.add("symbol = {symbol:String}", symbol=symbol)
         w.add("strategy_id = {strategy:String}", strategy=strategy)
         w.since_until("closed_at", since, until)
-        inner = select("trades", w, limit=False, columns=f"{key} AS k, realized_pnl AS p, "
+        inner = select("trades_pre", w, limit=False, columns=f"{key} AS k, realized_pnl AS p, "
                        "commission AS c, r_multiple AS r")
         columns = ("k AS key, count() AS trades, countIf(p > 0) AS wins, countIf(p < 0) AS "
                    "losses, sum(p) AS realized_pnl, sum(c) AS commission, avg(r) AS avg_r_multiple")

@@ -57,6 +57,14 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "schema_version",
     "key",
     "payload",
+    "duplicate",
+)
+DUPLICATE = EVENT_COLUMNS.index("duplicate")
+# Event types whose copies the pre-aggregates must not count twice (0006_preaggregates.sql)
+SUMMED_TYPES = frozenset({"fill"})
+_STORED_FILLS = (
+    "SELECT DISTINCT event_id FROM fill_firsts "
+    "WHERE day IN {days:Array(Date)} AND event_id IN {ids:Array(UUID)}"
 )
 UNDECODABLE = "undecodable"
 UNSTORABLE = "unstorable"
@@ -216,6 +224,7 @@ def to_row(record: EventRecord, now: datetime) -> list[Any]:
         env.schema_version,
         key,
         env.payload,
+        0,
     ]
 
 
@@ -265,7 +274,27 @@ def unstorable_row(
         0,
         key,
         payload,
+        0,
     ]
+
+
+async def mark_duplicates(ch: ClickHouse, rows: list[list[Any]]) -> None:
+    """Flag each fill row whose event id is already stored, or earlier in `rows`.
+
+    The pre-aggregates (0006) sum only unflagged rows, so a fill stored twice (produced again
+    at another offset, or re-inserted under another token) counts once. Whatever inserts
+    events rows calls this first; the writer does, once per batch."""
+    summed = [row for row in rows if row[4] in SUMMED_TYPES]
+    if not summed:
+        return
+    days = sorted({row[7].date() for row in summed})
+    ids = sorted({row[3] for row in summed})
+    found = await ch.query(_STORED_FILLS, {"days": days, "ids": ids})
+    seen = {r["event_id"] for r in found}
+    for row in summed:
+        if row[3] in seen:
+            row[DUPLICATE] = 1
+        seen.add(row[3])
 
 
 @dataclass
@@ -278,6 +307,9 @@ class Batch:
     created_at: float
     records: list[EventRecord] = field(default_factory=list)
     unstorable: bool = False
+    # duplicate flags set (before the first try, so a retry sends the same rows; the halves
+    # of a refused batch are checked again: some of its fills may have reached the sums)
+    checked: bool = False
 
     @property
     def first_offset(self) -> int:
@@ -463,12 +495,19 @@ class AuditWriter:
             with attempt:
                 await self.ch.insert("events", batch.rows, EVENT_COLUMNS, dedup_token=batch.token)
 
+    async def _mark_duplicates(self, batch: Batch) -> None:
+        """Flag the batch's copies of stored fills, once, before its first insert attempt."""
+        await mark_duplicates(self.ch, batch.rows)
+        batch.checked = True
+
     async def _drain(self, key: Key, buf: _Buffer) -> int | None:
         """Write a partition's batches in order; stop at the first failure."""
         last: int | None = None
         while buf.sealed:
             batch = buf.sealed[0]
             try:
+                if not batch.checked:
+                    await self._mark_duplicates(batch)
                 await self._insert(batch)
             except StoreDataError as exc:
                 if batch.unstorable or not batch.records:

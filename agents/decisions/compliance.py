@@ -5,7 +5,8 @@ returns a Refusal with its own reason code and a sentence a trader understands, 
 
 - restricted symbols: RESTRICTED_SYMBOLS may not trade at all;
 - market hours: the instrument's exchange calendar (exchange_calendars: sessions, early
-  closes, holidays) must be open now;
+  closes, holidays) must be open now, and today not an unscheduled closure the library does
+  not know yet (MARKET_EXTRA_CLOSURES);
 - short sales: a SELL beyond the long held is a short, refused when the venue marks the
   instrument not shortable, or it is hard to borrow or under a short sale restriction;
 - self-cross: an order that could trade against the account's own resting order in the same
@@ -119,53 +120,87 @@ def check_restricted(ctx: ComplianceContext) -> Refusal | None:
         STAGE, symbol=ctx.symbol, side=ctx.side)
 
 
-def market_closed(name: str, now: datetime) -> str | None:
+@dataclass(frozen=True)
+class Closed:
+    """Why a market is closed; `holiday` names the day when it is a holiday (scheduled, or an
+    unscheduled closure from MARKET_EXTRA_CLOSURES)."""
+
+    why: str
+    holiday: str | None = None
+
+
+def market_closed(name: str, now: datetime, closures: Iterable[str] = ()) -> str | None:
     """Why the market of calendar `name` is closed at `now`, or None when it is open."""
+    closed = market_closure(name, now, closures)
+    return None if closed is None else closed.why
+
+
+def market_closure(name: str, now: datetime, closures: Iterable[str] = ()) -> Closed | None:
+    """`market_closed` with the holiday named; `closures`: MARKET_EXTRA_CLOSURES entries."""
     with quiet_pandas():
-        return _market_closed(name, now)
+        return _market_closed(name, now, tuple(closures))
 
 
-def _market_closed(name: str, now: datetime) -> str | None:
+def extra_closure(name: str, day: date, closures: Iterable[str]) -> bool:
+    """Whether MARKET_EXTRA_CLOSURES closes calendar `name` (or an alias of it) all `day`."""
+    for entry in closures:
+        which, _, when = entry.rpartition(":")
+        if when != day.isoformat():
+            continue
+        if not which or which == name or calendar(which).name == calendar(name).name:
+            return True
+    return False
+
+
+def _market_closed(name: str, now: datetime, closures: tuple[str, ...]) -> Closed | None:
     import pandas as pd
 
     cal = calendar(name)
     minute = pd.Timestamp(now).floor("min")
     if not cal.first_minute <= minute <= cal.last_minute:
-        return f"the {name} calendar has no sessions around {now:%Y-%m-%d}"
+        return Closed(f"the {name} calendar has no sessions around {now:%Y-%m-%d}")
+    local = now.astimezone(ZoneInfo(str(cal.tz)))
+    if extra_closure(name, local.date(), closures):
+        holiday = "unscheduled closure (MARKET_EXTRA_CLOSURES)"
+        return Closed(f"{local:%a %Y-%m-%d} is an exchange holiday on {name}: an {holiday}",
+                      holiday)
     if cal.is_open_on_minute(minute, ignore_breaks=False):
         return None
-    local = now.astimezone(ZoneInfo(str(cal.tz)))
     today = pd.Timestamp(local.date())
     if local.weekday() < 5 and not cal.is_session(today):
-        return f"{local:%a %Y-%m-%d} is an exchange holiday on {name}{_holiday_name(cal, today)}"
+        holiday = _holiday_name(cal, today)
+        named = f" ({holiday})" if holiday != "holiday" else ""
+        return Closed(f"{local:%a %Y-%m-%d} is an exchange holiday on {name}{named}", holiday)
     if cal.is_session(today):
         opens, closes = cal.session_open(today), cal.session_close(today)
-        return (f"{local:%a %H:%M} {cal.tz} is outside today's {name} session "
-                f"{opens.tz_convert(cal.tz):%H:%M}-{closes.tz_convert(cal.tz):%H:%M}")
-    return f"{local:%a %Y-%m-%d} is not a trading day on {name}"
+        return Closed(f"{local:%a %H:%M} {cal.tz} is outside today's {name} session "
+                      f"{opens.tz_convert(cal.tz):%H:%M}-{closes.tz_convert(cal.tz):%H:%M}")
+    return Closed(f"{local:%a %Y-%m-%d} is not a trading day on {name}")
 
 
 def _holiday_name(cal: ExchangeCalendar, day: Any) -> str:
-    """' (Christmas)' when the calendar names the holiday, else ''."""
+    """The calendar's name for the holiday (e.g. 'Christmas'), else 'holiday'."""
     rules = cal.regular_holidays
     if rules is None:
-        return ""
+        return "holiday"
     named = rules.holidays(day, day, return_name=True)
-    return f" ({named.iloc[0]})" if len(named) else ""
+    return str(named.iloc[0]) if len(named) else "holiday"
 
 
 def check_market_hours(ctx: ComplianceContext) -> Refusal | None:
     """Orders only while the instrument's exchange is in session (holidays and early closes
-    from the calendar library, not a hand-written list)."""
+    from the calendar library, not a hand-written list; unscheduled closures the library
+    does not know yet from MARKET_EXTRA_CLOSURES)."""
     name = calendar_name(ctx.symbol, ctx.intent.venue, ctx.settings)
     if not name:
         return None
-    why = market_closed(name, ctx.now)
-    if why is None:
+    closed = market_closure(name, ctx.now, ctx.settings.market_extra_closures)
+    if closed is None:
         return None
+    holiday = {} if closed.holiday is None else {"holiday": closed.holiday}
     return Refusal.of(
-        R.MARKET_CLOSED, f"the market for {ctx.symbol} is closed: {why}", STAGE,
-        symbol=ctx.symbol, calendar=name, at=ctx.now.isoformat())
+        R.MARKET_CLOSED, f"the market for {ctx.symbol} is closed: {closed.why}", STAGE,
+        symbol=ctx.symbol, calendar=name, at=ctx.now.isoformat(), **holiday)
 
 
 def ssr_applies(symbol: str, entries: Iterable[str], day: date) -> bool:

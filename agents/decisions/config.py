@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import time
+from datetime import date, time
 from decimal import Decimal
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -145,6 +145,17 @@ def _parse_list(name: str, value: Any) -> Any:
     if value is None:
         return frozenset()
     return frozenset(str(s).strip().upper() for s in value if str(s).strip())
+
+
+def _closure(entry: str) -> str:
+    """One MARKET_EXTRA_CLOSURES entry, YYYY-MM-DD or CALENDAR:YYYY-MM-DD, checked."""
+    name, _, day = entry.rpartition(":")
+    try:
+        when = date.fromisoformat(day)
+    except ValueError:
+        raise ValueError(f"MARKET_EXTRA_CLOSURES entry {entry!r} must be YYYY-MM-DD or "
+                         "CALENDAR:YYYY-MM-DD") from None
+    return f"{name}:{when.isoformat()}" if name else when.isoformat()
 
 
 def _parse_pairs(name: str, value: Any) -> Any:
@@ -356,6 +367,13 @@ class RiskSettings(BaseSettings):
         {},
         'Per-symbol calendar overriding the venue\'s, e.g. "VOD:XLON,ES:CMES".',
     )
+    market_extra_closures: Annotated[frozenset[str], NoDecode] = _setting(
+        "MARKET_EXTRA_CLOSURES",
+        frozenset(),
+        "Unscheduled closures the calendar library does not know yet (a day of mourning, "
+        "weather): comma-separated ISO dates, each a whole local day closed on every calendar "
+        'checked, or CALENDAR:DATE for one calendar, e.g. "XNYS:2025-01-09".',
+    )
     short_sale_check: bool = _setting(
         "SHORT_SALE_CHECK",
         True,
@@ -482,6 +500,16 @@ class RiskSettings(BaseSettings):
         """KEY:CALENDAR pairs or JSON."""
         return _parse_pairs(str(info.field_name).upper(), value)
 
+    @field_validator("market_extra_closures", mode="before")
+    @classmethod
+    def _closures(cls, value: Any) -> Any:
+        """[CALENDAR:]YYYY-MM-DD entries, comma-separated or JSON, each date checked."""
+        if isinstance(value, str):
+            text = value.strip()
+            value = _json("MARKET_EXTRA_CLOSURES", text) if text.startswith("[") else \
+                text.split(",")
+        return frozenset(_closure(str(e).strip()) for e in value or () if str(e).strip())
+
     @field_validator("symbol_calendars", mode="after")
     @classmethod
     def _calendar_symbols_upper(cls, value: dict[str, str]) -> dict[str, str]:
@@ -492,7 +520,8 @@ class RiskSettings(BaseSettings):
     def _known_calendars(self) -> RiskSettings:
         """An unknown calendar name would only fail at the first order; fail at start."""
         names = {self.market_calendar, self.pdt_calendar, *self.venue_calendars.values(),
-                 *self.symbol_calendars.values()} - {""}
+                 *self.symbol_calendars.values(),
+                 *(e.rpartition(":")[0] for e in self.market_extra_closures)} - {""}
         if names:
             import exchange_calendars  # heavy (pandas): imported only when a calendar is named
 

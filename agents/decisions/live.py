@@ -1,4 +1,7 @@
-"""The live-trading guard: a live account trades only when explicitly named in the settings."""
+"""The live-trading guard: a live account starts only when named by LIVE_TRADING_ACCOUNT, and
+trades only on an admin's signed go-live decision, at its ramp (agents.decisions.rollout.
+live_settings, called by the sizing stage before decide(); `live_guard` here then sees the
+grant's settings)."""
 
 from __future__ import annotations
 

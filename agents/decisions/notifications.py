@@ -102,3 +102,43 @@ def slack_text(notice: Notice) -> str:
             K.KILL_SWITCH_CHANGED: ":octagonal_sign:", K.AUTOMATIC_TRIP: ":rotating_light:",
             K.RECONCILIATION_ALERT: ":warning:"}.get(notice.kind, ":information_source:")
     return f"{icon} {notice.title}"
+
+
+# --- Microsoft Teams (incoming webhooks) -------------------------------------------------
+
+TEAMS_COLORS = {K.ORDER_FILLED: "2EB67D", K.ORDER_PARTIALLY_FILLED: "ECB22E",
+                K.KILL_SWITCH_CHANGED: "E01E5A", K.AUTOMATIC_TRIP: "E01E5A",
+                K.RECONCILIATION_ALERT: "ECB22E", K.ORDER_REJECTED: "E01E5A",
+                K.SIGNAL_REFUSED: "ECB22E"}
+TEAMS_FACTS = ("symbol", "side", "quantity", "filled_quantity", "avg_fill_price", "status",
+               "client_order_id", "reason_code", "stage", "scope", "mode", "previous_mode",
+               "issued_by", "reason", "account_id")
+
+
+def teams_facts(notice: Notice) -> list[tuple[str, str]]:
+    """The event's figures worth a line in the card (in a fixed order, blanks left out)."""
+    facts = [("Kind", notice.kind.value)]
+    facts += [(name, str(notice.fields[name])) for name in TEAMS_FACTS
+              if notice.fields.get(name) not in (None, "")]
+    return [*facts, ("Event", notice.subject_event_id)]
+
+
+def teams_card(notice: Notice, card: str = "adaptive") -> dict[str, Any]:
+    """The body a Teams incoming webhook takes: an Adaptive Card in a message (Workflows
+    webhooks, the current kind) or a legacy Office 365 connector MessageCard."""
+    facts = teams_facts(notice)
+    if card == "messagecard":
+        return {"@type": "MessageCard", "@context": "https://schema.org/extensions",
+                "summary": notice.title[:200], "themeColor": TEAMS_COLORS.get(notice.kind,
+                                                                              "808080"),
+                "title": notice.title,
+                "sections": [{"facts": [{"name": k, "value": v} for k, v in facts]}]}
+    content = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard", "version": "1.4",
+        "body": [{"type": "TextBlock", "text": notice.title, "weight": "Bolder",
+                  "wrap": True, "size": "Medium"},
+                 {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in facts]}]}
+    return {"type": "message", "attachments": [
+        {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None,
+         "content": content}]}

@@ -48,6 +48,8 @@ class ReasonCode(StrEnum):
     MAX_GROUP_EXPOSURE = "MAX_GROUP_EXPOSURE"
     # live guard
     LIVE_TRADING_NOT_ENABLED = "LIVE_TRADING_NOT_ENABLED"
+    # the rollout gate: a live account trades only on an admin's signed go-live decision
+    LIVE_NOT_GRANTED = "LIVE_NOT_GRANTED"
     # set by the agents' stages around the decision (kept here so all codes live in one place)
     ALREADY_DECIDED = "ALREADY_DECIDED"
     VENUE_REJECTED = "VENUE_REJECTED"
@@ -98,9 +100,11 @@ LEDGER_CODES = frozenset(
     {ReasonCode.SIGNAL_NOT_SEEN, ReasonCode.AWAITING_SECOND_APPROVAL,
      ReasonCode.INTENT_NOT_APPROVED}
 )
+# The rollout gate's code: agents.decisions.rollout.live_settings, before decide() in sizing.
+ROLLOUT_CODES = frozenset({ReasonCode.LIVE_NOT_GRANTED})
 EXTERNAL_CODES = frozenset(
     {ReasonCode.ALREADY_DECIDED, ReasonCode.VENUE_REJECTED, ReasonCode.VENUE_UNAVAILABLE}
-) | LEDGER_CODES | SIGNATURE_CODES | GATE_CODES | COMPLIANCE_CODES
+) | LEDGER_CODES | SIGNATURE_CODES | GATE_CODES | COMPLIANCE_CODES | ROLLOUT_CODES
 
 
 def _text(value: object) -> str:

@@ -11,6 +11,9 @@
    `LiveGrant`; the live guard trades a live account only with a grant, at the grant's ramp.
    A decision whose signature, key or signer does not check out is ignored (and kept in
    `refused` for the record).
+5. `live_settings(account, settings, grants)` is that guard: paper unchanged; live only with
+   a grant (else LIVE_NOT_GRANTED), sized by `grant.apply(settings)`. The sizing stage calls
+   it before decide(), with the grants its worker reads from `rollout` (agents.rollout_reader).
 
 Thresholds are configured in one place: `RolloutThresholds`, environment ROLLOUT_*.
 """
@@ -23,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -33,7 +36,7 @@ from agents.decisions.live import account_kind_from_id
 from agents.decisions.reasons import ReasonCode, Refusal
 from agents.decisions.signatures import KeyRing, verify
 from agents.decisions.validation import ensure_utc
-from brokers.port import AccountKind
+from brokers.port import AccountKind, AccountSnapshot
 from schemas.events import RolloutAction, RolloutDecision
 
 ZERO = Decimal(0)
@@ -322,6 +325,47 @@ class RolloutBook:
 
     def grant(self, account_id: str) -> LiveGrant | None:
         return self.grants.get(account_id.strip())
+
+    def unavailable(self) -> str | None:
+        """A book in hand is known (the Kafka reader answers otherwise while it cannot read)."""
+        return None
+
+
+class LiveGrants(Protocol):
+    """What the live guard reads: a RolloutBook, or agents.rollout_reader.RolloutReader."""
+
+    def grant(self, account_id: str) -> LiveGrant | None: ...
+
+    def unavailable(self) -> str | None:
+        """Why the grants are not known now (not read to the end yet, unread too long)."""
+        ...
+
+
+def _not_granted(account: AccountSnapshot, message: str, **details: object) -> Refusal:
+    return Refusal.of(ReasonCode.LIVE_NOT_GRANTED, message, "live_guard",
+                      account_id=account.account_id, kind=account.kind, **details)
+
+
+def live_settings(account: AccountSnapshot, settings: RiskSettings,
+                  grants: LiveGrants | None) -> RiskSettings | Refusal:
+    """The settings to size with: a paper account's as they are; a live account's only with an
+    admin's signed go-live decision for it, at that decision's ramp (size factor and notional
+    cap). LIVE_TRADING_ACCOUNT alone never lets a live account trade."""
+    if account.kind is not AccountKind.LIVE:
+        return settings
+    account_id = account.account_id.strip()
+    why = "this process reads no go-live decisions" if grants is None else grants.unavailable()
+    if why is not None:
+        return _not_granted(
+            account, f"live account {account_id} does not trade while its go-live decisions "
+            f"are unknown ({why}); paper accounts are unaffected", unknown=why)
+    grant = grants.grant(account_id) if grants is not None else None
+    if grant is None or grant.account_id != account_id:
+        return _not_granted(
+            account, f"live account {account_id} has no signed go-live decision: run `jax-exec "
+            f"rollout report` and, once it passes, an admin runs `jax-exec rollout go-live "
+            f"--account {account_id} --by <admin>`")
+    return grant.apply(settings)
 
 
 def fold(records: Iterable[bytes], keyring: KeyRing, thresholds: RolloutThresholds,

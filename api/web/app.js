@@ -25,6 +25,7 @@ document.addEventListener("alpine:init", () => {
     realized: 0, unrealized: 0, points: [[], [], [], []], chart: null,
     filters: { symbol: "", strategy: "", side: "", since: "", until: "", outcome: "" },
     streamAbort: null, timers: {},
+    rollout: null, grants: [], ignoredDecisions: [], rolloutError: "",
 
     get canApprove() { return this.me && (this.me.role === "approver" || this.me.role === "admin"); },
     get accountMode() {
@@ -78,7 +79,7 @@ document.addEventListener("alpine:init", () => {
       this.error = "";
       await Promise.all([
         this.loadPending(), this.loadOrders(), this.loadFills(), this.loadStates(),
-        this.loadTrades(), this.loadRejections(), this.loadPnl(),
+        this.loadTrades(), this.loadRejections(), this.loadPnl(), this.loadRollout(),
       ]);
     },
     loadPending() {
@@ -115,6 +116,19 @@ document.addEventListener("alpine:init", () => {
         this.realized = pnl.reduce((sum, r) => sum + Number(r.realized_pnl || 0), 0);
         this.plot();
       });
+    },
+    async loadRollout() {
+      // Its own error line: the rollout gate is read-only and must not hide the desk's errors.
+      this.rolloutError = "";
+      const [report, grants] = await Promise.allSettled([
+        this.call(API + "/rollout/report"), this.call(API + "/rollout/grants")]);
+      const failed = [];
+      if (report.status === "fulfilled") this.rollout = report.value;
+      else failed.push("report: " + report.reason.message);
+      if (grants.status === "fulfilled") {
+        this.grants = grants.value.grants; this.ignoredDecisions = grants.value.ignored;
+      } else failed.push("grants: " + grants.reason.message);
+      this.rolloutError = failed.join("; ");
     },
     loadTrades() {
       return this.guard("trades", async () => {

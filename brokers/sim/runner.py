@@ -32,6 +32,7 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from brokers.sim import metrics
 from brokers.sim.admin import AdminServer, run_admin_server
 from brokers.sim.core import Exchange
 from brokers.sim.faults import FaultConfig, OutageWindow
@@ -259,6 +260,7 @@ class Simulator:
                 self.door = await self._door_factory(self.exchange, s.host, s.port)
             if isinstance(self.door, TwsServer):
                 self.tws = self.door
+            metrics.watch(self)  # counted from here on; ready (METRICS_PORT /ready) from here
             if s.admin_port:
                 info: dict[str, Any] = {"door": self.door_name, "door_port": self.door_port,
                                         "state": str(s.state_path)}
@@ -278,6 +280,7 @@ class Simulator:
         if self._closed:
             return
         self._closed = True
+        metrics.unwatch(self)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,6 +1,7 @@
 """Fast reads give the views' answers: trade and order history (probed, newest first),
-positions and daily P&L, on the scripted day plus synthetic trades, and a batch stored twice
-(same token, or the same events again at other offsets) changes no answer.
+positions, round trips and daily P&L (from the pre-aggregates of 0006), on the scripted day
+plus synthetic trades, and a batch stored twice (same token, or the same events again at
+other offsets) changes no answer.
 
 chdb opens one data path per process, so each test runs its engine in a spawned process
 and returns what differs; the assertions stay here.
@@ -9,6 +10,7 @@ and returns what differs; the assertions stay here.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
@@ -21,9 +23,9 @@ import pytest
 from store import queries as q_module
 from store.client import ClickHouse
 from store.migrate import migrate
-from store.queries import Order, Queries, Trade, Where, select
+from store.queries import DailyPnl, Order, Position, Queries, Trade, Where, select
 from store.synthetic import T0, synthetic_trade, trading_day
-from store.writer import EVENT_COLUMNS, AuditWriter, EventRecord, to_row
+from store.writer import EVENT_COLUMNS, AuditWriter, EventRecord, mark_duplicates, to_row
 
 pytestmark = pytest.mark.integration
 SYNTHETIC_TRADES = 240
@@ -140,8 +142,60 @@ def _order_cases() -> list[dict[str, Any]]:
     ]
 
 
-async def _differences(q: Queries) -> list[str]:
+async def _view_rows(q: Queries, view: str, order: str) -> list[dict[str, Any]]:
+    return await q.ch.query(f"SELECT * FROM {view} ORDER BY {order}")
+
+
+def _close(a: Any, b: Any) -> bool:
+    """Equal, floats (an average's summation order) to 1e-9 relative."""
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9)
+    return bool(a == b)
+
+
+def _same(got: list[Any], want: list[Any]) -> bool:
+    if len(got) != len(want):
+        return False
+    for g, w in zip(got, want, strict=True):
+        gd, wd = dict(g), dict(w)
+        if gd.keys() != wd.keys() or not all(_close(gd[k], wd[k]) for k in gd):
+            return False
+    return True
+
+
+async def _aggregate_differences(q: Queries) -> list[str]:
+    """Positions, round trips and daily P&L from the pre-aggregates against the old views."""
     diffs: list[str] = []
+    for fast, view, order in (
+        ("positions_pre", "positions", "account_id, symbol"),
+        ("trades_pre", "trades", "correlation_id, symbol"),
+        ("daily_pnl_pre", "daily_pnl", "day, strategy_id"),
+    ):
+        got, want = await _view_rows(q, fast, order), await _view_rows(q, view, order)
+        if not want or not _same(got, want):
+            diffs.append(f"{fast}: {len(got)} rows vs the view's {len(want)}")
+    positions = [p.model_dump() for p in await q.positions()]
+    want_p = await _view_rows(q, "positions", "account_id, symbol")
+    if positions != [Position.model_validate(r).model_dump() for r in want_p]:
+        diffs.append("positions()")
+    for by in (False, True):
+        got_d = [d.model_dump() for d in await q.daily_pnl(by_strategy=by)]
+        group = "day, strategy_id" if by else "day"
+        strategy = "strategy_id" if by else "NULL AS strategy_id"
+        want_d = await q.ch.query(
+            f"SELECT day, {strategy}, sum(n) AS trades, sum(w) AS wins, "
+            "sum(l) AS losses, sum(p) AS realized_pnl, sum(c) AS commission, "
+            "sum(r * n) / sum(n) AS avg_r_multiple FROM (SELECT day, strategy_id, trades AS n, "
+            "wins AS w, losses AS l, realized_pnl AS p, commission AS c, avg_r_multiple AS r "
+            f"FROM daily_pnl) GROUP BY {group} ORDER BY {group}")
+        if not want_d or not _same(got_d, [DailyPnl.model_validate(r).model_dump()
+                                           for r in want_d]):
+            diffs.append(f"daily_pnl(by_strategy={by}): {len(got_d)} vs {len(want_d)}")
+    return diffs
+
+
+async def _differences(q: Queries) -> list[str]:
+    diffs: list[str] = await _aggregate_differences(q)
     for kw in _trade_cases():
         got, want = await q.trades(**kw), await _view_trades(q, **kw)
         if got != want:
@@ -193,6 +247,7 @@ async def _check_stored_twice(path: str) -> list[str]:
         # A retried batch: the same rows under the same token, directly and via a new writer.
         batch = [r for r in records if r.topic == "fills" and r.partition == 5][:40]
         rows = [to_row(r, T0) for r in batch]
+        await mark_duplicates(twice, rows)  # as the writer does before an insert
         token = f"fills-5-{batch[0].offset}-{batch[-1].offset}"
         await twice.insert("events", rows, EVENT_COLUMNS, dedup_token=token)
         await twice.insert("events", rows, EVENT_COLUMNS, dedup_token=token)

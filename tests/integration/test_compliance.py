@@ -2,23 +2,31 @@
 simulator's TWS door; each breach is refused with its code (stage `compliance`), nothing is
 ordered, and the refusal is in ClickHouse.
 
-These need agents/sizing.py to call agents.decisions.compliance.check_compliance (the lead's
-wiring); until then every test here fails: the order goes through."""
+Shortability comes from IB's market data (generic tick 236, tick 46), which the simulator's
+door answers from its shorting switch; `jax-exec sim` has no switch for it, so the
+not-shortable venue is a door over an in-process exchange on its own thread."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import threading
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 import ib_async
 import pytest
 
 from agents.decisions.compliance import market_closed
 from agents.decisions.reasons import ReasonCode
+from brokers.ib import IbOrderService
+from brokers.sim.core import Exchange
+from brokers.sim.models import SimConfig
+from brokers.sim.tws import TwsServer, run_tws_server
 from schemas.events import utcnow
 from schemas.ids import signal_event_id
 from tests.integration.harness import (
@@ -65,7 +73,51 @@ def sim(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[SimulatorPro
     proc.stop()
 
 
-def worker_on(sim: SimulatorProcess, tmp: Path, **env: str) -> WorkerProcess:
+class Venue(Protocol):
+    @property
+    def port(self) -> int: ...
+
+
+class ThreadedDoor:
+    """The simulator's TWS door over an in-process exchange, serving on its own thread and
+    event loop (so the test's loop may block on ClickHouse reads without stalling it)."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.server: TwsServer | None = None
+        started = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(config, started), daemon=True)
+        self.thread.start()
+        assert started.wait(15), "the TWS door did not start"
+
+    def _run(self, config: SimConfig, started: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.server = self.loop.run_until_complete(run_tws_server(Exchange(config), port=0))
+        started.set()
+        self.loop.run_forever()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return self.server.port
+
+    def stop(self) -> None:
+        assert self.server is not None
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(15)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(15)
+        self.loop.close()
+
+
+@pytest.fixture
+def no_shorting() -> Iterator[ThreadedDoor]:
+    """A venue that lends nothing: tick 46 answers 1.0 (not shortable) for every stock."""
+    door = ThreadedDoor(SimConfig(seed=3, shorting_enabled=False))
+    yield door
+    door.stop()
+
+
+def worker_on(sim: Venue, tmp: Path, **env: str) -> WorkerProcess:
     return WorkerProcess(tmp / "w", f"t{uuid.uuid4().hex[:10]}-", env={
         "VENUE": "ib", "IB_HOST": "127.0.0.1", "IB_PORT": str(sim.port), "IB_CLIENT_ID": "9",
         "IB_ACCOUNT": ACCOUNT, **env}).start()
@@ -101,9 +153,13 @@ async def expect_refused(worker: WorkerProcess, sig: dict[str, Any],
     assert rejection["reason_code"] == code, rejection
     assert rejection["stage"] == "compliance"
     assert mine(await events(f"{worker.prefix}order-intents"), sig) == []
-    stored = wait_sql(worker, "SELECT toString(correlation_id) AS corr, reason_code, stage "
-                      "FROM rejections FINAL", lambda rs: corr_of(sig) in {r["corr"] for r in rs})
-    assert {r["corr"]: r["reason_code"] for r in stored}[corr_of(sig)] == code
+    stored = wait_sql(worker, "SELECT toString(correlation_id) AS corr, reason_code, stage, "
+                      "message, details FROM rejections FINAL",
+                      lambda rs: corr_of(sig) in {r["corr"] for r in rs})
+    row = {r["corr"]: r for r in stored}[corr_of(sig)]
+    assert (row["reason_code"], row["stage"]) == (code, "compliance")
+    assert row["message"] == rejection["message"]
+    rejection["stored_details"] = json.loads(row["details"]) if row["details"] else {}
     return rejection
 
 
@@ -136,13 +192,45 @@ async def test_pattern_day_trader(sim: SimulatorProcess, tmp_path: Path) -> None
         worker.stop()
 
 
-async def test_short_sale_of_a_not_shortable_instrument(sim: SimulatorProcess,
+async def test_ib_reads_shortability_from_generic_tick_236(no_shorting: ThreadedDoor,
+                                                            sim: SimulatorProcess) -> None:
+    # The adapter as the worker runs it, against both doors: the flag is the venue's answer.
+    for venue, expected in ((no_shorting, False), (sim, True)):
+        ib = IbOrderService("127.0.0.1", venue.port, client_id=31, account=ACCOUNT)
+        await ib.connect()
+        try:
+            rules = await ib.instrument("AAPL")
+        finally:
+            await ib.close()
+        print(f"port {venue.port}: AAPL shortable={rules and rules.shortable}")
+        assert rules is not None
+        assert rules.shortable is expected
+
+
+async def test_short_sale_of_a_not_shortable_instrument(no_shorting: ThreadedDoor,
                                                         tmp_path: Path) -> None:
-    # IB publishes no shortable flag in contract details: SHORTABLE_REQUIRED refuses then.
+    # IB's tick 46 says 1.0 (nothing to borrow): refused without SHORTABLE_REQUIRED.
+    worker = worker_on(no_shorting, tmp_path)
+    try:
+        rejection = await expect_refused(worker, signal("AAPL", "SELL", PRICES["AAPL"]),
+                                         ReasonCode.SHORT_NOT_SHORTABLE)
+        assert "marks it not shortable" in rejection["message"]
+    finally:
+        worker.stop()
+
+
+async def test_short_sale_of_a_shortable_instrument_passes(sim: SimulatorProcess,
+                                                           tmp_path: Path) -> None:
+    # IB's tick 46 says 3.0: the short is decided even where an unknown flag would refuse it.
     worker = worker_on(sim, tmp_path, SHORTABLE_REQUIRED="true")
     try:
-        await expect_refused(worker, signal("AAPL", "SELL", PRICES["AAPL"]),
-                             ReasonCode.SHORT_NOT_SHORTABLE)
+        sig = signal("AAPL", "SELL", PRICES["AAPL"])
+        await send(worker, sig)
+        decided = await wait_for(f"{worker.prefix}order-intents", lambda rs: bool(mine(rs, sig)))
+        intent = mine(decided, sig)[0]
+        print(f"shortable short decided: {intent['side']} {intent['quantity']} AAPL")
+        assert intent["side"] == "SELL"
+        assert mine(await events(f"{worker.prefix}rejections"), sig) == []
     finally:
         worker.stop()
 
@@ -180,5 +268,21 @@ async def test_market_closed_by_the_exchange_calendar(sim: SimulatorProcess,
         rejection = await expect_refused(worker, signal("AAPL", "BUY", PRICES["AAPL"]),
                                          ReasonCode.MARKET_CLOSED)
         assert rejection["details"]["calendar"] == name
+    finally:
+        worker.stop()
+
+
+async def test_unscheduled_closure_is_a_holiday(sim: SimulatorProcess, tmp_path: Path) -> None:
+    # Today (New York's date) declared closed, as NYSE did on 2025-01-09, whatever the hour.
+    today = utcnow().astimezone(ZoneInfo("America/New_York")).date()
+    worker = worker_on(sim, tmp_path, MARKET_CALENDAR="XNYS",
+                       MARKET_EXTRA_CLOSURES=today.isoformat())
+    try:
+        rejection = await expect_refused(worker, signal("AAPL", "BUY", PRICES["AAPL"]),
+                                         ReasonCode.MARKET_CLOSED)
+        assert rejection["details"]["calendar"] == "XNYS"
+        assert "unscheduled closure" in rejection["details"]["holiday"]
+        assert f"{today:%Y-%m-%d} is an exchange holiday on XNYS" in rejection["message"]
+        assert "unscheduled closure" in rejection["stored_details"]["holiday"]
     finally:
         worker.stop()

@@ -45,7 +45,8 @@ async def test_every_compose_service_runs_and_counts_the_seed_signal(
     while time.monotonic() < deadline:
         seen = {p.name: p.metrics() for p in stack}
         if (total(seen["trading"], "jax_stage_messages_out_total", stage="sizing") >= 1
-                and total(seen["audit"], "jax_audit_rows_written") >= 3):
+                and total(seen["audit"], "jax_audit_rows_written") >= 3
+                and total(seen["simulator"], "jax_sim_executions_total") >= 1):
             break
         await asyncio.sleep(1.0)
     for name, samples in seen.items():
@@ -57,6 +58,15 @@ async def test_every_compose_service_runs_and_counts_the_seed_signal(
     assert total(seen["reconciliation"], "jax_venue_calls_total") >= 1
     assert total(seen["audit"], "jax_audit_rows_written") >= 3
     assert total(seen["trading"], "jax_ready") == 1
+    # the simulator's own counters moved for the seed signal's order, on its TWS door
+    sim_seen = {k.split("{")[0].removeprefix("jax_sim_"): v for k, v in seen["simulator"].items()
+                if k.startswith("jax_sim_") and "door=tws" in k and "_created{" not in k}
+    print(f"\nsimulator: {sim_seen}")
+    assert total(seen["simulator"], "jax_sim_orders_received_total", door="tws") >= 1
+    assert total(seen["simulator"], "jax_sim_orders_accepted_total", door="tws") >= 1
+    assert total(seen["simulator"], "jax_sim_executions_total", door="tws") >= 1
+    assert total(seen["simulator"], "jax_sim_door_up", door="tws") == 1
+    assert total(seen["simulator"], "jax_sim_connections", door="tws") >= 2  # trading, recon
     out = {k.split("topic=")[1].rstrip("}"): v for k, v in seen["trading"].items()
            if k.startswith("jax_stage_messages_out_total") and "stage=sizing" in k}
     print(f"\ncompose: {len(stack)} services healthy (s): "

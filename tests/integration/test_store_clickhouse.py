@@ -91,13 +91,14 @@ async def test_0005_upgrades_in_place_a_trade_without_entry_fill(
 async def _upgrade_0005(fresh: ClickHouse, first_four: Path) -> None:
     assert await migrate(fresh, first_four) == [1, 2, 3, 4]
     signal, _, _, _, exit_fill = synthetic_trade(7)
-    w = AuditWriter(fresh, 10, 1)
-    w.add(EventRecord(signal[0], 0, 0, None, signal[2].encode()))
-    w.add(EventRecord(exit_fill[0], 0, 0, None, exit_fill[2].encode()))
-    await w.flush()
+    # Stored as a writer of that time did: the events columns before 0006 (no `duplicate`).
+    records = [EventRecord(signal[0], 0, 0, None, signal[2].encode()),
+               EventRecord(exit_fill[0], 0, 0, None, exit_fill[2].encode())]
+    rows = [to_row(r, datetime.now(UTC))[:-1] for r in records]
+    await fresh.insert("events", rows, EVENT_COLUMNS[:-1])
     with pytest.raises(StoreDataError):
-        await Queries(fresh).trades()
-    assert await migrate(fresh) == [5]
+        await fresh.query("SELECT * FROM trades")
+    assert await migrate(fresh) == [5, 6]  # 0006 sums the fills stored before it too
     assert await migrate(fresh) == []
     [trade] = await Queries(fresh).trades()
     assert (trade.entry_quantity, trade.exit_quantity, trade.status) == (0, 100, "open")
@@ -486,10 +487,10 @@ async def test_migration_0004_reranks_existing_orders(
     await ch.open()
     try:
         assert await migrate(ch, tmp_path) == [1, 2, 3]
-        w = AuditWriter(ch, 4, 1)
-        for r in scenario.records(partitions=2):
-            w.add(r)
-        await w.flush()
+        # As a writer of that time stored them: no `duplicate` column before 0006.
+        now = datetime.now(UTC)
+        rows = [to_row(r, now)[:-1] for r in scenario.records(partitions=2)]
+        await ch.insert("events", rows, EVENT_COLUMNS[:-1])
         before = sorted(o.model_dump_json() for o in await Queries(ch).order_history())
         assert await migrate(ch) == [m.version for m in load_migrations() if m.version > 3]
         after = sorted(o.model_dump_json() for o in await Queries(ch).order_history())

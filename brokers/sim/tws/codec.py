@@ -26,6 +26,7 @@ class OutMsg:
     """Message ids the server sends."""
 
     TICK_PRICE = 1
+    TICK_SIZE = 2
     ORDER_STATUS = 3
     ERR_MSG = 4
     OPEN_ORDER = 5
@@ -36,6 +37,7 @@ class OutMsg:
     CONTRACT_DATA = 10
     EXECUTION_DATA = 11
     MANAGED_ACCTS = 15
+    TICK_GENERIC = 45
     CURRENT_TIME = 49
     CONTRACT_DATA_END = 52
     OPEN_ORDER_END = 53
@@ -306,15 +308,25 @@ def parse_contract_request(fields: Sequence[str]) -> tuple[int, WireContract]:
     return req_id, read_contract(r)
 
 
-def parse_mkt_data_request(fields: Sequence[str]) -> tuple[int, WireContract, bool]:
-    """[1, 11, reqId, contract, dncFlag, ticks, snapshot, ...] -> (reqId, contract, snapshot)."""
+@dataclass(frozen=True)
+class MktDataMsg:
+    """A reqMktData request: which contract, which generic ticks, snapshot or stream."""
+
+    req_id: int
+    contract: WireContract
+    generic_ticks: frozenset[str]
+    snapshot: bool
+
+
+def parse_mkt_data_request(fields: Sequence[str]) -> MktDataMsg:
+    """[1, 11, reqId, contract, dncFlag, (dnc 3), genericTickList, snapshot, ...]."""
     r = FieldReader(fields, 2)
     req_id = r.integer()
     contract = read_contract(r)
     if r.flag():
         r.skip(3)
-    r.skip(1)  # genericTickList
-    return req_id, contract, r.flag()
+    ticks = frozenset(t.strip() for t in r.text().split(",") if t.strip())
+    return MktDataMsg(req_id, contract, ticks, r.flag())
 
 
 # ---------------------------------------------------------------- message builders
@@ -569,3 +581,13 @@ def contract_details(req_id: int, d: DetailsView) -> list[object]:
 def tick_price(req_id: int, tick_type: int, price: Decimal) -> list[object]:
     """tickPrice [1, 6, reqId, tickType, price, size, attrMask]."""
     return [OutMsg.TICK_PRICE, 6, req_id, tick_type, price, 0, 0]
+
+
+def tick_size(req_id: int, tick_type: int, size: Decimal) -> list[object]:
+    """tickSize [2, 1, reqId, tickType, size] (tick 89: shortable shares)."""
+    return [OutMsg.TICK_SIZE, 1, req_id, tick_type, size]
+
+
+def tick_generic(req_id: int, tick_type: int, value: Decimal) -> list[object]:
+    """tickGeneric [45, 1, reqId, tickType, value] (tick 46: the shortability indicator)."""
+    return [OutMsg.TICK_GENERIC, 1, req_id, tick_type, value]

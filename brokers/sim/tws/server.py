@@ -36,6 +36,10 @@ MSG_1100 = "Connectivity between IB and Trader Workstation has been lost."
 MSG_1102 = "Connectivity between IB and Trader Workstation has been restored - data maintained."
 MSG_100 = "Max rate of messages per second has been exceeded"
 MSG_326 = "Unable to connect as the client id is already in use. Retry with a unique client id."
+MSG_321 = "Error validating request: snapshot market data is not applicable to generic ticks"
+SHORTABLE_TICKS = "236"  # generic tick list entry: ticks 46 (shortable) and 89 (shares)
+SHORTABLE, NOT_SHORTABLE = Decimal("3.0"), Decimal("1.0")  # tick 46: >2.5 lends, <=1.5 not
+SHORTABLE_SHARES = Decimal(1_000_000)  # tick 89 when the stock lends
 
 
 def _now() -> datetime:
@@ -632,10 +636,16 @@ class Session:
         return self.exchange.instrument(f"conId:{wanted.con_id}")
 
     def on_mkt_data(self, fields: list[str]) -> None:
-        """reqMktData: bid/ask/last around the exchange's last price (snapshot end if asked)."""
-        req_id, wanted, snapshot = codec.parse_mkt_data_request(fields)
+        """reqMktData: bid/ask/last around the exchange's last price (snapshot end if asked);
+        generic tick 236 adds ticks 46 and 89 (shortability), refused on a snapshot as TWS
+        refuses any generic tick there (321)."""
+        msg = codec.parse_mkt_data_request(fields)
+        req_id = msg.req_id
+        if msg.snapshot and msg.generic_ticks:
+            self.send(codec.error(req_id, 321, MSG_321))
+            return
         try:
-            instrument = self._instrument(wanted)
+            instrument = self._instrument(msg.contract)
             price = Decimal(self.exchange.last_price(instrument.symbol))
         except BrokerError as exc:
             self.send(codec.error(req_id, *ib_error(exc, 200)))
@@ -643,8 +653,21 @@ class Session:
         tick = Decimal(instrument.min_tick)
         for tick_type, value in ((1, price - tick), (2, price + tick), (4, price)):
             self.send(codec.tick_price(req_id, tick_type, value))
-        if snapshot:
+        if SHORTABLE_TICKS in msg.generic_ticks:
+            self._send_shortable(req_id, instrument)
+        if msg.snapshot:
             self.send(codec.end_marker(OutMsg.TICK_SNAPSHOT_END, req_id))
+
+    def _send_shortable(self, req_id: int, instrument: Any) -> None:
+        """Tick 46 (3.0 shares to borrow, 1.0 none) and tick 89 (shares available): the
+        account's shorting switch and the instrument's own `shortable`, as the Alpaca door
+        computes its asset's `shortable`."""
+        lends = self.exchange.config.shorting_enabled and bool(
+            getattr(instrument, "shortable", True)
+        )
+        indicator, shares = (SHORTABLE, SHORTABLE_SHARES) if lends else (NOT_SHORTABLE, Decimal(0))
+        self.send(codec.tick_generic(req_id, 46, indicator))
+        self.send(codec.tick_size(req_id, 89, shares))
 
     def on_place_order(self, fields: list[str]) -> None:
         """placeOrder: modify a live id, 103 a finished one, hold or assemble brackets, place."""

@@ -13,6 +13,7 @@ from agents.decisions import decide
 from agents.decisions.compliance import (
     check_compliance,
     day_trades,
+    market_closed,
     pdt_sessions,
     pdt_window_start,
 )
@@ -29,6 +30,8 @@ CHRISTMAS = datetime(2026, 12, 25, 15, 0, tzinfo=UTC)
 AFTER_CLOSE = T0.replace(hour=22)  # 17:00 New York
 EARLY_CLOSE = datetime(2026, 11, 27, 18, 30, tzinfo=UTC)  # 13:30 NY, the day after Thanksgiving
 LONDON_SHUT = T0.replace(hour=17)  # 17:00 London (closed), 12:00 New York (open)
+SYDNEY_MORNING = T0 - timedelta(hours=15, minutes=30)  # Thu 23:30 UTC = Fri 10:30 Sydney
+NYSE = {"market_calendar": "XNYS"}
 
 
 def other(side: Side) -> Side:
@@ -89,6 +92,24 @@ def cases(side: Side) -> dict[str, Case]:
         "early_close": Case(R.MARKET_CLOSED, settings={"market_calendar": "XNYS"},
                             now=EARLY_CLOSE),
         "in_session": Case(None, settings={"market_calendar": "XNYS"}),
+        "extra_closure": Case(R.MARKET_CLOSED, settings={
+            **NYSE, "market_extra_closures": "2026-02-06"}),
+        "extra_closure_of_the_calendar": Case(R.MARKET_CLOSED, settings={
+            **NYSE, "market_extra_closures": "2026-01-09,XNYS:2026-02-06"}),
+        "extra_closure_by_alias": Case(R.MARKET_CLOSED, settings={
+            **NYSE, "market_extra_closures": "NYSE:2026-02-06"}),
+        "extra_closure_other_calendar": Case(None, settings={
+            **NYSE, "market_extra_closures": "XLON:2026-02-06"}),
+        "extra_closure_other_day": Case(None, settings={
+            **NYSE, "market_extra_closures": "2026-02-05,2026-02-07"}),
+        "extra_closure_no_calendar": Case(None, settings={
+            "market_extra_closures": "2026-02-06"}),
+        "extra_closure_local_date": Case(R.MARKET_CLOSED, settings={
+            "market_calendar": "XASX", "market_extra_closures": "2026-02-06"},
+            now=SYDNEY_MORNING),
+        "extra_closure_local_date_not_utc": Case(None, settings={
+            "market_calendar": "XASX", "market_extra_closures": "2026-02-05"},
+            now=SYDNEY_MORNING),
         "no_calendar_no_check": Case(None, now=CHRISTMAS),
         "venue_calendar": Case(R.MARKET_CLOSED, settings={
             "market_calendar": "XNYS", "venue_calendars": "sim:XLON"}, now=LONDON_SHUT),
@@ -219,3 +240,48 @@ def test_settings_validate_calendars(f: Factory) -> None:
     s = f.settings(restricted_symbols="gme, amc", ssr_symbols='["xyz@2026-02-06"]')
     assert s.restricted_symbols == {"GME", "AMC"}
     assert s.ssr_symbols == {"XYZ@2026-02-06"}
+
+
+# (calendar, moment, MARKET_EXTRA_CLOSURES) -> the holiday the refusal names (None: open)
+HOLIDAYS = {
+    "christmas_scheduled": ("XNYS", CHRISTMAS, "", "Christmas"),
+    "unscheduled_closure": ("XNYS", T0, "2026-02-06", "unscheduled closure"),
+    "unscheduled_over_a_session_end": ("XNYS", AFTER_CLOSE, "XNYS:2026-02-06",
+                                       "unscheduled closure"),
+    "ordinary_session": ("XNYS", T0, "", None),
+}
+
+
+@pytest.mark.parametrize("side", [BUY, SELL])
+@pytest.mark.parametrize("name", sorted(HOLIDAYS))
+def test_holiday_named_in_the_refusal(f: Factory, side: Side, name: str) -> None:
+    cal, now, closures, holiday = HOLIDAYS[name]
+    settings = f.settings(market_calendar=cal, market_extra_closures=closures)
+    refusal = check_compliance(intent_for(f, side), f.account(), [], [], [], None, now, settings)
+    if holiday is None:
+        assert refusal is None, refusal
+        return
+    assert refusal is not None
+    print(f"{name}-{side}: {refusal.message}")
+    assert refusal.code is R.MARKET_CLOSED
+    assert holiday in refusal.details["holiday"]
+    assert holiday in refusal.message
+
+
+def test_a_scheduled_holiday_is_closed_all_day() -> None:
+    for hour in (0, 14, 15, 18, 23):  # NY 19:00 the day before .. 18:00 Christmas Day
+        why = market_closed("XNYS", CHRISTMAS.replace(hour=hour))
+        assert why is not None
+    assert "holiday on XNYS (Christmas)" in str(market_closed("XNYS", CHRISTMAS))
+    assert market_closed("XNYS", datetime(2026, 12, 24, 15, tzinfo=UTC)) is None  # 10:00 NY
+
+
+def test_extra_closures_setting(f: Factory) -> None:
+    s = f.settings(market_extra_closures=" 2025-01-09, XNYS:2025-01-10 ,us_futures:2025-01-09")
+    assert s.market_extra_closures == {"2025-01-09", "XNYS:2025-01-10", "us_futures:2025-01-09"}
+    assert f.settings(market_extra_closures='["2025-01-09"]').market_extra_closures == {
+        "2025-01-09"}
+    with pytest.raises(ValueError, match="must be YYYY-MM-DD or CALENDAR:YYYY-MM-DD"):
+        f.settings(market_extra_closures="2025-13-09")
+    with pytest.raises(ValueError, match="unknown exchange calendar"):
+        f.settings(market_extra_closures="XNOPE:2025-01-09")
