@@ -29,6 +29,7 @@ from api.services import (
     clickhouse_check,
     find_published_signal,
     kafka_check,
+    rollout_service,
     trading_check,
     venue_check,
 )
@@ -52,7 +53,8 @@ class _QuietServer(uvicorn.Server):
 def build_services(settings: Settings, api: ApiSettings, risk: RiskSettings, *,
                    clickhouse: Any, venue: OrderService | None, gate: Any,
                    writer: Any = None, publisher: Publisher | None = None,
-                   lookup: SignalLookup | None = None) -> tuple[Services, list[Any]]:
+                   lookup: SignalLookup | None = None, grants: Any = None
+                   ) -> tuple[Services, list[Any]]:
     """The services over what the host process already has; returns what to close."""
     from jax_exec.kafka_security import client_auth
 
@@ -86,7 +88,11 @@ def build_services(settings: Settings, api: ApiSettings, risk: RiskSettings, *,
         queries=queries,
         decisions=DecisionService(settings, approvals, lookup or from_kafka,
                                   timedelta(seconds=api.approval_ttl_seconds), queries, risk),
-        signals=SignalService(queries, risk, venue, gate, api.timeout_seconds),
+        # A live account's preview sizes at its go-live grant: the worker's reader when the
+        # API runs in the worker, else the `rollout` topic read when a live account shows.
+        signals=SignalService(queries, risk, venue, gate, api.timeout_seconds, grants=grants,
+                              read_grants=None if grants is not None
+                              else rollout_service(settings, queries).book),
         control=ControlService(control, gate),
         readiness=readiness,
         venue=venue,
@@ -149,12 +155,12 @@ class ApiServer:
 
 def embedded(settings: Settings, risk: RiskSettings, *, clickhouse: Any,
              venue: OrderService | None, gate: Any, writer: Any,
-             api: ApiSettings | None = None) -> ApiServer:
+             api: ApiSettings | None = None, grants: Any = None) -> ApiServer:
     """The API inside the worker that owns ClickHouse: run `serve()` as a task in its loop,
     call `stop()` (then await the task) before the worker closes ClickHouse."""
     api = api or ApiSettings()
     services, closers = build_services(settings, api, risk, clickhouse=clickhouse,
-                                       venue=venue, gate=gate, writer=writer)
+                                       venue=venue, gate=gate, writer=writer, grants=grants)
     return ApiServer(services, api.host, api.port, closers)
 
 

@@ -21,11 +21,14 @@ from agents.decisions.decide import evaluate
 from agents.decisions.instruments import InstrumentBook
 from agents.decisions.reasons import Refusal
 from agents.decisions.rollout import (
+    LiveGrant,
+    LiveGrants,
     PaperFigures,
     RolloutBook,
     RolloutReport,
     RolloutThresholds,
     fold,
+    live_settings,
     rollout_report,
 )
 from agents.decisions.signatures import KeyRing, sign
@@ -33,7 +36,7 @@ from agents.kafka_auth import NO_AUTH, KafkaAuth
 from agents.readback import partitions_of, read_all
 from agents.sizing import count_recent
 from agents.venue_view import VenueSnapshot, read_snapshot
-from brokers.port import OrderService
+from brokers.port import AccountKind, OrderService
 from jax_exec.keys import KeyringError, signing_key
 from schemas.events import (
     Approval,
@@ -294,18 +297,37 @@ class Preview:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class GrantsUnknown:
+    """Go-live decisions that could not be read: a live account is refused, as in sizing."""
+
+    why: str
+
+    def grant(self, account_id: str) -> LiveGrant | None:
+        return None
+
+    def unavailable(self) -> str | None:
+        return self.why
+
+
 class SignalService:
-    """Signals by status from the store; pending ones sized against the venue now."""
+    """Signals by status from the store; pending ones sized against the venue now, a live
+    account at its go-live grant's ramp (`grants`: the worker's reader when the API runs in
+    it; else `read_grants` reads the `rollout` topic when a live account is previewed)."""
 
     def __init__(self, queries: Queries, risk: RiskSettings, venue: OrderService | None,
                  gate: GateView | None, timeout: float,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC), *,
+                 grants: LiveGrants | None = None,
+                 read_grants: BookReader | None = None) -> None:
         self.queries = queries
         self.risk = risk
         self.venue = venue
         self.gate = gate
         self.timeout = timeout
         self.clock = clock
+        self.grants = grants
+        self.read_grants = read_grants
         self.instruments = InstrumentBook.coerce(None, risk)
 
     async def list(self, status: Any, limit: int, cursor: Any = None, symbol: str | None = None,
@@ -319,9 +341,22 @@ class SignalService:
         previews: dict[str, Preview] = {}
         if pending:
             snap, why = await self._snapshot(now)
+            grants = await self._grants(snap, now)
             for row in pending:
-                previews[row.signal_id] = self.preview(row, snap, why, now)
+                previews[row.signal_id] = self.preview(row, snap, why, now, grants)
         return page, previews
+
+    async def _grants(self, snap: VenueSnapshot | None, now: datetime) -> LiveGrants | None:
+        """The go-live decisions, read only when a live account needs them."""
+        live = snap is not None and snap.account is not None and \
+            snap.account.kind is AccountKind.LIVE
+        if self.grants is not None or not live or self.read_grants is None:
+            return self.grants
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self.read_grants(now)
+        except Exception as exc:  # the preview says why, as sizing would refuse
+            return GrantsUnknown(f"the go-live decisions could not be read: {exc!r}")
 
     async def _snapshot(self, now: datetime) -> tuple[VenueSnapshot | None, str | None]:
         if self.venue is None:
@@ -333,8 +368,9 @@ class SignalService:
             return None, f"the venue could not be read: {exc!r}"
 
     def preview(self, row: SignalRow, snap: VenueSnapshot | None, why: str | None,
-                now: datetime) -> Preview:
-        """`evaluate` as the sizing stage runs it, on an approval that would be made now."""
+                now: datetime, grants: LiveGrants | None = None) -> Preview:
+        """`evaluate` as the sizing stage runs it, on an approval that would be made now: a
+        live account only with a go-live grant, at its ramp (LIVE_NOT_GRANTED otherwise)."""
         if self.gate is not None:
             blocked = self.gate.blocked(row.symbol, row.strategy_id)
             if blocked is not None:
@@ -350,9 +386,12 @@ class SignalService:
         approval = Approval.model_validate({
             "signal": signal, "decision": "approved", "approved_by": "preview",
             "decided_at": now})
+        risk = live_settings(snap.account, self.risk, grants or self.grants)
+        if isinstance(risk, Refusal):
+            return Preview(None, str(risk.code), risk.message)
         recent = count_recent(snap.sent, now - RATE_WINDOW)
         outcome = evaluate(approval, snap.account, snap.positions, snap.open_orders, recent,
-                           now, self.risk, self.instruments)
+                           now, risk, self.instruments)
         if isinstance(outcome, Refusal):
             return Preview(None, str(outcome.code), outcome.message)
         figures = outcome.figures.model_dump(mode="json")

@@ -288,7 +288,7 @@ def _embedded_api(settings: Settings, risk: RiskSettings, built: Any, lines: lis
     server = embedded(settings, risk, clickhouse=built.pipeline.writer.ch,
                       venue=built.venue.service if built.venue else None,
                       gate=ctx.gate if ctx is not None else None, writer=built.pipeline.writer,
-                      api=api_settings)
+                      api=api_settings, grants=ctx.grants if ctx is not None else None)
     lines.append(f"api         http://{api_settings.host}:{api_settings.port}/ (web page), "
                  "/docs (API)")
     from api.live import attach_live

@@ -12,7 +12,8 @@ returns a Refusal with its own reason code and a sentence a trader understands, 
 - self-cross: an order that could trade against the account's own resting order in the same
   symbol (wash-trade prevention);
 - pattern day trader: an account under PDT_EQUITY_THRESHOLD may not make a day trade beyond
-  PDT_MAX_DAY_TRADES in five business days. The count comes from the account's fills since
+  PDT_MAX_DAY_TRADES in five business days (PDT_CALENDAR's sessions, less the days
+  MARKET_EXTRA_CLOSURES closes). The count comes from the account's fills since
   `pdt_window_start(now, settings)`, which the stage reads from the venue (`fills_since`).
 
 A day trade here is a same-day round trip in one symbol: within one exchange day, each fill
@@ -279,14 +280,19 @@ def check_self_cross(ctx: ComplianceContext) -> Refusal | None:
 
 def pdt_sessions(now: datetime, settings: RiskSettings) -> list[date]:
     """The five business days of the day-trade count, the latest (today or the last session
-    before it) last."""
+    before it) last: the PDT calendar's sessions less its MARKET_EXTRA_CLOSURES days."""
     import pandas as pd
 
-    cal = calendar(settings.pdt_calendar)
+    name, closures = settings.pdt_calendar, settings.market_extra_closures
+    cal = calendar(name)
     today = pd.Timestamp(now.astimezone(ZoneInfo(str(cal.tz))).date())
     with quiet_pandas():
         last = cal.date_to_session(today, "previous")
-        return [s.date() for s in cal.sessions_window(last, -PDT_BUSINESS_DAYS)]
+        # each closure entry removes at most one session, so this many always leaves five
+        wanted = PDT_BUSINESS_DAYS + len(closures)
+        days = [s.date() for s in cal.sessions_window(last, -wanted)]
+    open_days = [d for d in days if not extra_closure(name, d, closures)]
+    return open_days[-PDT_BUSINESS_DAYS:]
 
 
 def pdt_window_start(now: datetime, settings: RiskSettings) -> datetime:

@@ -423,7 +423,8 @@ class RiskSettings(BaseSettings):
     pdt_calendar: str = _setting(
         "PDT_CALENDAR",
         "XNYS",
-        "Exchange calendar whose sessions are the business days of the day-trade count.",
+        "Exchange calendar whose sessions, less the days MARKET_EXTRA_CLOSURES closes, are the "
+        "business days of the day-trade count.",
     )
 
     @field_validator(*_BOUNDS, mode="after")

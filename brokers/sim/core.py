@@ -166,7 +166,7 @@ class Exchange:
         self._clock = clock or _utcnow
         self.faults = faults or FaultInjector(self.config.faults, self._clock)
         self.placements = PlacementLog()
-        self.universe = Universe.load(self.config.universe_csv)
+        self.universe = Universe.load(self.config.universe_csv, self.config.not_shortable)
         for pair in fx.load_fx():  # currency pairs beside the stocks (brokers/sim/fx.py)
             self.universe.add(pair)
         source = fx.FxAwareSource(self._price_source(), self.config.seed, self.universe.get)
@@ -643,6 +643,20 @@ class Exchange:
             total += self._exposure(o.symbol, opening, price)
         return total
 
+    def _check_shortable(self, symbol: str) -> None:
+        """A sale that opens or adds to a short needs the account's permission and shares to
+        borrow (SIM_SHORTING_ENABLED, SIM_NOT_SHORTABLE)."""
+        if not self.config.shorting_enabled:
+            raise refusal(
+                Reason.NOT_SHORTABLE,
+                "short sale not permitted: shorting is disabled for this account",
+            )
+        if not self.universe.get(symbol).shortable:
+            raise refusal(
+                Reason.NOT_SHORTABLE,
+                f"short sale not permitted: no shares of {symbol} available to borrow",
+            )
+
     def _check_margin(
         self,
         account: SimAccount,
@@ -653,11 +667,8 @@ class Exchange:
         opening = self._opening_quantity(account, symbol, order.side, order.quantity)
         if opening == 0:
             return
-        if order.side is Side.SELL and not self.config.shorting_enabled:
-            raise refusal(
-                Reason.NOT_SHORTABLE,
-                "short sale not permitted: shorting is disabled for this account",
-            )
+        if order.side is Side.SELL:
+            self._check_shortable(symbol)
         price = self._estimate_price(symbol, order.order_type, order.limit_price, order.stop_price)
         needed = self._exposure(symbol, opening, price)
         available = self._buying_power(account) - self._reserved(account, exclude)

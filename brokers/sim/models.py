@@ -38,7 +38,8 @@ class SimConfig(BaseModel):
     max_volume_fraction: Decimal = Field(default=Decimal("0.25"), gt=0, le=1)
     # Reg-T-like: positions may reach margin_multiplier x equity (1 behaves as a cash account).
     margin_multiplier: Decimal = Field(default=Decimal(2), ge=1)
-    shorting_enabled: bool = True
+    shorting_enabled: bool = True  # the account may sell short at all
+    not_shortable: frozenset[str] = frozenset()  # symbols with no shares to borrow
     theta: float = DEFAULT_THETA
     sigma: float = DEFAULT_SIGMA
     replay_csv: Path | None = None

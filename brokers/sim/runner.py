@@ -108,6 +108,12 @@ class SimulatorSettings(BaseSettings):
     reject_symbols: Annotated[frozenset[str], NoDecode] = Field(
         frozenset(), description="SIM_REJECT_SYMBOLS: comma list of symbols refused with 201"
     )
+    shorting_enabled: bool = Field(
+        True, description="SIM_SHORTING_ENABLED: false refuses every short sale (not shortable)"
+    )
+    not_shortable: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(), description="SIM_NOT_SHORTABLE: comma list of symbols with no shares to borrow"
+    )
     enforce_tick: bool = Field(
         True, description="SIM_ENFORCE_TICK: refuse off-tick prices with 110"
     )
@@ -123,7 +129,7 @@ class SimulatorSettings(BaseSettings):
         'after start ("30@60"); "SECONDS" alone starts at once',
     )
 
-    @field_validator("reject_symbols", mode="before")
+    @field_validator("reject_symbols", "not_shortable", mode="before")
     @classmethod
     def _symbols(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -177,6 +183,8 @@ class SimulatorSettings(BaseSettings):
             starting_cash=self.starting_cash,
             default_account_id=self.account,
             replay_csv=self.replay_csv,
+            shorting_enabled=self.shorting_enabled,
+            not_shortable=self.not_shortable,
             faults=self.fault_config(started),
         )
 
@@ -336,6 +344,10 @@ class Simulator:
         ]
         if s.eod_utc is not None:
             lines.append(f"day roll  {s.eod_utc.strftime('%H:%M')} UTC")
+        if not s.shorting_enabled:
+            lines.append("shorting  disabled (every short sale refused)")
+        elif s.not_shortable:
+            lines.append(f"shorting  not shortable: {', '.join(sorted(s.not_shortable))}")
         return lines
 
     # ------------------------------------------------------------ clock

@@ -113,6 +113,6 @@ def instrument_rules(exchange: Exchange, symbol: str) -> InstrumentRules:
         max_quantity=getattr(found, "max_quantity", None),
         tick_size=found.min_tick,
         fractional=lot % 1 != 0,
-        shortable=exchange.config.shorting_enabled,
+        shortable=exchange.config.shorting_enabled and found.shortable,
         currency=found.currency,
     )

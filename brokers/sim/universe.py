@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from importlib import resources
 from pathlib import Path
@@ -62,6 +62,7 @@ class Instrument:
     lot_size: Decimal = ONE
     sec_type: str = "STK"
     fx: FxSpec | None = None  # a currency pair (brokers/sim/fx.py); None for stocks
+    shortable: bool = True  # shares to borrow (IB tick 46, Alpaca `shortable`); SIM_NOT_SHORTABLE
 
 
 def make_instrument(
@@ -92,13 +93,19 @@ def _read_rows(path: Path | None) -> list[dict[str, str]]:
 
 
 class Universe:
-    """Symbol lookup that refuses unknown symbols (UNKNOWN_INSTRUMENT)."""
+    """Symbol lookup that refuses unknown symbols (UNKNOWN_INSTRUMENT). Symbols in
+    `not_shortable` are marked so however they arrive (the list, or a replay adding them)."""
 
-    def __init__(self, instruments: list[Instrument]) -> None:
-        self._by_symbol = {i.symbol: i for i in instruments}
+    def __init__(self, instruments: list[Instrument],
+                 not_shortable: frozenset[str] = frozenset()) -> None:
+        self._not_shortable = frozenset(s.upper() for s in not_shortable)
+        self._by_symbol: dict[str, Instrument] = {}
+        for instrument in instruments:
+            self.add(instrument)
 
     @classmethod
-    def load(cls, path: Path | None = None) -> Universe:
+    def load(cls, path: Path | None = None,
+             not_shortable: frozenset[str] = frozenset()) -> Universe:
         """The packaged S&P 100 file unless a caller brings its own list."""
         rows = _read_rows(path)
         return cls(
@@ -111,7 +118,8 @@ class Universe:
                     r["sector"],
                 )
                 for r in rows
-            ]
+            ],
+            not_shortable,
         )
 
     def get(self, symbol: str) -> Instrument:
@@ -123,6 +131,8 @@ class Universe:
 
     def add(self, instrument: Instrument) -> None:
         """Replays may bring symbols beyond the packaged list."""
+        if instrument.symbol in self._not_shortable:
+            instrument = replace(instrument, shortable=False)
         self._by_symbol[instrument.symbol] = instrument
 
     def __contains__(self, symbol: object) -> bool:

@@ -3,19 +3,17 @@ simulator's TWS door; each breach is refused with its code (stage `compliance`),
 ordered, and the refusal is in ClickHouse.
 
 Shortability comes from IB's market data (generic tick 236, tick 46), which the simulator's
-door answers from its shorting switch; `jax-exec sim` has no switch for it, so the
-not-shortable venue is a door over an in-process exchange on its own thread."""
+door answers per instrument: `jax-exec sim` with SIM_NOT_SHORTABLE=AAPL lends no AAPL."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import ib_async
@@ -24,9 +22,6 @@ import pytest
 from agents.decisions.compliance import market_closed
 from agents.decisions.reasons import ReasonCode
 from brokers.ib import IbOrderService
-from brokers.sim.core import Exchange
-from brokers.sim.models import SimConfig
-from brokers.sim.tws import TwsServer, run_tws_server
 from schemas.events import utcnow
 from schemas.ids import signal_event_id
 from tests.integration.harness import (
@@ -73,51 +68,7 @@ def sim(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[SimulatorPro
     proc.stop()
 
 
-class Venue(Protocol):
-    @property
-    def port(self) -> int: ...
-
-
-class ThreadedDoor:
-    """The simulator's TWS door over an in-process exchange, serving on its own thread and
-    event loop (so the test's loop may block on ClickHouse reads without stalling it)."""
-
-    def __init__(self, config: SimConfig) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.server: TwsServer | None = None
-        started = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(config, started), daemon=True)
-        self.thread.start()
-        assert started.wait(15), "the TWS door did not start"
-
-    def _run(self, config: SimConfig, started: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.server = self.loop.run_until_complete(run_tws_server(Exchange(config), port=0))
-        started.set()
-        self.loop.run_forever()
-
-    @property
-    def port(self) -> int:
-        assert self.server is not None
-        return self.server.port
-
-    def stop(self) -> None:
-        assert self.server is not None
-        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(15)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(15)
-        self.loop.close()
-
-
-@pytest.fixture
-def no_shorting() -> Iterator[ThreadedDoor]:
-    """A venue that lends nothing: tick 46 answers 1.0 (not shortable) for every stock."""
-    door = ThreadedDoor(SimConfig(seed=3, shorting_enabled=False))
-    yield door
-    door.stop()
-
-
-def worker_on(sim: Venue, tmp: Path, **env: str) -> WorkerProcess:
+def worker_on(sim: SimulatorProcess, tmp: Path, **env: str) -> WorkerProcess:
     return WorkerProcess(tmp / "w", f"t{uuid.uuid4().hex[:10]}-", env={
         "VENUE": "ib", "IB_HOST": "127.0.0.1", "IB_PORT": str(sim.port), "IB_CLIENT_ID": "9",
         "IB_ACCOUNT": ACCOUNT, **env}).start()
@@ -192,25 +143,28 @@ async def test_pattern_day_trader(sim: SimulatorProcess, tmp_path: Path) -> None
         worker.stop()
 
 
-async def test_ib_reads_shortability_from_generic_tick_236(no_shorting: ThreadedDoor,
-                                                            sim: SimulatorProcess) -> None:
-    # The adapter as the worker runs it, against both doors: the flag is the venue's answer.
-    for venue, expected in ((no_shorting, False), (sim, True)):
-        ib = IbOrderService("127.0.0.1", venue.port, client_id=31, account=ACCOUNT)
-        await ib.connect()
-        try:
-            rules = await ib.instrument("AAPL")
-        finally:
-            await ib.close()
-        print(f"port {venue.port}: AAPL shortable={rules and rules.shortable}")
-        assert rules is not None
-        assert rules.shortable is expected
+NO_AAPL_TO_BORROW = {"SIM_NOT_SHORTABLE": "AAPL"}
 
 
-async def test_short_sale_of_a_not_shortable_instrument(no_shorting: ThreadedDoor,
+@pytest.mark.parametrize("sim", [NO_AAPL_TO_BORROW], indirect=True)
+async def test_ib_reads_shortability_from_generic_tick_236(sim: SimulatorProcess) -> None:
+    # The adapter as the worker runs it: the flag is the venue's answer, per instrument.
+    ib = IbOrderService("127.0.0.1", sim.port, client_id=31, account=ACCOUNT)
+    await ib.connect()
+    try:
+        rules = {symbol: await ib.instrument(symbol) for symbol in ("AAPL", "MSFT")}
+    finally:
+        await ib.close()
+    flags = {symbol: r and r.shortable for symbol, r in rules.items()}
+    print(f"SIM_NOT_SHORTABLE=AAPL: shortable {flags}")
+    assert flags == {"AAPL": False, "MSFT": True}
+
+
+@pytest.mark.parametrize("sim", [NO_AAPL_TO_BORROW], indirect=True)
+async def test_short_sale_of_a_not_shortable_instrument(sim: SimulatorProcess,
                                                         tmp_path: Path) -> None:
     # IB's tick 46 says 1.0 (nothing to borrow): refused without SHORTABLE_REQUIRED.
-    worker = worker_on(no_shorting, tmp_path)
+    worker = worker_on(sim, tmp_path)
     try:
         rejection = await expect_refused(worker, signal("AAPL", "SELL", PRICES["AAPL"]),
                                          ReasonCode.SHORT_NOT_SHORTABLE)

@@ -219,6 +219,10 @@ async def test_the_stage_posts_from_the_ledger_and_a_restart_posts_nothing_twice
         store.rows["s1"] = row("approved", signal_id="s1", decided_by=["carol"])
         await ledger("decided")
         await until(lambda: bool(chat.updated), seconds=15, interval=0.05)
+        for _ in range(100):  # the update's record follows the update: wait for it to land
+            if len(await events(f"{prefix}notifications")) >= 2:
+                break
+            await asyncio.sleep(0.1)
     finally:
         await second.stop()
     assert len(chat.posted) == 1

@@ -154,6 +154,13 @@ def cases(side: Side) -> dict[str, Case]:
                               fills=three_day_trades() + opened_today(side)),
         "pdt_off": Case(None, account=pdt, settings={"pdt_check": False},
                         fills=three_day_trades() + opened_today(side)),
+        # Mon 02-02 closed: the window reaches back to Fri 01-30, AMD's day trade counts
+        "pdt_window_skips_extra_closure": Case(
+            R.PATTERN_DAY_TRADER, account=pdt, settings={"market_extra_closures": "2026-02-02"},
+            fills=three_day_trades()[2:] + opened_today(side)),
+        "pdt_closure_of_another_calendar": Case(
+            None, account=pdt, settings={"market_extra_closures": "XLON:2026-02-02"},
+            fills=three_day_trades()[2:] + opened_today(side)),
     }
 
 
@@ -230,6 +237,38 @@ def test_pdt_window_is_five_sessions_skipping_holidays(f: Factory) -> None:
     days = [d.isoformat() for d in pdt_sessions(now, f.settings())]
     assert days == ["2026-11-25", "2026-11-27", "2026-11-30", "2026-12-01", "2026-12-02"]
     assert pdt_window_start(now, f.settings()) == datetime(2026, 11, 25, 5, tzinfo=UTC)
+
+
+FRI = datetime(2026, 2, 6, 15, tzinfo=UTC)  # T0
+WED_AFTER_THANKSGIVING = datetime(2026, 12, 2, 15, tzinfo=UTC)
+# (now, MARKET_EXTRA_CLOSURES) -> the five business days of the day-trade count (MM-DD)
+PDT_WINDOWS = {
+    "no_closure": (FRI, "", ["02-02", "02-03", "02-04", "02-05", "02-06"]),
+    "midweek_closure": (FRI, "2026-02-04", ["01-30", "02-02", "02-03", "02-05", "02-06"]),
+    "closure_of_the_calendar": (FRI, "XNYS:2026-02-04",
+                                ["01-30", "02-02", "02-03", "02-05", "02-06"]),
+    "closure_by_alias": (FRI, "NYSE:2026-02-04", ["01-30", "02-02", "02-03", "02-05", "02-06"]),
+    "closure_of_another_calendar": (FRI, "XLON:2026-02-04",
+                                    ["02-02", "02-03", "02-04", "02-05", "02-06"]),
+    "closure_on_a_weekend": (FRI, "2026-02-07,2026-01-31",
+                             ["02-02", "02-03", "02-04", "02-05", "02-06"]),
+    "today_closed": (FRI, "2026-02-06", ["01-30", "02-02", "02-03", "02-04", "02-05"]),
+    "two_closures": (FRI, "2026-02-03,XNYS:2026-02-04",
+                     ["01-29", "01-30", "02-02", "02-05", "02-06"]),
+    "closure_beside_thanksgiving": (WED_AFTER_THANKSGIVING, "2026-11-27",
+                                    ["11-24", "11-25", "11-30", "12-01", "12-02"]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PDT_WINDOWS))
+def test_pdt_window_skips_extra_closures(f: Factory, name: str) -> None:
+    now, closures, expected = PDT_WINDOWS[name]
+    settings = f.settings(market_extra_closures=closures)
+    days = [d.strftime("%m-%d") for d in pdt_sessions(now, settings)]
+    print(f"{name}: {days}")
+    assert days == expected
+    first = expected[0]
+    assert pdt_window_start(now, settings).date().isoformat().endswith(first)
 
 
 def test_settings_validate_calendars(f: Factory) -> None:
