@@ -18,6 +18,7 @@ import asyncio
 import base64
 import json
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -26,7 +27,9 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+import pyarrow as pa
 from pydantic import ValidationError
+from pydantic_core import from_json
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -37,7 +40,7 @@ from tenacity import (
 from schemas.events import EVENT_TYPES, Event
 from schemas.ids import derive_id
 from schemas.topics import TOPICS
-from store.client import ClickHouse
+from store.client import ARROW_TYPES, TIMESTAMP_MS, ClickHouse
 from store.exceptions import FlushError, StoreDataError, StoreError
 
 log = logging.getLogger(__name__)
@@ -60,11 +63,36 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "duplicate",
 )
 DUPLICATE = EVENT_COLUMNS.index("duplicate")
+_US = pa.timestamp("us", tz="UTC")
+# How the client encodes events rows: ids travel as canonical strings, ClickHouse parses them
+_TEXT = pa.string()
+ARROW_TYPES["events"] = {
+    "topic": _TEXT,
+    "partition": pa.uint32(),
+    "offset": pa.uint64(),
+    "event_id": _TEXT,
+    "event_type": _TEXT,
+    "correlation_id": _TEXT,
+    "causation_id": _TEXT,
+    "occurred_at": _US,
+    "recorded_at": _US,
+    "ingested_at": _US,
+    "kafka_timestamp": TIMESTAMP_MS,
+    "schema_version": pa.uint16(),
+    "key": _TEXT,
+    "payload": _TEXT,
+    "duplicate": pa.uint8(),
+}
+# The form str(UUID(x)) gives; any other spelling is normalised through UUID()
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Event types whose copies the pre-aggregates must not count twice (0006_preaggregates.sql)
 SUMMED_TYPES = frozenset({"fill"})
+# The ids travel as one comma-separated String (canonical UUID text, so no comma inside):
+# binding an Array(UUID) of a 10,000-row batch cost more in Python than the look-up itself.
 _STORED_FILLS = (
     "SELECT DISTINCT event_id FROM fill_firsts "
-    "WHERE day IN {days:Array(Date)} AND event_id IN {ids:Array(UUID)}"
+    "WHERE day IN {days:Array(Date)} "
+    "AND event_id IN (SELECT toUUID(arrayJoin(splitByChar(',', {ids:String}))))"
 )
 UNDECODABLE = "undecodable"
 UNSTORABLE = "unstorable"
@@ -93,10 +121,10 @@ class EventRecord:
 class Envelope:
     """What the events table needs to know about one decoded value."""
 
-    event_id: UUID
+    event_id: str  # canonical UUID text (str(UUID(...))): ClickHouse parses it
     event_type: str
-    correlation_id: UUID
-    causation_id: UUID | None
+    correlation_id: str
+    causation_id: str | None
     occurred_at: datetime
     recorded_at: datetime
     schema_version: int
@@ -133,6 +161,13 @@ def model_for(topic: str, event_type: str | None) -> type[Event] | None:
     return None
 
 
+def uuid_text(value: Any) -> str:
+    """str(UUID(value)) without building a UUID when the text is already canonical."""
+    if type(value) is str and _CANONICAL_UUID.fullmatch(value):
+        return value
+    return str(UUID(str(value)))
+
+
 def _fast_envelope(data: dict[str, Any], event_type: str, text: str) -> Envelope:
     """Read the envelope straight from the JSON (the common, cheap path)."""
     if "event_id" not in data or "correlation_id" not in data or "occurred_at" not in data:
@@ -140,10 +175,10 @@ def _fast_envelope(data: dict[str, Any], event_type: str, text: str) -> Envelope
     occurred = _utc(data["occurred_at"])
     causation = data.get("causation_id")
     return Envelope(
-        event_id=UUID(str(data["event_id"])),
+        event_id=uuid_text(data["event_id"]),
         event_type=event_type,
-        correlation_id=UUID(str(data["correlation_id"])),
-        causation_id=UUID(str(causation)) if causation else None,
+        correlation_id=uuid_text(data["correlation_id"]),
+        causation_id=uuid_text(causation) if causation else None,
         occurred_at=occurred,
         recorded_at=_utc(data["recorded_at"]) if data.get("recorded_at") else occurred,
         schema_version=int(data.get("schema_version") or 1),
@@ -155,10 +190,10 @@ def _model_envelope(model: type[Event], raw: bytes) -> Envelope:
     """Let the model derive missing envelope fields (e.g. a raw upstream signal)."""
     event = model.model_validate_json(raw)
     return Envelope(
-        event_id=event.event_id,
+        event_id=str(event.event_id),
         event_type=str(getattr(event, "event_type", model.__name__.lower())),
-        correlation_id=event.correlation_id,
-        causation_id=event.causation_id,
+        correlation_id=str(event.correlation_id),
+        causation_id=str(event.causation_id) if event.causation_id else None,
         occurred_at=event.occurred_at,
         recorded_at=event.recorded_at,
         schema_version=event.schema_version,
@@ -166,10 +201,19 @@ def _model_envelope(model: type[Event], raw: bytes) -> Envelope:
     )
 
 
+def _loads(raw: bytes, text: str) -> Any:
+    """Parse JSON with pydantic-core's parser (about 3x json.loads); whatever it refuses
+    (a lone surrogate escape, say) goes to json.loads, which decides what is not JSON."""
+    try:
+        return from_json(raw)
+    except ValueError:
+        return json.loads(text)
+
+
 def decode_envelope(record: EventRecord) -> Envelope:
     """Decode a record's value; raises ValueError when it is not an event."""
     text = record.value.decode("utf-8")
-    data = json.loads(text)
+    data = _loads(record.value, text)
     if not isinstance(data, dict):
         raise ValueError("value is not a JSON object")
     declared = data.get("event_type")
@@ -191,7 +235,7 @@ def _type_name(model: type[Event] | None) -> str:
 
 def undecodable_envelope(record: EventRecord, error: str, when: datetime) -> Envelope:
     """Keep a bad value byte for byte, under an id derived from where it came from."""
-    eid = derive_id(UNDECODABLE, record.topic, record.partition, record.offset)
+    eid = str(derive_id(UNDECODABLE, record.topic, record.partition, record.offset))
     payload = json.dumps(
         {"error": error[:2000], "raw_base64": base64.b64encode(record.value).decode()},
         separators=(",", ":"),
@@ -257,7 +301,7 @@ def unstorable_row(
         separators=(",", ":"),
     )
     key = record.key.decode("utf-8", "backslashreplace") if record.key is not None else None
-    eid = derive_id(UNSTORABLE, record.topic, record.partition, record.offset)
+    eid = str(derive_id(UNSTORABLE, record.topic, record.partition, record.offset))
     when = ts or now
     return [
         record.topic,
@@ -288,13 +332,14 @@ async def mark_duplicates(ch: ClickHouse, rows: list[list[Any]]) -> None:
     if not summed:
         return
     days = sorted({row[7].date() for row in summed})
-    ids = sorted({row[3] for row in summed})
+    ids = ",".join(sorted({str(row[3]) for row in summed}))
     found = await ch.query(_STORED_FILLS, {"days": days, "ids": ids})
-    seen = {r["event_id"] for r in found}
+    seen = {str(r["event_id"]) for r in found}
     for row in summed:
-        if row[3] in seen:
+        eid = str(row[3])
+        if eid in seen:
             row[DUPLICATE] = 1
-        seen.add(row[3])
+        seen.add(eid)
 
 
 @dataclass

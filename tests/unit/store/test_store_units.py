@@ -15,6 +15,7 @@ from clickhouse_connect.driver.exceptions import (
     OperationalError,
     StreamFailureError,
 )
+from pydantic_core import from_json
 
 from schemas.ids import derive_id
 from store.client import error_code, parse_dsn, translate
@@ -157,11 +158,35 @@ def test_migrations_are_numbered_and_split() -> None:
 def test_valid_event_row_keeps_envelope() -> None:
     event = trading_day().events[1]
     row = to_row(rec(5, event.model_dump_json().encode(), "approvals"), NOW)
-    assert row[3] == event.event_id
+    assert row[3] == str(event.event_id)  # ids travel as canonical text
     assert row[4] == "approval"
-    assert row[6] == event.causation_id
+    assert row[6] == str(event.causation_id)
     assert row[7] == event.occurred_at
     assert row[10] == datetime.fromtimestamp(1772400000, UTC)
+
+
+def test_ids_are_stored_in_canonical_form_whatever_their_spelling() -> None:
+    event = trading_day().events[0]
+    data = json.loads(event.model_dump_json())
+    data["event_id"] = "{" + str(event.event_id).upper() + "}"
+    data["correlation_id"] = event.correlation_id.hex  # no hyphens
+    row = to_row(rec(1, json.dumps(data).encode()), NOW)
+    assert row[3] == str(event.event_id)
+    assert row[5] == str(event.correlation_id)
+    data["event_id"] = "not-a-uuid"
+    assert to_row(rec(2, json.dumps(data).encode()), NOW)[4] == UNDECODABLE
+
+
+def test_json_the_fast_parser_refuses_is_read_as_json_loads_reads_it() -> None:
+    event = trading_day().events[0]
+    data = json.loads(event.model_dump_json())
+    value = json.dumps(data)[:-1].encode() + b', "note": "\\ud800"}'
+    assert json.loads(value)["note"] == "\ud800"  # a lone surrogate escape: valid for json
+    with pytest.raises(ValueError, match="hex escape"):
+        from_json(value)  # ... refused by pydantic-core's parser
+    row = to_row(rec(3, value), NOW)
+    assert row[4] == "signal"
+    assert row[13] == value.decode()
 
 
 def test_raw_upstream_signal_gets_derived_envelope() -> None:
@@ -175,14 +200,14 @@ def test_raw_upstream_signal_gets_derived_envelope() -> None:
     }
     row = to_row(rec(0, json.dumps(raw).encode()), NOW)
     assert row[4] == "signal"
-    assert row[3] == derive_id("signal", "up-1")
+    assert row[3] == str(derive_id("signal", "up-1"))
 
 
 @pytest.mark.parametrize("value", [b"\xff\xfe", b"not json", b"[1,2]", b'{"event_type":"fill"}'])
 def test_undecodable_value_is_kept_not_lost(value: bytes) -> None:
     row = to_row(rec(7, value, "fills"), NOW)
     assert row[4] == UNDECODABLE
-    assert row[3] == derive_id(UNDECODABLE, "fills", 0, 7)
+    assert row[3] == str(derive_id(UNDECODABLE, "fills", 0, 7))
     payload = json.loads(row[13])
     import base64
 
