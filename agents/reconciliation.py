@@ -41,6 +41,7 @@ from agents.codec import decode_object
 from agents.context import Output, Source, StageContext
 from agents.decisions.order_state import Accepted, Illegal, OrderState, transition
 from agents.orders import fill_event, is_ours, order_event, owner
+from agents.venue_view import account_and_positions
 from brokers.exceptions import UnknownOrder
 from brokers.port import FillReport, OrderReport, OrderService
 from schemas.events import Alert, AlertKind, Fill, OrderEvent, OrderStatus, Side
@@ -321,8 +322,8 @@ class Reconciler:
 
     async def _check_positions(self, found: _Pass, only: set[PositionKey] | None = None
                                ) -> None:
-        at_venue = await self.venue.positions()
-        account = (await self.venue.account()).account_id
+        snapshot, at_venue = await account_and_positions(self.venue)
+        account = snapshot.account_id
         venue_qty: dict[PositionKey, Decimal] = {}
         for position in at_venue:
             key = (position.account_id, position.symbol)

@@ -2,9 +2,9 @@
 
 The client order id is derived from the signal, and the venue is asked for it before any
 placement (the orders it was sent in the look-back window, read at most
-VENUE_SNAPSHOT_SECONDS before; an order placed since by this process is known to the adapter,
-which refuses a duplicate client id), so a redelivered intent (at-least-once) never becomes a
-second order.
+VENUE_SNAPSHOT_SECONDS before, by this stage or by sizing in the same process; an order
+placed since by this process is known to the adapter, which refuses a duplicate client id),
+so a redelivered intent (at-least-once) never becomes a second order.
 """
 
 from __future__ import annotations
@@ -61,8 +61,13 @@ async def handle_intent(raw: bytes | None, source: Source, ctx: StageContext) ->
         return [("rejections", _rejection(intent, unapproved, ctx))]
     venue = ctx.venue
     attempts = Attempts()
+    now = ctx.clock()
+    # The sizing stage's snapshot when it is fresh enough (the same age limit): one venue read
+    # of every order serves both stages instead of one each.
+    snap = ctx.view.fresh(now)
     try:
-        snap = await ctx.retry.call(lambda: ctx.orders_view.get(ctx.clock()))
+        if snap is None:
+            snap = await ctx.retry.call(lambda: ctx.orders_view.get(now))
     except TransientBrokerError as exc:
         return _unavailable(intent, exc, ctx, attempts)
     existing = snap.known(intent.client_order_id)

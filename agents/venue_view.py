@@ -46,13 +46,36 @@ async def read_snapshot(venue: OrderService, since: datetime, now: datetime,
     """Sent orders, then open orders, then account and positions: an order the venue was
     sent is, by the time the later reads happen, open, filled into a position, or ended, so a
     reservation settled against `sent` is always counted somewhere (never zero times)."""
-    sent = await venue.orders_since(since)
     if not accounts:
+        sent = await venue.orders_since(since)
         return VenueSnapshot(now, since, tuple(sent), (), None, ())
-    open_orders = await venue.open_orders()
-    account = await venue.account()
-    positions = await venue.positions()
+    sent, open_orders = await orders_and_open_orders(venue, since)
+    account, positions = await account_and_positions(venue)
     return VenueSnapshot(now, since, tuple(sent), tuple(open_orders), account, tuple(positions))
+
+
+async def orders_and_open_orders(venue: OrderService, since: datetime
+                                 ) -> tuple[list[OrderReport], list[OrderReport]]:
+    """Orders sent since `since`, then the open orders: from one read of the venue's open
+    orders where the venue offers it (`orders_and_open_orders`, optional beside the port).
+    Still never an undercount: an order in `sent` was, at that one read, open (so in
+    `open_orders` too) or already ended or filled (its fill in the positions read after)."""
+    both = getattr(venue, "orders_and_open_orders", None)
+    if both is not None:
+        found: tuple[list[OrderReport], list[OrderReport]] = await both(since)
+        return found
+    return await venue.orders_since(since), await venue.open_orders()
+
+
+async def account_and_positions(venue: OrderService) -> tuple[AccountSnapshot, list[Position]]:
+    """The account and the positions, read now: in one venue round trip where the venue offers
+    it (`account_and_positions`, optional beside the port: IB answers both from one
+    reqAccountUpdates), else account() then positions()."""
+    both = getattr(venue, "account_and_positions", None)
+    if both is not None:
+        found: tuple[AccountSnapshot, list[Position]] = await both()
+        return found
+    return await venue.account(), await venue.positions()
 
 
 class VenueView:
@@ -71,13 +94,22 @@ class VenueView:
         """A fresh enough snapshot covering orders sent since `since` (default the look-back)."""
         wanted = since if since is not None else now - self.lookback
         async with self._lock:
-            snap = self._snapshot
-            if snap is None or now - snap.taken_at > self.max_age or snap.since > wanted or \
-                    now < snap.taken_at:
+            snap = self.fresh(now, wanted)
+            if snap is None:
                 snap = await read_snapshot(self.venue, min(wanted, now - self.lookback), now,
                                            self.accounts)
                 self._snapshot = snap
             return snap
+
+    def fresh(self, now: datetime, since: datetime | None = None) -> VenueSnapshot | None:
+        """The snapshot held now if `get` would serve it without reading (none otherwise):
+        another reader of the same venue (submission beside sizing) can share it."""
+        wanted = since if since is not None else now - self.lookback
+        snap = self._snapshot
+        if snap is None or now - snap.taken_at > self.max_age or snap.since > wanted or \
+                now < snap.taken_at:
+            return None
+        return snap
 
     def invalidate(self) -> None:
         self._snapshot = None

@@ -3,8 +3,14 @@
 audit stage), beside the floor measured in the same run. Writes bench/results/latest.json,
 latest.md and latest.png.
 
-    .venv/bin/python bench/bench_pipeline.py            # the full run (~5-8 min on 2 cores)
+    .venv/bin/python bench/bench_pipeline.py            # the full run (~6-12 min on 2 cores)
     .venv/bin/python bench/bench_pipeline.py --smoke    # seconds of load, for the smoke test
+    .venv/bin/python bench/bench_pipeline.py --rates 10 --durations 10 --profile-rate 10 --keep
+
+The trading worker runs with bench/probe on PYTHONPATH: its sitecustomize counts the TWS API
+messages it sends (the report's messages per approval) and, with --profile-rate, samples its
+main thread's stacks during that step (profile-<rate>.txt, collapsed stacks; py-spy cannot
+attach to every Python build). --keep keeps the workers' and simulator's logs.
 """
 
 from __future__ import annotations
@@ -54,8 +60,9 @@ from jax_exec.kafka_local import pinned_version  # noqa: E402
 from tests.integration.harness import approval_for  # noqa: E402
 from tests.integration.order_path import reference_prices, signal_at  # noqa: E402
 
-OUTPUT_TOPICS = ("signal-ledger", "order-intents", "orders", "fills", "rejections")
+OUTPUT_TOPICS = ("signal-ledger", "order-intents", "orders", "fills", "rejections", "alerts")
 AUDIT_POLL_S = 0.25
+DRAIN_MAX_S = 45.0  # at most this long a step waits for the earlier steps' approvals
 console = Console()
 
 
@@ -67,8 +74,10 @@ class Run:
     progress: Progress
     symbols: list[str]
     prices: dict[str, Any]
-    settle_max: float = 90.0  # seconds a step waits for its outcomes after the last send
+    settle_max: float = 60.0  # seconds a step waits for its outcomes after the last send
     visible: dict[str, float] = field(default_factory=dict)  # event id -> first seen in CH
+    sent: list[str] = field(default_factory=list)  # every approval sent so far (client ids)
+    search_until: float = math.inf  # monotonic time after which no search step starts
     latencies: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
 
@@ -102,7 +111,8 @@ def _key(approval: dict[str, Any]) -> bytes:
 
 async def poll_audit(run: Run, since: datetime, stop: asyncio.Event) -> None:
     """When each orders/fills record becomes visible in ClickHouse (the audit worker's /sql)."""
-    assert run.stack.audit is not None
+    if run.stack.audit is None:
+        return
     query = ("SELECT toString(event_id) AS id FROM events WHERE topic IN ('orders', 'fills') "
              f"AND ingested_at >= toDateTime64('{since:%Y-%m-%d %H:%M:%S}', 6, 'UTC')")
     while not stop.is_set():
@@ -130,15 +140,18 @@ async def run_step(run: Run, rate: float, duration: float, label: str) -> dict[s
     batch = build(run, count)
     coids = [c for c, _ in batch]
     task = run.progress.add_task(f"{label} {rate:g}/s: signals", total=count)
+    backlog = await drain(run, task, label, rate)
     await publish_signals(run, batch)
     usage = Usage(run.stack.pids())
     usage.begin()
+    messages_before = run.stack.ib_messages()
     offsets = schedule(rate, count)
     plan = [Planned(at, _key(a), dumps(a)) for at, (_, a) in zip(offsets, batch, strict=True)]
     t0 = time.time() + 0.3
     run.progress.update(task, description=f"{label} {rate:g}/s: sending")
     sender = asyncio.create_task(open_loop(run.producer, f"{run.stack.prefix}approvals", plan,
                                            t0))
+    run.sent += coids
     settle = min(duration + 20 + count / 2, run.settle_max)
     deadline = time.monotonic() + settle
     while time.monotonic() < deadline:
@@ -151,8 +164,36 @@ async def run_step(run: Run, rate: float, duration: float, label: str) -> dict[s
         await asyncio.sleep(0.2)
     late = await sender
     used = usage.end()
+    used["ib_messages"] = _per_approval(messages_before, run.stack.ib_messages(), count)
     run.progress.update(task, completed=count)
-    return summarize(run, rate, duration, batch, offsets, t0, late, used)
+    result = summarize(run, rate, duration, batch, offsets, t0, late, used)
+    result["backlog_at_start"] = backlog
+    return result
+
+
+async def drain(run: Run, task: Any, label: str, rate: float) -> int:
+    """Wait (up to settle_max) until every approval of the earlier steps has its outcome, so
+    a step starts on an idle pipeline and measures its own rate, not an earlier step's queue;
+    the approvals still without one when it starts (0 unless the wait ran out)."""
+    deadline = time.monotonic() + min(run.settle_max, DRAIN_MAX_S)
+    while True:
+        s = run.seen
+        left = sum(c not in s.ack and c not in s.rejected for c in run.sent)
+        if not left or time.monotonic() > deadline:
+            return left
+        run.progress.update(task, description=f"{label} {rate:g}/s: waiting for {left} "
+                                              "earlier approvals")
+        await asyncio.sleep(0.5)
+
+
+def _per_approval(before: dict[str, int], after: dict[str, int], count: int
+                  ) -> dict[str, float]:
+    """TWS API messages the trading worker sent during a step, per approval, by request (the
+    background ones, reconciliation's polls, included), and their total."""
+    out = {k: round((after[k] - before.get(k, 0)) / count, 2) for k in sorted(after)
+           if after[k] > before.get(k, 0)}
+    out["total"] = round(sum(out.values()), 2)
+    return out
 
 
 def summarize(run: Run, rate: float, duration: float, batch: list[tuple[str, Any]],
@@ -187,7 +228,7 @@ async def search(run: Run, fixed: list[dict[str, Any]], steps: int,
     lo, hi = (max(ok) if ok else 1.0), (min(bad) if bad else None)
     found: list[dict[str, Any]] = []
     for _ in range(steps):
-        if hi is None or hi / lo < 1.25:
+        if hi is None or hi / lo < 1.25 or time.monotonic() > run.search_until:
             break
         mid = float(round(math.sqrt(lo * hi)))
         result = await run_step(run, mid, duration, "search")
@@ -271,13 +312,22 @@ def parse() -> argparse.Namespace:
     p.add_argument("--durations", default="10,1,0.4", help="seconds of load per rate")
     p.add_argument("--search-steps", type=int, default=3)
     p.add_argument("--search-duration", type=float, default=8.0)
-    p.add_argument("--settle-max", type=float, default=90.0,
+    p.add_argument("--search-budget", type=float, default=300.0,
+                   help="seconds after the start of the timed steps when no search step starts "
+                        "(keeps `make bench` near 12 minutes on a slow machine)")
+    p.add_argument("--settle-max", type=float, default=60.0,
                    help="seconds a step waits for its outcomes; later ones count as lost")
     p.add_argument("--warmup-rate", type=float, default=5.0)
     p.add_argument("--ib-samples", type=int, default=30)
     p.add_argument("--profile-rate", type=float,
-                   help="py-spy the trading worker during the step at this rate")
+                   help="sample the trading worker's stacks during the step at this rate "
+                        "(writes profile-<rate>.txt, collapsed stacks)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument("--no-audit", action="store_true",
+                   help="no audit worker (no audit lag): the trading path only")
+    p.add_argument("--log-level", default="warning", help="the workers' LOG_LEVEL")
+    p.add_argument("--keep", action="store_true",
+                   help="keep the run's home (worker and simulator logs) and print where")
     p.add_argument("--smoke", action="store_true",
                    help="seconds of load: 5/s for 2 s, no search, few floor samples")
     args = p.parse_args()
@@ -309,11 +359,12 @@ async def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
             warm = (await run_step(run, args.warmup_rate, len(run.symbols) / args.warmup_rate,
                                    "warm-up")) if args.warmup_rate > 0 else {}
             run.latencies.clear()
+            run.search_until = time.monotonic() + args.search_budget
             fixed = []
             for rate, duration in zip(rates, durations, strict=True):
-                profiler = _profile(args, stack, rate, duration)
+                profiler = _profile(args, stack, rate)
                 fixed.append(await run_step(run, rate, duration, "pipeline"))
-                _profile_done(profiler)
+                _profile_done(args, stack, profiler, rate)
             searched = await search(run, fixed, args.search_steps, args.search_duration)
             await asyncio.sleep(3 * AUDIT_POLL_S + 2.0)  # the last audit batch
             run.seen.sizes.setdefault("approvals", len(dumps(build(run, 1)[0][1])))
@@ -333,24 +384,29 @@ async def measure(args: argparse.Namespace, stack: Stack) -> dict[str, Any]:
     sustained = max([r["rate"] for r in everything if r["sustained"]], default=0.0)
     return {"warmup": {k: warm[k] for k in ("rate", "approvals", "acked", "ack") if k in warm},
             "rates": fixed, "search": searched, "sustained_rate": sustained,
-            "audit_lag": percentiles(lag), "audit_poll_s": AUDIT_POLL_S, "floors": fl,
+            "alerts": dict(run.seen.alerts), "audit_lag": percentiles(lag),
+            "audit_poll_s": AUDIT_POLL_S, "floors": fl,
             "record_bytes": run.seen.sizes, "_latencies": run.latencies}
 
 
-def _profile(args: argparse.Namespace, stack: Stack, rate: float,
-             duration: float) -> subprocess.Popen[bytes] | None:
-    if args.profile_rate != rate or stack.trading is None or stack.trading.proc is None:
+def _profile(args: argparse.Namespace, stack: Stack, rate: float) -> Path | None:
+    """Sample the trading worker's stacks during this step (bench/probe/sitecustomize.py)."""
+    if args.profile_rate != rate:
         return None
-    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    out = args.out / f"profile-{rate:g}.txt"
-    return subprocess.Popen([spy, "record", "-p", str(stack.trading.proc.pid), "-r", "200",
-                             "-d", str(int(duration + 20)), "-f", "raw", "-o", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    flag = stack.profile_file.with_name(stack.profile_file.name + ".on")
+    flag.touch()
+    return flag
 
 
-def _profile_done(profiler: subprocess.Popen[bytes] | None) -> None:
-    if profiler is not None:
-        profiler.wait(120)
+def _profile_done(args: argparse.Namespace, stack: Stack, flag: Path | None,
+                  rate: float) -> None:
+    if flag is None:
+        return
+    flag.unlink()
+    time.sleep(0.5)  # the sampler writes its counts once it sees the flag gone
+    args.out.mkdir(parents=True, exist_ok=True)
+    if stack.profile_file.exists():
+        shutil.copy(stack.profile_file, args.out / f"profile-{rate:g}.txt")
 
 
 def main() -> int:
@@ -359,14 +415,18 @@ def main() -> int:
     described = report.machine()
     home = Path(tempfile.mkdtemp(prefix="jax-bench-"))
     kafka = None
-    command = "make bench" if not args.smoke else "bench_pipeline.py --smoke"
+    argv = sys.argv[1:]
+    given = [a for i, a in enumerate(argv)
+             if not a.startswith("--out") and not (i and argv[i - 1] == "--out")]
+    command = "make bench" if not given else f"bench/bench_pipeline.py {' '.join(given)}"
     if args.bootstrap:
         bootstrap = args.bootstrap
     else:
         console.print("starting a Kafka broker of the benchmark's own ...")
         kafka = own_broker(home)
         bootstrap = kafka.bootstrap
-    stack = Stack(home, bootstrap, f"b{uuid.uuid4().hex[:8]}-")
+    stack = Stack(home, bootstrap, f"b{uuid.uuid4().hex[:8]}-", with_audit=not args.no_audit,
+                  extra_env={"LOG_LEVEL": args.log_level})
     try:
         console.print("starting the simulator, the trading worker and the audit worker ...")
         stack.start()
@@ -382,7 +442,10 @@ def main() -> int:
     report.write(result, latencies, args.out)
     console.print(report.markdown(result))
     console.print(f"wrote {args.out}/latest.json, latest.md, latest.png")
-    shutil.rmtree(home, ignore_errors=True)
+    if args.keep:
+        console.print(f"kept {home} (worker and simulator logs)")
+    else:
+        shutil.rmtree(home, ignore_errors=True)
     return 0
 
 

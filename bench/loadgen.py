@@ -34,6 +34,7 @@ class Seen:
     rejected: dict[str, str] = field(default_factory=dict)
     produced: dict[str, float] = field(default_factory=dict)  # event id -> Kafka timestamp
     sizes: dict[str, int] = field(default_factory=dict)  # topic -> a record's size
+    alerts: dict[str, int] = field(default_factory=dict)  # alert kind -> how many
 
 
 def _iso_seconds(text: str) -> float:
@@ -46,6 +47,10 @@ def note(seen: Seen, topic: str, value: bytes, timestamp_ms: int, now: float) ->
     """Record what one output record says about its order."""
     try:
         event = json.loads(value)
+        if topic == "alerts":
+            kind = str(event.get("kind"))
+            seen.alerts[kind] = seen.alerts.get(kind, 0) + 1
+            return
         coid = coid_of(event["correlation_id"])
     except (ValueError, KeyError, TypeError):
         return

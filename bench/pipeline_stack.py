@@ -4,6 +4,7 @@ with the audit stage; plus /proc readings of their CPU and resident memory."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -18,12 +19,14 @@ if str(ROOT) not in sys.path:
 from jax_exec.kafka_local import LocalKafka  # noqa: E402
 from tests.integration.harness import SimulatorProcess, WorkerProcess, free_port  # noqa: E402
 
+PROBE = ROOT / "bench" / "probe"  # its sitecustomize counts the worker's TWS API messages
 TRADING_STAGES = ("validation", "sizing", "submission", "reconciliation")
 
-# Orders pass: many symbols, a deep account, tiny orders (~2,000 USD on 100 M), limits far away.
+# Orders pass: many symbols, a deep account, tiny orders (~5,000 USD on 100 M: BKNG at 3,720
+# fits), limits far away.
 RISK = {
     "MAX_OPEN_POSITIONS": "100000", "ALLOW_SAME_SYMBOL_POSITION": "true",
-    "MAX_ORDERS_PER_MINUTE": "100000", "MAX_POSITION_PCT": "0.00002",
+    "MAX_ORDERS_PER_MINUTE": "100000", "MAX_POSITION_PCT": "0.00005",
     "MAX_SYMBOL_EXPOSURE_PCT": "1", "MAX_GROUP_EXPOSURE_PCT": "1", "MAX_GROSS_EXPOSURE_PCT": "1",
 }
 SIM = {"SIM_STARTING_CASH": "100000000", "SIM_TICK_SECONDS": "0"}
@@ -67,6 +70,7 @@ class Stack:
     trading: WorkerProcess | None = None
     audit: WorkerProcess | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    with_audit: bool = True
 
     def start(self) -> None:
         self.sim = SimulatorProcess(self.home / "sim", env=SIM)
@@ -74,13 +78,35 @@ class Stack:
         common = {"KAFKA_BOOTSTRAP": self.bootstrap, "LOG_LEVEL": "warning", **CADENCE,
                   **self.extra_env}
         trading_args = [a for s in TRADING_STAGES for a in ("--stage", s)]
+        probe = os.pathsep.join(p for p in (str(PROBE), os.environ.get("PYTHONPATH", "")) if p)
         self.trading = WorkerProcess(self.home / "trading", self.prefix, args=trading_args, env={
             **common, **RISK, "VENUE": "ib", "IB_HOST": "127.0.0.1",
-            "IB_PORT": str(self.sim.port), "IB_CLIENT_ID": "9"})
-        self.audit = WorkerProcess(self.home / "audit", self.prefix, args=["--stage", "audit"],
-                                   env=common)
+            "IB_PORT": str(self.sim.port), "IB_CLIENT_ID": "9",
+            "PYTHONPATH": probe, "BENCH_IB_COUNTS": str(self.ib_counts_file),
+            "BENCH_PROFILE": str(self.profile_file),
+            "BENCH_FORWARD": os.environ.get("BENCH_FORWARD", "")})
         self.trading.start(180)
-        self.audit.start(180)
+        if self.with_audit:
+            self.audit = WorkerProcess(self.home / "audit", self.prefix,
+                                       args=["--stage", "audit"], env=common)
+            self.audit.start(180)
+
+    @property
+    def profile_file(self) -> Path:
+        """The trading worker's samples (bench/probe): taken while `<this>.on` exists."""
+        return self.home / "trading-profile.txt"
+
+    @property
+    def ib_counts_file(self) -> Path:
+        return self.home / "ib-messages.json"
+
+    def ib_messages(self) -> dict[str, int]:
+        """TWS API messages the trading worker sent so far, by request (bench/probe)."""
+        try:
+            counts: dict[str, int] = json.loads(self.ib_counts_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return counts
 
     def stop(self) -> None:
         for proc in (self.audit, self.trading):
@@ -134,5 +160,6 @@ class Usage:
     def end(self) -> dict[str, dict[str, float]]:
         self.sample()
         wall = max(time.monotonic() - self.started, 1e-6)
-        return {n: {"cpu_pct": round(100 * (cpu_seconds(p) - self.cpu0[n]) / wall, 1),
-                    "rss_mib": round(self.peak[n], 1)} for n, p in self.pids.items()}
+        used = {n: cpu_seconds(p) - self.cpu0[n] for n, p in self.pids.items()}
+        return {n: {"cpu_pct": round(100 * used[n] / wall, 1), "cpu_s": round(used[n], 3),
+                    "rss_mib": round(self.peak[n], 1)} for n in self.pids}

@@ -32,6 +32,10 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}x"
 
 
+def _per(seconds: float | None, count: int) -> str:
+    return "-" if seconds is None or not count else f"{1000 * seconds / count:.1f}"
+
+
 def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [
@@ -46,8 +50,9 @@ def markdown(result: dict[str, Any]) -> str:
         "bare ib_async bracket round trip.",
         "",
         "| offered /s | approvals | acked | ack p50 | p95 | p99 | max | floor p50 / p99 | "
-        "ratio p50 / p99 | fill p50 | fill p99 | growing | trading worker CPU, RSS |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "ratio p50 / p99 | fill p50 | fill p99 | growing | trading worker CPU, RSS | "
+        "worker CPU ms / approval | TWS messages / approval |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rates"]:
         a, f, fl = r["ack"], r["fill"], r.get("floor") or {}
@@ -58,12 +63,21 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_ms(fl.get('p50'))} / {_ms(fl.get('p99'))} | "
             f"{_ratio(r['ratio']['p50'])} / {_ratio(r['ratio']['p99'])} | "
             f"{_ms(f['p50'])} | {_ms(f['p99'])} | {'yes' if r['growing'] else 'no'} | "
-            f"{use.get('cpu_pct', '-')}%, {use.get('rss_mib', '-')} MiB |")
+            f"{use.get('cpu_pct', '-')}%, {use.get('rss_mib', '-')} MiB | "
+            f"{_per(use.get('cpu_s'), r['approvals'])} | "
+            f"{r['usage'].get('ib_messages', {}).get('total', '-')} |")
     lag, fl = result["audit_lag"], result["floors"]
     searched = ", ".join(f"{s['rate']:g}/s {'ok' if s['sustained'] else 'not sustained'}"
                          for s in result["search"])
+    backlog = {f"{r['rate']:g}/s": r.get("backlog_at_start", 0)
+               for r in result["rates"] + result["search"] if r.get("backlog_at_start")}
     lines += [
         "",
+        "- Each step starts once the earlier steps' approvals all have an outcome (up to the "
+        "settle limit); approvals of earlier steps still pending at a step's start: "
+        + (", ".join(f"{k} {v}" for k, v in backlog.items()) or "none") + ".",
+        f"- Alerts raised during the run: {result.get('alerts') or 'none'} (the IB floor's "
+        "bare orders come after the steps and are external to the pipeline).",
         f"- Highest sustained approval rate (every approval acknowledged, latency not "
         f"growing): **{result['sustained_rate']:g}/s** (steps: {searched}).",
         f"- Audit lag (record produced -> row visible through the audit worker's /sql, polled "
@@ -77,7 +91,11 @@ def markdown(result: dict[str, Any]) -> str:
         + " ms.",
         "- IB pacing: ib_async sends at most 45 messages/s per connection and a bracket is 3 "
         "placeOrder messages, so one IB session places at most ~15 brackets/s whatever the "
-        "pipeline does.",
+        "pipeline does; the venue reads share that budget (sizing's snapshot and "
+        "reconciliation's poll, each at most every 0.5 s, and a market-data read per "
+        "instrument look-up), so fewer: `TWS messages / approval` is what the trading worker "
+        "sent during the step (background reads included) per approval. Above the budget the "
+        "messages queue and the latency grows with the step, whatever the CPU.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -98,7 +116,8 @@ def plot(result: dict[str, Any], latencies: dict[str, dict[str, list[float]]],
                 ys = [(i + 1) / len(values) for i in range(len(values))]
                 ax.step(values, ys, where="post", label=f"{rate}/s (n={len(values)})")
         ib = result["floors"]["ib_bracket"]["p50"]
-        kafka = next(iter(result["floors"]["kafka"].values()), {}).get("p50")
+        first: dict[str, Any] = next(iter(result["floors"]["kafka"].values()), {})
+        kafka = first.get("p50")
         if ib is not None and kafka is not None:
             ax.axvline(ib + kafka, color="grey", linestyle="--", label="floor p50")
         ax.set_xscale("log")

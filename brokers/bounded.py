@@ -95,6 +95,25 @@ class BoundedVenue:
     async def orders_since(self, since: datetime) -> list[OrderReport]:
         return await self._within("orders_since", self.inner.orders_since(since))
 
+    async def account_and_positions(self) -> tuple[AccountSnapshot, list[Position]]:
+        """Both from one venue read where the venue offers it (agents.venue_view)."""
+        both = getattr(self.inner, "account_and_positions", None)
+        if both is None:
+            return await self.account(), await self.positions()
+        found: tuple[AccountSnapshot, list[Position]] = await self._within(
+            "account_and_positions", both())
+        return found
+
+    async def orders_and_open_orders(self, since: datetime
+                                     ) -> tuple[list[OrderReport], list[OrderReport]]:
+        """orders_since and open_orders from one venue read where the venue offers it."""
+        both = getattr(self.inner, "orders_and_open_orders", None)
+        if both is None:
+            return await self.orders_since(since), await self.open_orders()
+        found: tuple[list[OrderReport], list[OrderReport]] = await self._within(
+            "orders_and_open_orders", both(since))
+        return found
+
     async def instrument(self, symbol: str) -> InstrumentRules | None:
         published = getattr(self.inner, "instrument", None)  # a test fake may not have it
         if published is None:

@@ -180,7 +180,27 @@ class PacedVenue:
         return await self._paced(lambda: self.inner.fills_since(since))
 
     async def orders_since(self, since: datetime) -> list[OrderReport]:
-        return await self._paced(lambda: self.inner.orders_since(since))
+        # On IB: all open orders and all completed orders, two messages.
+        return await self._paced(lambda: self.inner.orders_since(since), 2)
+
+    async def account_and_positions(self) -> tuple[AccountSnapshot, list[Position]]:
+        """Both from one venue read where the venue offers it (agents.venue_view)."""
+        both = getattr(self.inner, "account_and_positions", None)
+        if both is None:
+            return await self.account(), await self.positions()
+        found: tuple[AccountSnapshot, list[Position]] = await self._paced(both)
+        return found
+
+    async def orders_and_open_orders(self, since: datetime
+                                     ) -> tuple[list[OrderReport], list[OrderReport]]:
+        """orders_since and open_orders from one venue read (two messages on IB: open and
+        completed orders) where the venue offers it."""
+        both = getattr(self.inner, "orders_and_open_orders", None)
+        if both is None:
+            return await self.orders_since(since), await self.open_orders()
+        found: tuple[list[OrderReport], list[OrderReport]] = await self._paced(
+            lambda: both(since), 2)
+        return found
 
     async def instrument(self, symbol: str) -> InstrumentRules | None:
         published = getattr(self.inner, "instrument", None)  # a test fake may not have it

@@ -479,7 +479,9 @@ class IbOrderService:
     async def open_orders(self) -> list[OrderReport]:
         """Every live order of the account (all clients)."""
         await self._ready()
-        trades = await self._open_trades()
+        return self._open_reports(await self._open_trades())
+
+    def _open_reports(self, trades: list[Any]) -> list[OrderReport]:
         mine = [t for t in trades if (t.order.account or self.account_id) == self.account_id]
         reports = [self._report(t) for t in mine]
         return [r for r in reports if not r.status.is_terminal]
@@ -488,16 +490,29 @@ class IbOrderService:
         """Account figures fetched now (reqAccountUpdates), not a cache."""
         await self._ready()
         await self._refresh_account()
+        return self._account_read()
+
+    async def positions(self) -> list[Position]:
+        """Positions with market value, fetched now."""
+        await self._ready()
+        await self._refresh_account()
+        return self._positions_read()
+
+    async def account_and_positions(self) -> tuple[AccountSnapshot, list[Position]]:
+        """account() and positions() from one reqAccountUpdates (both are in its answer): a
+        venue snapshot costs one message for the two (agents.venue_view asks for it)."""
+        await self._ready()
+        await self._refresh_account()
+        return self._account_read(), self._positions_read()
+
+    def _account_read(self) -> AccountSnapshot:
         values = {
             v.tag: v.value for v in self.ib.accountValues(self.account_id)
             if v.currency in ("USD", "BASE", "") and not v.modelCode
         }  # fmt: skip
         return account_snapshot(self.account_id, values)
 
-    async def positions(self) -> list[Position]:
-        """Positions with market value, fetched now."""
-        await self._ready()
-        await self._refresh_account()
+    def _positions_read(self) -> list[Position]:
         return [mapping_position(p) for p in self.ib.portfolio(self.account_id) if p.position]
 
     async def fills_since(self, since: datetime) -> list[FillReport]:
@@ -523,6 +538,19 @@ class IbOrderService:
         precedes creation, so a rate window is not under-counted)."""
         await self._ready()
         await self._open_trades()
+        return await self._orders_since(since)
+
+    async def orders_and_open_orders(self, since: datetime
+                                     ) -> tuple[list[OrderReport], list[OrderReport]]:
+        """orders_since(since) and open_orders() from one reqAllOpenOrders (and one
+        reqCompletedOrders): a venue snapshot costs two messages for both, not three, and
+        decodes the open orders once (agents.venue_view asks for it)."""
+        await self._ready()
+        open_now = self._open_reports(await self._open_trades())  # as that one read says
+        return await self._orders_since(since), open_now
+
+    async def _orders_since(self, since: datetime) -> list[OrderReport]:
+        """orders_since after its open-orders read."""
         completed = await self._completed_trades()
         trades = list(self.ib.trades())
         known = {t.order.permId for t in trades if t.order.permId}
@@ -547,18 +575,25 @@ class IbOrderService:
         return sorted(out, key=lambda r: (r.created_at, r.venue_order_id))
 
     async def instrument(self, symbol: str) -> InstrumentRules | None:
-        """The contract details' minTick / minSize / sizeIncrement (asked once per symbol);
-        OrderRejected (200) for a symbol IB does not know."""
+        """The contract details' minTick / minSize / sizeIncrement (asked once per symbol) and
+        whether IB lends the stock for a short sale now (generic tick 236, asked every call,
+        None when IB does not say within shortable.WAIT_S); OrderRejected (200) for a symbol
+        IB does not know."""
+        from .shortable import WAIT_S, read_shortable
+
         await self._ready()
+        contract = await self._contract(symbol)
         if symbol not in self._rules:
-            contract = await self._contract(symbol)
             details: list[Any] = await self._call(
                 f"reqContractDetails {symbol}", lambda: self.ib.reqContractDetailsAsync(contract)
             )
             if not details:
                 return None
             self._rules[symbol] = mapping.instrument_rules(symbol, details[0])
-        return self._rules[symbol]
+        borrow = await read_shortable(self.ib, contract, min(self.timeout, WAIT_S))
+        if borrow.error is not None:
+            log.info("IB shortable %s unanswered: error %s %s", symbol, *borrow.error)
+        return self._rules[symbol].model_copy(update={"shortable": borrow.shortable})
 
     def _created_at(self, trades: list[Any]) -> datetime | None:
         """The earliest placement (Trade log) time of these trades, else completion time."""
