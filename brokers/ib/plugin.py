@@ -19,6 +19,7 @@ def build(settings: IbSettings, timeout: float) -> OrderService:
     return IbOrderService(
         host=settings.host, port=settings.port, client_id=settings.client_id,
         account=settings.account, timeout=timeout / ADAPTER_SHARE,
+        full_read_seconds=settings.full_read_seconds,
     )  # fmt: skip
 
 

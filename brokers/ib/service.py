@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -69,10 +70,16 @@ class IbOrderService:
     def __init__(
         self, host: str = "127.0.0.1", port: int = 7497, client_id: int = 1, account: str = "",
         ib_module: ModuleType | None = None, timeout: float = 4.0, attempts: int | None = None,
+        full_read_seconds: float = 0.0,
     ) -> None:  # fmt: skip
         """`timeout`: the deadline of each venue call, in seconds. `attempts` is ignored
-        (deprecated): the adapter tries once, the stages retry."""
+        (deprecated): the adapter tries once, the stages retry. `full_read_seconds`: how
+        long a full read of completed orders / executions (all clients: its cost grows with
+        the day) serves; in between, TWS's pushes to this client keep the library's state of
+        its own orders and executions current, and that state answers (0: always ask)."""
         del attempts
+        self.full_read_seconds = full_read_seconds
+        self._full_reads: dict[str, tuple[float, list[Any]]] = {}  # request -> (when, answer)
         self.host, self.port, self.client_id, self.account_id = host, port, client_id, account
         self.lib = ib_module or _default_lib()
         self.timeout = timeout
@@ -98,8 +105,10 @@ class IbOrderService:
         """Record order errors by order id and track connectivity (1100 / 1101 / 1102)."""
         if code == errors.CONNECTION_LOST:
             self._outage = True
+            self._full_reads.clear()  # pushes may be missed: the next read asks TWS
         elif code in errors.CONNECTION_RESTORED:
             self._outage = False
+            self._full_reads.clear()
         if req_id > 0 and errors.classify(code) is not errors.ErrorKind.INFORMATIONAL:
             self._order_errors[req_id] = (code, message)
 
@@ -128,6 +137,7 @@ class IbOrderService:
         if not self.account_id:
             self.account_id = self.ib.managedAccounts()[0]
         self._outage = False
+        self._full_reads.clear()  # a new session: the first reads ask TWS
 
     def _drop_session(self, why: str) -> None:
         """Disconnect, failing every pending request as a socket loss would (an explicit
@@ -203,17 +213,35 @@ class IbOrderService:
         )
         return trades
 
-    async def _completed_trades(self) -> list[Any]:
-        """reqCompletedOrders (fixed key "completedOrders")."""
+    async def _completed_trades(self, fresh: bool = False) -> list[Any]:
+        """reqCompletedOrders (fixed key "completedOrders"), at most every
+        `full_read_seconds`: the library keeps every trade it decoded (ib.trades()), and
+        TWS pushes this client's order status as it changes."""
+        held = None if fresh else self._full_read("completed")
+        if held is not None:
+            return held
         trades: list[Any] = await self._call(
             "reqCompletedOrders", lambda: self.ib.reqCompletedOrdersAsync(False), COMPLETED_ORDERS
         )
+        self._full_reads["completed"] = (time.monotonic(), trades)
         return trades
 
-    async def _executions(self) -> list[Any]:
-        """reqExecutions (a fresh reqId each: concurrent requests are fine)."""
+    async def _executions(self, fresh: bool = False) -> list[Any]:
+        """reqExecutions (a fresh reqId each: concurrent requests are fine), at most every
+        `full_read_seconds`; in between the session's fills (ib.fills(): everything the last
+        full read returned, plus the executions TWS pushed since, with their commissions)."""
+        if not fresh and self._full_read("executions") is not None:
+            return list(self.ib.fills())
         fills: list[Any] = await self._call("reqExecutions", self.ib.reqExecutionsAsync)
+        self._full_reads["executions"] = (time.monotonic(), [])
         return fills
+
+    def _full_read(self, request: str) -> list[Any] | None:
+        """The answer of the last full read of `request` while it still serves."""
+        held = self._full_reads.get(request)
+        if held is None or time.monotonic() - held[0] >= self.full_read_seconds:
+            return None
+        return held[1]
 
     async def _refresh_account(self) -> None:
         """reqAccountUpdates (fixed key "accountValues"), with the portfolio cleared just
@@ -267,12 +295,13 @@ class IbOrderService:
 
     async def _scan(self, ref: str) -> Any | None:
         """Ask the venue: open orders, completed orders, then executions, for this orderRef;
-        the trade the venue knows, if any."""
+        the trade the venue knows, if any. Always asked of TWS (never the pushed state: a
+        placement whose answer was lost is exactly what the pushed state may miss)."""
         await self._open_trades()
-        await self._completed_trades()
+        await self._completed_trades(fresh=True)
         found = self._acknowledged(ref)
         if found is None:
-            fills = await self._executions()
+            fills = await self._executions(fresh=True)
             if any(f.execution.orderRef == ref for f in fills):
                 found = self._best(self._local_trades(ref))
         return found
@@ -565,8 +594,10 @@ class IbOrderService:
             by_ref.setdefault(order.orderRef, []).append(trade)
         out = []
         for group in by_ref.values():
-            report = self._report(self._best(group))
             created = self._created_at(group)
+            if created is not None and created < since:
+                continue  # the day's older orders: no report to build
+            report = self._report(self._best(group))
             if created is not None:
                 updated = max(report.updated_at, created)
                 report = report.model_copy(update={"created_at": created, "updated_at": updated})

@@ -20,3 +20,7 @@ class IbSettings(BaseSettings):
     )
     client_id: int = Field(1, ge=0, description="IB_CLIENT_ID: one per connected process")
     account: str = Field("", description="IB_ACCOUNT: the account traded (default: the first)")
+    full_read_seconds: float = Field(
+        5.0, ge=0, description="IB_FULL_READ_SECONDS: how often the adapter asks TWS for every "
+        "completed order and every execution of the day (all clients); in between, its own "
+        "orders' and executions' state as TWS pushes it answers (0: every read asks)")

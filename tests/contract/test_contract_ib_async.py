@@ -35,6 +35,22 @@ class TestIbAsyncOrderService(OrderServiceContract):
         await server.close()
 
 
+class TestIbAsyncPushedState(TestIbAsyncOrderService):
+    """The same contract with the production setting: completed orders and executions are
+    asked of TWS at most every 5 s (IB_FULL_READ_SECONDS); between, the library's state as
+    TWS pushes it answers."""
+
+    @pytest.fixture
+    async def service(self, exchange: Exchange) -> AsyncIterator[OrderService]:
+        server = await run_tws_server(exchange, port=0)
+        svc = IbOrderService("127.0.0.1", server.port, client_id=13, ib_module=ib_async,
+                             full_read_seconds=5.0)
+        await svc.connect()
+        yield svc
+        await svc.close()
+        await server.close()
+
+
 class TestIbAsyncStall(StallContract):
     """The same adapter with a freezable proxy between ib_async and the TWS door."""
 
