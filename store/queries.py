@@ -364,9 +364,10 @@ class SignalRow(Row):
 
 
 class PnlRow(Row):
-    """Realized P&L of the round trips closed, grouped by day, strategy or symbol."""
+    """Realized P&L of the round trips closed, grouped by day, strategy or symbol (None: the
+    round trips of fills with no signal, so no strategy)."""
 
-    key: str
+    key: str | None
     trades: int
     wins: int
     losses: int
@@ -879,7 +880,7 @@ class Queries:
         w.add("symbol = {symbol:String}", symbol=symbol)
         w.add("strategy_id = {strategy:String}", strategy=strategy)
         w.since_until("closed_at", since, until)
-        inner = select("trades_pre", w, limit=False, columns=f"{key} AS k, realized_pnl AS p, "
+        inner = select("trade_pnl_pre", w, limit=False, columns=f"{key} AS k, realized_pnl AS p, "
                        "commission AS c, r_multiple AS r")
         columns = ("k AS key, count() AS trades, countIf(p > 0) AS wins, countIf(p < 0) AS "
                    "losses, sum(p) AS realized_pnl, sum(c) AS commission, avg(r) AS avg_r_multiple")
@@ -1057,7 +1058,7 @@ async def paper_period(ch: ClickHouse, since: datetime | None = None,
         "quantileExact(0.95)(dateDiff('microsecond', approved_at, acknowledged_at) / 1000.0) "
         "AS p95, count() AS n")), w.params)
     w = _period("closed_at", since, until).add("closed_quantity > 0")
-    pnl = await ch.query(select("trades", w, "day", limit=False, group="day", columns=(
+    pnl = await ch.query(select("trade_pnl_pre", w, "day", limit=False, group="day", columns=(
         "toDate(closed_at, 'UTC') AS day, sum(realized_pnl) AS pnl")), w.params)
     return PaperPeriod(
         since=since, until=until, days_traded=int(orders.get("days", 0)),

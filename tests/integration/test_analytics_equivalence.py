@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
@@ -20,10 +21,22 @@ from typing import Any
 
 import pytest
 
+from schemas.ids import derive_id
 from store import queries as q_module
 from store.client import ClickHouse
 from store.migrate import migrate
-from store.queries import DailyPnl, Order, Position, Queries, Trade, Where, select
+from store.queries import (
+    DailyPnl,
+    Order,
+    PnlBy,
+    PnlRow,
+    Position,
+    Queries,
+    Trade,
+    Where,
+    paper_period,
+    select,
+)
 from store.synthetic import T0, synthetic_trade, trading_day
 from store.writer import EVENT_COLUMNS, AuditWriter, EventRecord, mark_duplicates, to_row
 
@@ -51,11 +64,46 @@ def _exit_only(partition: int) -> list[EventRecord]:
     ]
 
 
+def _odd_trades(partition: int) -> list[EventRecord]:
+    """A signal whose fills carry two symbols (two round trips, one from the per-signal
+    rollup's fallback), a signal whose fills carry another symbol than the signal, fills
+    with no signal (entry side from the first fill), and a short one (SELL first, no signal)."""
+    out: list[EventRecord] = []
+    offsets: dict[str, int] = {}
+
+    def add(topic: str, value: str) -> None:
+        off = offsets.get(topic, 0)
+        offsets[topic] = off + 1
+        out.append(EventRecord(topic, partition, off, None, value.encode()))
+
+    two, renamed, orphan, short = (list(synthetic_trade(n)) for n in (20_000, 20_001, 20_002,
+                                                                       20_003))
+    for topic, _, value in two:  # AAPL, and a second entry and exit under AAPL.X
+        add(topic, value)
+    for topic, _, value in synthetic_trade(20_010):  # NVDA's fills, moved to 20_000
+        if topic == "fills":
+            value = value.replace(str(derive_id("bench", 20_010)), str(derive_id("bench", 20_000)))
+            add(topic, re.sub(r'"symbol":"[A-Z]+"', '"symbol":"AAPL.X"', value))
+    for topic, _, value in renamed:  # signal MSFT, fills MSFT.B
+        add(topic, value.replace('"symbol":"MSFT"', '"symbol":"MSFT.B"') if topic == "fills"
+            else value)
+    for topic, _, value in orphan:
+        if topic == "fills":
+            add(topic, value)
+    for topic, _, value in short:
+        if topic == "fills":
+            add(topic, value.replace('"side":"BUY"', '"side":"TMP"')
+                .replace('"side":"SELL"', '"side":"BUY"').replace('"side":"TMP"', '"side":"SELL"'))
+    return out
+
+
 def scenario_records() -> list[EventRecord]:
-    """The scripted day, synthetic round trips, an exit-only trade, a fill produced twice."""
+    """The scripted day, synthetic round trips, an exit-only trade, odd trades (several
+    symbols, no signal, a short), a fill produced twice."""
     records = trading_day().records(partitions=2)
     records += _synthetic(5, 0, SYNTHETIC_TRADES)
     records += _exit_only(6)
+    records += _odd_trades(8)
     fill = next(r for r in records if r.topic == "fills" and r.partition == 5)
     records.append(EventRecord("fills", 7, 0, fill.key, fill.value))  # same event, new offset
     return records
@@ -170,6 +218,9 @@ async def _aggregate_differences(q: Queries) -> list[str]:
         ("positions_pre", "positions", "account_id, symbol"),
         ("trades_pre", "trades", "correlation_id, symbol"),
         ("daily_pnl_pre", "daily_pnl", "day, strategy_id"),
+        ("(SELECT * FROM trade_pnl_pre)", "(SELECT correlation_id, toString(symbol) AS symbol, "
+         "strategy_id, closed_at, closed_quantity, realized_pnl, commission, r_multiple "
+         "FROM trades WHERE closed_at IS NOT NULL)", "correlation_id, symbol"),
     ):
         got, want = await _view_rows(q, fast, order), await _view_rows(q, view, order)
         if not want or not _same(got, want):
@@ -191,6 +242,38 @@ async def _aggregate_differences(q: Queries) -> list[str]:
         if not want_d or not _same(got_d, [DailyPnl.model_validate(r).model_dump()
                                            for r in want_d]):
             diffs.append(f"daily_pnl(by_strategy={by}): {len(got_d)} vs {len(want_d)}")
+    return diffs + await _pnl_differences(q)
+
+
+async def _pnl_differences(q: Queries) -> list[str]:
+    """pnl() by day, strategy and symbol (filtered) and the paper period's P&L per day, from
+    the per-signal rollup, against the same reads of the trades view."""
+    diffs: list[str] = []
+    keys: dict[PnlBy, str] = {"day": "toString(toDate(closed_at, 'UTC'))",
+                              "strategy": "ifNull(strategy_id, '')", "symbol": "symbol"}
+    cases: list[dict[str, Any]] = [{}, {"symbol": "AAPL"}, {"strategy": "momo"}, {"since": T0},
+                                   {"until": T0 + timedelta(hours=30)}]
+    for by, key in keys.items():
+        for kw in cases:
+            got = [r.model_dump() for r in await q.pnl(by, **kw)]
+            w = Where().add("closed_quantity > 0")
+            w.add("symbol = {symbol:String}", symbol=kw.get("symbol"))
+            w.add("strategy_id = {strategy:String}", strategy=kw.get("strategy"))
+            w.since_until("closed_at", kw.get("since"), kw.get("until"))
+            inner = select("trades", w, limit=False, columns=f"{key} AS k, realized_pnl AS p, "
+                           "commission AS c, r_multiple AS r")
+            sql = select(f"({inner})", Where(), "key DESC", False,
+                         "k AS key, count() AS trades, countIf(p > 0) AS wins, countIf(p < 0) "
+                         "AS losses, sum(p) AS realized_pnl, sum(c) AS commission, "
+                         "avg(r) AS avg_r_multiple", "k")
+            want = [PnlRow.model_validate(r).model_dump() for r in await q.ch.query(sql, w.params)]
+            if not want or not _same(got, want):
+                diffs.append(f"pnl({by}, {kw}): {len(got)} rows vs the view's {len(want)}")
+    period = await paper_period(q.ch)
+    want_p = await q.ch.query("SELECT toDate(closed_at, 'UTC') AS day, sum(realized_pnl) AS pnl "
+                              "FROM trades WHERE closed_quantity > 0 GROUP BY day ORDER BY day")
+    if list(period.daily_pnl) != [(r["day"], r["pnl"]) for r in want_p]:
+        diffs.append("paper_period daily_pnl")
     return diffs
 
 
