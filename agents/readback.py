@@ -11,6 +11,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaConnectionError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from agents.kafka_auth import NO_AUTH, KafkaAuth
 
@@ -46,12 +48,18 @@ async def read_all(bootstrap: str, topic: str, visit: Callable[[dict[str, Any]],
 
 
 async def partitions_of(bootstrap: str, topic: str, auth: KafkaAuth = NO_AUTH) -> list[int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **auth.aiokafka_kwargs())
-    await admin.start()
-    try:
-        described = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
+    """The topic's partitions ([] when it does not exist). A broker of a cluster that goes
+    away mid-request (its connection closed) is not an answer: asked again, within 30 s."""
+    async for attempt in AsyncRetrying(stop=stop_after_delay(30), reraise=True,
+                                       wait=wait_exponential(multiplier=0.2, max=2),
+                                       retry=retry_if_exception_type(KafkaConnectionError)):
+        with attempt:
+            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **auth.aiokafka_kwargs())
+            await admin.start()
+            try:
+                described = await admin.describe_topics([topic])
+            finally:
+                await admin.close()
     return sorted(p["partition"] for d in described if d["error_code"] == 0
                   for p in d["partitions"])
 
