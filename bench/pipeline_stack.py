@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,7 +16,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from jax_exec.kafka_local import LocalKafka  # noqa: E402
-from tests.integration.harness import SimulatorProcess, WorkerProcess, free_port  # noqa: E402
+from jax_exec.ports import free_port_block  # noqa: E402
+from tests.integration.harness import SimulatorProcess, WorkerProcess  # noqa: E402
 
 PROBE = ROOT / "bench" / "probe"  # its sitecustomize counts the worker's TWS API messages
 TRADING_STAGES = ("validation", "sizing", "submission", "reconciliation")
@@ -34,23 +34,10 @@ SIM = {"SIM_STARTING_CASH": "100000000", "SIM_TICK_SECONDS": "0"}
 CADENCE = {"RECONCILE_INTERVAL_SECONDS": "0.5", "AUDIT_BATCH_SECONDS": "1.0"}
 
 
-def two_free_ports() -> int:
-    """A port whose next one is free too (the broker's controller listens on port + 1)."""
-    for _ in range(50):
-        port = free_port()
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no two consecutive free ports")
-
-
 def own_broker(home: Path) -> LocalKafka:
     """A broker on free ports under `home`, sharing the project's jar cache when there is one
     (a clean clone downloads the jars once, as `make run` does)."""
-    kafka = LocalKafka(home=home / "kafka-home", port=two_free_ports())
+    kafka = LocalKafka(home=home / "kafka-home", port=free_port_block(2))
     kafka.home.mkdir(parents=True, exist_ok=True)
     cache = Path(os.environ.get("JAX_HOME", ROOT / ".local")) / "cache"
     cache.mkdir(parents=True, exist_ok=True)

@@ -198,11 +198,13 @@ class LocalKafka:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
-                raise KafkaControlError(f"Kafka exited with {proc.returncode}:\n{self.log_tail()}")
+                raise KafkaControlError(f"{self.log_tail()}\n^ {self.logs_dir}\n"
+                                        f"Kafka on {self.bootstrap} exited with {proc.returncode}")
             if self.reachable() and _answers_metadata(self.bootstrap):
                 return
             time.sleep(0.3)
-        raise KafkaControlError(f"Kafka not ready after {timeout:.0f}s:\n{self.log_tail()}")
+        raise KafkaControlError(f"{self.log_tail()}\n^ {self.logs_dir}\n"
+                                f"Kafka on {self.bootstrap} not ready after {timeout:.0f}s")
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Controlled shutdown (SIGTERM), SIGKILL only after the timeout."""
@@ -221,10 +223,14 @@ class LocalKafka:
         return True
 
     def log_tail(self, lines: int = 30) -> str:
+        """The log's last warnings and errors, then its last lines (the end matters most)."""
         for name in ("kafka.out", "server.log"):
             path = self.logs_dir / name
             if path.exists() and path.stat().st_size:
-                return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+                text = path.read_text(errors="replace").splitlines()
+                alarms = [line for line in text[:-lines] if " WARN " in line or " ERROR " in line]
+                return "\n".join([*alarms[-10:], "...", *text[-lines:]] if alarms
+                                 else text[-lines:])
         return "(no log yet)"
 
 
@@ -397,7 +403,12 @@ class KafkaCluster:
             node.format_with(cluster_id)
             procs[node.node_id] = node.launch(tied)
         for node in members:
-            node.wait_ready(timeout, procs[node.node_id])
+            try:
+                node.wait_ready(timeout, procs[node.node_id])
+            except KafkaControlError as exc:
+                raise KafkaControlError(f"{exc}\n(node {node.node_id} of {self.nodes}; "
+                                        f"ports {self.port}..{self.port + 2 * self.nodes - 1})"
+                                        ) from None
         return [node.pid() or 0 for node in members]
 
     def stop(self, timeout: float = 30.0) -> int:

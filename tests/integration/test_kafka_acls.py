@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,26 +26,12 @@ from jax_exec.kafka_security import (
     load_credentials,
     secure_topics,
 )
+from jax_exec.ports import free_port_block
 from jax_exec.settings import Settings
 from schemas.ids import client_order_id, signal_event_id
 from tests.integration.harness import ROOT, WorkerProcess, approval_for, signal_with
 
 pytestmark = pytest.mark.integration
-
-
-def _two_free_ports() -> int:
-    """A port whose successor (the controller listener) is free too."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two consecutive free ports")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +41,7 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureLo
     cache = Path(os.environ.get("JAX_HOME", ROOT / ".local")) / "cache"
     if cache.exists():
         (home / "cache").symlink_to(cache.resolve())
-    kafka = SecureLocalKafka(home=home, port=_two_free_ports())
+    kafka = SecureLocalKafka(home=home, port=free_port_block(2))
     started = time.monotonic()
     kafka.start(timeout=120)
     print(f"\nsecure broker (SASL/SCRAM, StandardAuthorizer) up in "

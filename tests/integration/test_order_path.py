@@ -9,7 +9,6 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,13 +17,13 @@ from pathlib import Path
 import pytest
 
 from jax_exec.kafka_local import LocalKafka
+from jax_exec.ports import free_port_block
 from tests.integration.harness import (
     BOOTSTRAP,
     ROOT,
     SimulatorProcess,
     WorkerProcess,
     events,
-    free_port,
     publish,
 )
 from tests.integration.order_path import (
@@ -228,24 +227,11 @@ async def test_garbage_larger_than_a_dead_letter_copy_does_not_stop_the_flow(
     assert all(d["truncated"] and d["raw_size"] == 900_000 for d in dead)
 
 
-def _two_free_ports() -> int:
-    """A port whose next one is free too (the broker's controller listens on port + 1)."""
-    for _ in range(50):
-        port = free_port()
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", port + 1))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no two consecutive free ports")
-
-
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[LocalKafka]:
     """A broker of this test's own (it is stopped and started mid-run), sharing the jar cache
     of the project's broker."""
-    kafka = LocalKafka(home=tmp_path / "kafka-home", port=_two_free_ports())
+    kafka = LocalKafka(home=tmp_path / "kafka-home", port=free_port_block(2))
     cache = Path(os.environ.get("JAX_HOME", ROOT / ".local")) / "cache"
     kafka.home.mkdir(parents=True)
     if cache.exists():
