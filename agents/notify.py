@@ -31,6 +31,7 @@ from mode import Service
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agents.background import Restarting
 from agents.decisions.notifications import (
     NOTIFY_TOPICS,
     Notice,
@@ -263,27 +264,14 @@ class NotifyStage:
         self.timeout = timeout
         self.recorded: list[Notification] = []  # this process's deliveries (tests, metrics)
         self.ready = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        # Kafka away: try again; trading is not concerned
+        self._task = Restarting("jax.notify", self._consume, delays=(2.0,))
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="jax.notify")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self._consume()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Kafka away: try again; trading is not concerned
-                log.warning("notify stage: %r; restarting in 2s", exc)
-                await asyncio.sleep(2.0)
+        await self._task.stop()
 
     async def _consume(self) -> None:
         kw = self.auth.aiokafka_kwargs()

@@ -13,9 +13,11 @@ derived event ids (order: client id + status + filled; fill: venue + execution i
   the commission known so far and an Alert LATE_COMMISSION. The cursor never passes a held
   fill.
 - Orders: each report goes through agents.decisions.order_state.transition; an illegal one is
-  not published and becomes an Alert ILLEGAL_TRANSITION. A watched order the venue no longer
-  knows is resolved as `cancelled` with reason_code "vanished" plus an Alert ORDER_VANISHED
-  (a pending_submit order only after `pending_submit_timeout`: it may not be placed yet).
+  not published and becomes an Alert ILLEGAL_TRANSITION, unless an event on `orders` moved
+  the order on after this pass began reading (a stale read, judged again at the next pass).
+  A watched order the venue no longer knows is resolved as `cancelled` with reason_code
+  "vanished" plus an Alert ORDER_VANISHED (a pending_submit order only after
+  `pending_submit_timeout`: it may not be placed yet).
 - Orders and fills the pipeline never placed (agents.orders.is_ours) are not traded on; each
   becomes one Alert EXTERNAL_ORDER per venue order id.
 - Start-up (`start_up`, also what the first `poll` does) adds a position check: the venue's
@@ -115,6 +117,7 @@ class _Pass:
     starting: bool = False
     checked: bool = False  # a position check ran: `suspects` replaces the reconciler's
     suspects: dict[PositionKey, Suspect] = field(default_factory=dict)
+    epoch: int = 0  # the reconciler's event count when this pass began reading the venue
 
     def emit(self, topic: str, event: OrderEvent | Fill | Alert) -> None:
         self.outputs.append((topic, event))
@@ -140,6 +143,10 @@ class Reconciler:
     cursor: datetime | None = None
     latest_execution: datetime | None = None  # the newest execution processed
     started: bool = False
+    # Order events learned from `orders`, counted; coid -> the count when its state last moved
+    # that way (kept only while a pass that began before it may still judge a report of it).
+    events_learned: int = 0
+    moved_at: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.overlap <= self.commission_grace:
@@ -168,7 +175,9 @@ class Reconciler:
 
     def on_order_event(self, event: OrderEvent) -> None:
         """An order event on `orders` (submission's or our own): watch it until final."""
-        self._record(event)
+        if self._record(event):
+            self.events_learned += 1
+            self.moved_at[event.client_order_id] = self.events_learned
 
     async def poll(self, now: datetime) -> Poll:
         """One reconciliation pass (the first one, until committed, is the start-up pass)."""
@@ -189,7 +198,8 @@ class Reconciler:
         return Poll(found.outputs, lambda: self._commit(found))
 
     def _pass(self, now: datetime) -> _Pass:
-        return _Pass(now=now, since=self.cursor if self.cursor is not None else now - self.lookback)
+        return _Pass(now=now, since=self.cursor if self.cursor is not None else now - self.lookback,
+                     epoch=self.events_learned)
 
     async def _reconcile(self, found: _Pass) -> None:
         await self._fills(found)
@@ -310,6 +320,13 @@ class Reconciler:
             found.orders.append(event)
             found.emit("orders", event)
         elif isinstance(outcome, Illegal):
+            if self.moved_at.get(coid, 0) > found.epoch:
+                # The venue was read before an event on `orders` (the submission stage's
+                # answer, read from the same venue) moved this order on: a stale read, not the
+                # venue going back. The next pass reads it again.
+                log.debug("order %s: report %s/%s read before its state moved on; skipped",
+                          coid, report.status, report.filled_quantity)
+                return
             before = f"{known.status}/{known.filled_quantity}" if known else "none"
             after = f"{report.status}/{report.filled_quantity}"
             self._alert(found, Alert.of(
@@ -381,6 +398,8 @@ class Reconciler:
         for alert_id in found.alerts:
             self._remember_alert(alert_id)
         self._advance_cursor(found)
+        # passes run one at a time: no later pass began before these moves
+        self.moved_at = {c: n for c, n in self.moved_at.items() if n > found.epoch}
         if found.checked:
             self.suspects = found.suspects
         if found.starting:
@@ -397,15 +416,17 @@ class Reconciler:
         self.cursor = cursor
         self.seen_executions = {e: at for e, at in self.seen_executions.items() if at >= cursor}
 
-    def _record(self, event: OrderEvent) -> None:
+    def _record(self, event: OrderEvent) -> bool:
+        """Watch or finish the order as `event` says; False when it moved nothing."""
         coid = event.client_order_id
         if not isinstance(transition(self._known(coid), OrderState.of(event)), Accepted):
-            return  # same state, a stale copy, or a late copy after the final one
+            return False  # same state, a stale copy, or a late copy after the final one
         if event.status.is_terminal:
             self.orders.pop(coid, None)
             self._finish(coid, OrderState.of(event))
         else:
             self.orders[coid] = event
+        return True
 
     def _finish(self, coid: str, state: OrderState) -> None:
         self.finished[coid] = state

@@ -18,6 +18,7 @@ from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from agents.background import cancel_and_wait
 from agents.context import utc_now
 from agents.decisions.rollout import LiveGrant, RolloutBook, RolloutThresholds
 from agents.decisions.signatures import KeyRing
@@ -151,7 +152,5 @@ class RolloutReader:
                 await consumer.stop()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)
         await self._close_consumer()

@@ -16,6 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from mode import Service
 
+from agents.background import Restarting
 from agents.kafka_auth import NO_AUTH, KafkaAuth
 
 log = logging.getLogger(__name__)
@@ -94,30 +95,14 @@ class KafkaTail:
         self.timeout = timeout
         self.ready = asyncio.Event()  # set once the consumer has its positions
         self.consumed = 0
-        self._task: asyncio.Task[None] | None = None
+        # Kafka away: the page shows stale data, not an error
+        self._task = Restarting("jax.api.live", self._consume, delays=RETRY_SECONDS)
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="jax.api.live")
+        self._task.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        failures = 0
-        while True:
-            try:
-                await self._consume()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Kafka away: the page shows stale data, not an error
-                delay = RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)]
-                failures += 1
-                log.warning("live feed: %r; retrying in %gs", exc, delay)
-                await asyncio.sleep(delay)
+        await self._task.stop()
 
     async def _consume(self) -> None:
         consumer = AIOKafkaConsumer(*self.names, bootstrap_servers=self.bootstrap,

@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 
+from agents.background import Restarting, cancel_and_wait
 from agents.kafka_auth import NO_AUTH, KafkaAuth
 from agents.notify import Attempted, DeliveryPolicy, attempt
 from agents.readback import read_all
@@ -471,30 +472,15 @@ class SlackPosterStage:
         self.ready = asyncio.Event()
         self._gate = asyncio.Semaphore(parallel)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._main: asyncio.Task[None] | None = None
+        # Kafka away: signals wait for the web page meanwhile
+        self._main = Restarting("jax.slack.poster", self._consume)
 
     async def start(self) -> None:
-        self._main = asyncio.create_task(self._run(), name="jax.slack.poster")
+        self._main.start()
 
     async def stop(self) -> None:
-        for task in [self._main, *self._tasks]:
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*[t for t in [self._main, *self._tasks] if t is not None],
-                             return_exceptions=True)
-        self._main = None
-
-    async def _run(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                await self._consume()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Kafka away: signals wait for the web page meanwhile
-                log.warning("slack poster: %r; restarting in %gs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        await self._main.stop()
+        await cancel_and_wait(*self._tasks)
 
     async def _consume(self) -> None:
         kw = self.auth.aiokafka_kwargs()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -91,9 +92,12 @@ def records(n_events: int) -> Any:
 
 
 async def ingest(ch: ClickHouse, n_events: int, batch: int) -> dict[str, Any]:
-    """Push every record through the writer, flushing full batches."""
+    """Push every record through the writer, flushing full batches. The synthetic records
+    of a batch are made before its clock starts: the figures are the writer's (decode, rows,
+    insert, the materialized views), not the generator's."""
     writer = AuditWriter(ch, max_batch_rows=batch, max_batch_seconds=3600)
-    started, cpu = time.perf_counter(), time.process_time()
+    started = time.perf_counter()
+    writer_seconds = writer_cpu = 0.0
     columns = [
         TextColumn("ingest"),
         BarColumn(),
@@ -102,26 +106,27 @@ async def ingest(ch: ClickHouse, n_events: int, batch: int) -> dict[str, Any]:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
+    source = records(n_events)
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("ingest", total=n_events, rate="")
         done = 0
-        for record in records(n_events):
-            writer.add(record)
-            done += 1
-            if done % batch == 0:
-                await writer.flush()
-                rate = done / (time.perf_counter() - started)
-                progress.update(task, completed=done, rate=f"{rate:,.0f} ev/s")
-        await writer.flush()
-        progress.update(task, completed=done)
-    seconds = time.perf_counter() - started
-    cpu_seconds = time.process_time() - cpu
+        while chunk := list(itertools.islice(source, batch)):
+            clock, cpu = time.perf_counter(), time.process_time()
+            for record in chunk:
+                writer.add(record)
+            await writer.flush()
+            writer_seconds += time.perf_counter() - clock
+            writer_cpu += time.process_time() - cpu
+            done += len(chunk)
+            progress.update(task, completed=done,
+                            rate=f"{done / writer_seconds:,.0f} ev/s (writer)")
     return {
         "events": done,
-        "seconds": round(seconds, 2),
-        "events_per_second": round(done / seconds),
-        "cpu_seconds": round(cpu_seconds, 1),
-        "events_per_cpu_second": round(done / cpu_seconds),
+        "seconds": round(writer_seconds, 2),
+        "events_per_second": round(done / writer_seconds),
+        "cpu_seconds": round(writer_cpu, 1),
+        "events_per_cpu_second": round(done / writer_cpu),
+        "wall_seconds_with_generator": round(time.perf_counter() - started, 2),
         "rows_written": writer.stats.rows_written,
         "batches": writer.stats.batches_written,
         "batch_rows": batch,

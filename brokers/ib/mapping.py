@@ -65,9 +65,14 @@ def instrument_rules(symbol: str, details: Any) -> InstrumentRules:
 
 
 def order_status(ib_status: str, filled: Decimal, quantity: Decimal) -> OrderStatus:
-    """IB order status word -> port status."""
+    """IB order status word -> port status. Executions that cover the whole quantity make
+    the order filled even while the status word still says working: TWS sends execDetails
+    before the orderStatus that says Filled, and a read between the two must not show a
+    filled order as open."""
     if ib_status in _DONE:
         return _DONE[ib_status]
+    if quantity > 0 and filled >= quantity:
+        return OrderStatus.FILLED
     if ib_status in _LIVE:
         return OrderStatus.PARTIALLY_FILLED if 0 < filled < quantity else OrderStatus.ACCEPTED
     if ib_status in _WORKING:

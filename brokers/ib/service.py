@@ -206,15 +206,20 @@ class IbOrderService:
 
     # ------------------------------------------------------------ venue requests
 
-    async def _open_trades(self) -> list[Any]:
-        """reqAllOpenOrders (fixed key "openOrders"), every time. (Serving it from the
-        library's pushed state between full reads cut the benchmark's ack p50 at 10/s from
-        1.8 s to 0.2 s, but reconciliation then saw stale states of our own orders, e.g.
-        `submitted/0 after filled/5`: an order's open state is always asked of TWS until
-        that is understood.)"""
+    async def _open_trades(self, fresh: bool = False) -> list[Any]:
+        """reqAllOpenOrders (fixed key "openOrders"), at most every `full_read_seconds`: in
+        between, the session's live trades (this client's as TWS pushes their status; other
+        clients' as the last full read saw them: an order of theirs that ended since still
+        counts as open, never the reverse; one placed since shows at the next full read).
+        A read served from pushed state returns at once, so a caller that learns of an
+        order's progress elsewhere (another stage's answer) while it works may hold an older
+        report: reconciliation judges a report by what it knew when it read."""
+        if not fresh and self._full_read("open") is not None:
+            return [t for t in self.ib.openTrades() if not self._never_placed(t)]
         trades: list[Any] = await self._call(
             "reqAllOpenOrders", self.ib.reqAllOpenOrdersAsync, OPEN_ORDERS
         )
+        self._full_reads["open"] = (time.monotonic(), [])
         return trades
 
     async def _completed_trades(self, fresh: bool = False) -> list[Any]:
@@ -301,7 +306,7 @@ class IbOrderService:
         """Ask the venue: open orders, completed orders, then executions, for this orderRef;
         the trade the venue knows, if any. Always asked of TWS (never the pushed state: a
         placement whose answer was lost is exactly what the pushed state may miss)."""
-        await self._open_trades()
+        await self._open_trades(fresh=True)
         await self._completed_trades(fresh=True)
         found = self._acknowledged(ref)
         if found is None:
@@ -510,9 +515,12 @@ class IbOrderService:
         return self._report(trade)
 
     async def open_orders(self) -> list[OrderReport]:
-        """Every live order of the account (all clients)."""
+        """Every live order of the account (all clients), always asked of TWS: what
+        reconciliation judges orders by, so other clients' orders (whose status TWS pushes to
+        them, not to us) are as fresh as ours. The venue snapshot's read (orders_and_open_orders)
+        is served from pushed state between full reads."""
         await self._ready()
-        return self._open_reports(await self._open_trades())
+        return self._open_reports(await self._open_trades(fresh=True))
 
     def _open_reports(self, trades: list[Any]) -> list[OrderReport]:
         mine = [t for t in trades if (t.order.account or self.account_id) == self.account_id]

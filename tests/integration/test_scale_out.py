@@ -10,7 +10,6 @@ import signal
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,14 +22,6 @@ from tests.integration.test_order_path import SYMBOLS, assert_exactly_once, sett
 pytestmark = pytest.mark.integration
 
 TRADING = ["--stage", "validation", "--stage", "sizing", "--stage", "submission"]
-
-
-@pytest.fixture
-def procs() -> Iterator[list[SimulatorProcess | WorkerProcess]]:
-    started: list[SimulatorProcess | WorkerProcess] = []
-    yield started
-    for p in reversed(started):
-        p.stop()
 
 
 def assigned(port: int, topic: str) -> int:

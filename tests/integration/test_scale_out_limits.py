@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,14 +22,6 @@ pytestmark = pytest.mark.integration
 LIMITS = {"MAX_OPEN_POSITIONS": "5", "MAX_GROSS_EXPOSURE_PCT": "1",
           "MAX_SYMBOL_EXPOSURE_PCT": "1", "MAX_GROUP_EXPOSURE_PCT": "1",
           "MAX_ORDERS_PER_MINUTE": "1000"}
-
-
-@pytest.fixture
-def procs() -> Iterator[list[SimulatorProcess | WorkerProcess]]:
-    started: list[SimulatorProcess | WorkerProcess] = []
-    yield started
-    for p in reversed(started):
-        p.stop()
 
 
 async def test_a_limit_holds_across_three_sizing_workers(tmp_path: Path, procs: list) -> None:

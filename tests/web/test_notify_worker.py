@@ -94,14 +94,6 @@ def hooks() -> Iterator[tuple[Hook, str, Hook, str]]:
         server.server_close()
 
 
-@pytest.fixture
-def procs() -> Iterator[list[SimulatorProcess | WorkerProcess]]:
-    started: list[SimulatorProcess | WorkerProcess] = []
-    yield started
-    for proc in reversed(started):
-        proc.stop()
-
-
 def until(check: Any, within: float, what: str, worker: WorkerProcess) -> float:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:

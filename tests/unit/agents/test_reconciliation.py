@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from agents.context import Output
+from agents.orders import order_event
 from agents.reconciliation import VANISHED, Poll, Reconciler
 from agents.reconciliation_seed import SeedBuilder
 from agents.submission import request_from
@@ -297,6 +298,44 @@ async def test_a_pending_submit_order_is_given_time_to_reach_the_venue(venue: Ve
     assert kafka.deliver(await rec.poll(T0 + 60 * S)) == []
     out = kafka.deliver(await rec.poll(T0 + 301 * S))
     assert kinds(out) == [("orders", OrderStatus.CANCELLED), ("alerts", AlertKind.ORDER_VANISHED)]
+
+
+class LateNews(Venue):
+    """Open orders read, then, before the pass judges them, the order fills and the
+    submission stage's event of it arrives on `orders` (`during_read`)."""
+
+    during_read: Any = None
+
+    async def open_orders(self) -> list[OrderReport]:
+        read = await super().open_orders()
+        if self.during_read is not None:
+            self.during_read()
+            self.during_read = None
+        return read
+
+
+async def test_a_report_read_before_the_order_moved_on_is_stale_not_illegal() -> None:
+    venue = LateNews()
+    coid = await placed(venue)
+    kafka = Kafka()
+    rec = await started(venue, kafka)
+    assert rec.watched == {coid}
+
+    def fills_meanwhile() -> None:
+        venue.fill(coid, "150.00", "exec-1", at=T0 + S)
+        rec.on_order_event(order_event(venue.orders[coid], venue.venue, T0 + S))
+
+    venue.during_read = fills_meanwhile
+    out = kafka.deliver(await rec.poll(T0 + 2 * S))  # judged `accepted` read vs `filled` known
+    assert ("alerts", AlertKind.ILLEGAL_TRANSITION) not in kinds(out)
+    out += kafka.deliver(await rec.poll(T0 + 3 * S))  # the fill, read again: published once
+    assert [k for k in kinds(out) if k[0] == "alerts"] == []
+    assert [e.execution_id for e in kafka.on("fills")] == ["exec-1"]
+    assert rec.moved_at == {}  # forgotten once no pass in flight began before the move
+    # The same report after the move was known is the venue going back: alerted.
+    venue.orders[coid] = venue.orders[coid].model_copy(update={"status": OrderStatus.ACCEPTED})
+    out = kafka.deliver(await rec.poll(T0 + 4 * S))
+    assert kinds(out) == [("alerts", AlertKind.ILLEGAL_TRANSITION)]
 
 
 async def test_a_report_that_moves_a_final_order_is_refused_and_alerted(venue: Venue) -> None:

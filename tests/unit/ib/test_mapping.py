@@ -24,6 +24,9 @@ from schemas.events import OrderLeg, OrderStatus, OrderType, Side
         ("Submitted", 0, OrderStatus.ACCEPTED),
         ("Submitted", 4, OrderStatus.PARTIALLY_FILLED),
         ("Filled", 10, OrderStatus.FILLED),
+        # executions of the whole quantity read before the orderStatus that says Filled
+        ("Submitted", 10, OrderStatus.FILLED),
+        ("PreSubmitted", 10, OrderStatus.FILLED),
         ("Cancelled", 0, OrderStatus.CANCELLED),
         ("ApiCancelled", 0, OrderStatus.CANCELLED),
         ("Inactive", 0, OrderStatus.REJECTED),
