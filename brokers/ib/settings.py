@@ -22,5 +22,6 @@ class IbSettings(BaseSettings):
     account: str = Field("", description="IB_ACCOUNT: the account traded (default: the first)")
     full_read_seconds: float = Field(
         5.0, ge=0, description="IB_FULL_READ_SECONDS: how often the adapter asks TWS for every "
-        "completed order and every execution of the day (all clients); in between, its own "
-        "orders' and executions' state as TWS pushes it answers (0: every read asks)")
+        "open and completed order and every execution of the day (all clients); in between, "
+        "its own orders' and executions' state as TWS pushes it answers the venue snapshot "
+        "(reconciliation's read of open orders always asks; 0: every read asks)")
