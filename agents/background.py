@@ -22,8 +22,8 @@ async def cancel_and_wait(*tasks: asyncio.Task[None] | None) -> None:
 
 
 class Restarting:
-    """Runs `body` until stopped; after a failure waits delays[n] (the last one repeats once
-    the list is used up) and runs it again. `on_start` runs once the task is created."""
+    """Runs `body` until stopped; after its n-th failure waits delays[n] (the last one
+    repeats once the list is used up) and runs it again."""
 
     def __init__(self, name: str, body: Callable[[], Awaitable[None]],
                  delays: Sequence[float] = DELAYS) -> None:
