@@ -43,7 +43,7 @@ from store.client import ClickHouse  # noqa: E402
 from store.migrate import migrate  # noqa: E402
 from store.queries import Queries  # noqa: E402
 from store.synthetic import EVENTS_PER_TRADE, synthetic_trade  # noqa: E402
-from store.writer import AuditWriter, EventRecord  # noqa: E402
+from store.writer import AuditWriter, EventRecord, rebuild_pnl_daily  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 OLD_TRADES = "SELECT * FROM trades ORDER BY opened_at DESC LIMIT 100"
@@ -52,6 +52,16 @@ OLD_POSITIONS = "SELECT * FROM positions ORDER BY account_id, symbol"
 OLD_DAILY = (
     "SELECT day, sum(trades) AS n, sum(realized_pnl) AS pnl FROM daily_pnl GROUP BY day "
     "ORDER BY day"
+)
+# daily_pnl() and pnl() before pnl_daily (0008): the per-signal rollup of 0007, every signal
+OLD_DAILY_PRE = (
+    "SELECT day, sum(trades) AS n, sum(realized_pnl) AS pnl, sum(avg_r_multiple * trades) "
+    "/ sum(trades) AS r FROM daily_pnl_pre GROUP BY day ORDER BY day"
+)
+OLD_PNL_STRATEGY = (
+    "SELECT strategy_id AS key, count() AS trades, sum(realized_pnl) AS pnl, "
+    "avg(r_multiple) AS r FROM trade_pnl_pre WHERE closed_quantity > 0 GROUP BY key "
+    "ORDER BY key DESC"
 )
 PARTITIONS = 3
 console = Console()
@@ -153,6 +163,11 @@ async def timed(fn: Callable[[], Awaitable[Any]], reps: int) -> dict[str, Any]:
     }
 
 
+async def _repair(ch: ClickHouse) -> int:
+    await rebuild_pnl_daily(ch)
+    return 0
+
+
 async def run_queries(ch: ClickHouse, n_events: int, reps: int) -> dict[str, Any]:
     """Time the queries the API serves most."""
     q = Queries(ch)
@@ -165,6 +180,9 @@ async def run_queries(ch: ClickHouse, n_events: int, reps: int) -> dict[str, Any
         "positions": lambda: q.positions(),
         "daily_pnl": lambda: q.daily_pnl(),
         "daily_pnl by strategy": lambda: q.daily_pnl(by_strategy=True),
+        "pnl by day": lambda: q.pnl("day"),
+        "pnl by strategy": lambda: q.pnl("strategy"),
+        "pnl by symbol (trade_pnl_pre)": lambda: q.pnl("symbol"),
         "trace (one signal)": lambda: q.trace(cid),
         "count_events": lambda: q.count_events(),
         # The same reads as before the probe, in the same run (same load): the whole view.
@@ -173,6 +191,12 @@ async def run_queries(ch: ClickHouse, n_events: int, reps: int) -> dict[str, Any
         # Before the pre-aggregates (0006): the views over every fill, same run, same data.
         "old path: positions (positions view over fills FINAL)": lambda: ch.query(OLD_POSITIONS),
         "old path: daily_pnl (daily_pnl view over fills FINAL)": lambda: ch.query(OLD_DAILY),
+        # Before pnl_daily (0008): the per-signal rollup (0007), same run, same data.
+        "old path: daily_pnl (daily_pnl_pre over pnl_rollup FINAL)":
+            lambda: ch.query(OLD_DAILY_PRE),
+        "old path: pnl by strategy (trade_pnl_pre)": lambda: ch.query(OLD_PNL_STRATEGY),
+        # What a writer does at start (a correction of pnl_daily from trade_pnl_pre)
+        "pnl_daily repair at writer start": lambda: _repair(ch),
     }
     out: dict[str, Any] = {}
     for name, fn in suite.items():

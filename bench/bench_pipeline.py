@@ -145,6 +145,7 @@ async def run_step(run: Run, rate: float, duration: float, label: str) -> dict[s
     usage = Usage(run.stack.pids())
     usage.begin()
     messages_before = run.stack.ib_messages()
+    timings_before = run.stack.timings()
     offsets = schedule(rate, count)
     plan = [Planned(at, _key(a), dumps(a)) for at, (_, a) in zip(offsets, batch, strict=True)]
     t0 = time.time() + 0.3
@@ -165,6 +166,7 @@ async def run_step(run: Run, rate: float, duration: float, label: str) -> dict[s
     late = await sender
     used = usage.end()
     used["ib_messages"] = _per_approval(messages_before, run.stack.ib_messages(), count)
+    used["mean_ms"] = _mean_ms(timings_before, run.stack.timings())
     run.progress.update(task, completed=count)
     result = summarize(run, rate, duration, batch, offsets, t0, late, used)
     result["backlog_at_start"] = backlog
@@ -196,6 +198,20 @@ def _per_approval(before: dict[str, int], after: dict[str, int], count: int
     return out
 
 
+def _mean_ms(before: dict[str, tuple[float, int]], after: dict[str, tuple[float, int]]
+             ) -> dict[str, dict[str, float]]:
+    """Mean milliseconds and count over the step of each timed series of the trading worker:
+    a stage's handler, its input's wait plus handler (end_to_end), each venue call."""
+    out = {}
+    for key in sorted(after):
+        total, count = after[key]
+        total0, count0 = before.get(key, (0.0, 0))
+        if count > count0:
+            out[key] = {"mean_ms": round(1000 * (total - total0) / (count - count0), 2),
+                        "n": count - count0}
+    return out
+
+
 def summarize(run: Run, rate: float, duration: float, batch: list[tuple[str, Any]],
               offsets: list[float], t0: float, late: float,
               used: dict[str, Any]) -> dict[str, Any]:
@@ -205,6 +221,10 @@ def summarize(run: Run, rate: float, duration: float, batch: list[tuple[str, Any
     ack = [s.ack[c] - sched[c] for c in coids if c in s.ack]
     fill = [s.fill[c] - sched[c] for c in coids if c in s.fill]
     ack_venue = [s.ack_venue[c] - sched[c] for c in coids if c in s.ack_venue]
+    # Where the time goes: approval -> intent (sizing's answer), intent -> acknowledgement
+    # (submission and the venue), as the benchmark's consumer sees each.
+    to_intent = [s.intent[c] - sched[c] for c in coids if c in s.intent]
+    intent_to_ack = [s.ack[c] - s.intent[c] for c in coids if c in s.ack and c in s.intent]
     acked, rejected, _ = _outcomes(run, coids)
     reasons: dict[str, int] = {}
     for c in coids:
@@ -217,6 +237,7 @@ def summarize(run: Run, rate: float, duration: float, batch: list[tuple[str, Any
             "sustained": acked == len(coids) and not grow,
             "sender_max_late_ms": round(late * 1000, 2), "ack": percentiles(ack),
             "ack_venue_time": percentiles(ack_venue), "fill": percentiles(fill),
+            "to_intent": percentiles(to_intent), "intent_to_ack": percentiles(intent_to_ack),
             "usage": used}
 
 
@@ -309,7 +330,7 @@ def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bootstrap", help="use this running broker (default: start one)")
     p.add_argument("--rates", default="10,100,500", help="offered approvals/s")
-    p.add_argument("--durations", default="10,1,0.4", help="seconds of load per rate")
+    p.add_argument("--durations", default="30,1,0.4", help="seconds of load per rate")
     p.add_argument("--search-steps", type=int, default=3)
     p.add_argument("--search-duration", type=float, default=8.0)
     p.add_argument("--search-budget", type=float, default=300.0,
@@ -325,6 +346,10 @@ def parse() -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     p.add_argument("--no-audit", action="store_true",
                    help="no audit worker (no audit lag): the trading path only")
+    p.add_argument("--venue", choices=("ib", "sim"), default="ib",
+                   help="ib: the IB adapter over the simulator's TWS door (the measured path); "
+                        "sim: the simulator inside the trading worker, no wire and no IB "
+                        "pacing (what the pipeline itself sustains)")
     p.add_argument("--log-level", default="warning", help="the workers' LOG_LEVEL")
     p.add_argument("--keep", action="store_true",
                    help="keep the run's home (worker and simulator logs) and print where")
@@ -426,7 +451,7 @@ def main() -> int:
         kafka = own_broker(home)
         bootstrap = kafka.bootstrap
     stack = Stack(home, bootstrap, f"b{uuid.uuid4().hex[:8]}-", with_audit=not args.no_audit,
-                  extra_env={"LOG_LEVEL": args.log_level})
+                  extra_env={"LOG_LEVEL": args.log_level}, venue=args.venue)
     try:
         console.print("starting the simulator, the trading worker and the audit worker ...")
         stack.start()
@@ -436,7 +461,7 @@ def main() -> int:
         if kafka is not None:
             kafka.stop()
     latencies = result.pop("_latencies")
-    result = {"machine": described, "kafka_version": pinned_version(),
+    result = {"machine": described, "kafka_version": pinned_version(), "venue": args.venue,
               "command": command, "finished_at": datetime.now(UTC).isoformat(),
               "wall_seconds": round(time.monotonic() - started, 1), **result}
     report.write(result, latencies, args.out)

@@ -8,12 +8,15 @@ import json
 import os
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from jax_exec.kafka_local import LocalKafka  # noqa: E402
 from jax_exec.ports import free_port_block  # noqa: E402
@@ -58,6 +61,8 @@ class Stack:
     audit: WorkerProcess | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     with_audit: bool = True
+    metrics_port: int = field(default_factory=lambda: free_port_block(1))
+    venue: str = "ib"  # "sim": the in-process simulator (no TWS wire, no IB pacing)
 
     def start(self) -> None:
         self.sim = SimulatorProcess(self.home / "sim", env=SIM)
@@ -66,9 +71,11 @@ class Stack:
                   **self.extra_env}
         trading_args = [a for s in TRADING_STAGES for a in ("--stage", s)]
         probe = os.pathsep.join(p for p in (str(PROBE), os.environ.get("PYTHONPATH", "")) if p)
+        venue = {"VENUE": "ib"} if self.venue == "ib" else {"VENUE": "sim", **SIM}
         self.trading = WorkerProcess(self.home / "trading", self.prefix, args=trading_args, env={
-            **common, **RISK, "VENUE": "ib", "IB_HOST": "127.0.0.1",
+            **common, **RISK, **venue, "IB_HOST": "127.0.0.1",
             "IB_PORT": str(self.sim.port), "IB_CLIENT_ID": "9",
+            "METRICS_PORT": str(self.metrics_port),
             "PYTHONPATH": probe, "BENCH_IB_COUNTS": str(self.ib_counts_file),
             "BENCH_PROFILE": str(self.profile_file),
             "BENCH_FORWARD": os.environ.get("BENCH_FORWARD", "")})
@@ -94,6 +101,33 @@ class Stack:
         except (OSError, ValueError):
             return {}
         return counts
+
+    def timings(self) -> dict[str, tuple[float, int]]:
+        """The trading worker's timing histograms as (sum of seconds, count) by series: each
+        stage's handler (`handler:<stage>`), input queueing included (`end_to_end:<stage>`),
+        and each venue call (`venue:<operation>`); {} when /metrics does not answer."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                text = answer.read().decode()
+        except OSError:
+            return {}
+        names = {"jax_stage_decision_seconds": ("handler", "stage"),
+                 "jax_stage_end_to_end_seconds": ("end_to_end", "stage"),
+                 "jax_venue_call_seconds": ("venue", "operation")}
+        out: dict[str, tuple[float, int]] = {}
+        for family in text_string_to_metric_families(text):
+            kind = names.get(family.name)
+            if kind is None:
+                continue
+            for sample in family.samples:
+                key = f"{kind[0]}:{sample.labels.get(kind[1], '')}"
+                total, count = out.get(key, (0.0, 0))
+                if sample.name.endswith("_sum"):
+                    out[key] = (total + sample.value, count)
+                elif sample.name.endswith("_count"):
+                    out[key] = (total, count + int(sample.value))
+        return out
 
     def stop(self) -> None:
         for proc in (self.audit, self.trading):

@@ -36,6 +36,20 @@ def _per(seconds: float | None, count: int) -> str:
     return "-" if seconds is None or not count else f"{1000 * seconds / count:.1f}"
 
 
+def _where(step: dict[str, Any]) -> list[str]:
+    timed = step["usage"].get("mean_ms", {})
+    out = []
+    for stage in ("sizing", "submission"):
+        handler = timed.get(f"handler:{stage}", {}).get("mean_ms")
+        total = timed.get(f"end_to_end:{stage}", {}).get("mean_ms")
+        if handler is not None and total is not None:
+            out.append(f"{stage} handler {handler:.1f} / queued+handler {total:.1f}")
+    place = timed.get("venue:place", {}).get("mean_ms")
+    if place is not None:
+        out.append(f"venue place {place:.1f}")
+    return out or ["not read"]
+
+
 def markdown(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [
@@ -43,6 +57,11 @@ def markdown(result: dict[str, Any]) -> str:
         f"{m['python']}, Kafka {result['kafka_version']}; load average at start "
         f"{', '.join(map(str, m['load_average_at_start']))} (shared machine). "
         f"Command: `{result['command']}`.",
+        "",
+        "Venue: " + ("the IB adapter (ib_async) over the simulator's TWS door, a process of "
+                     "its own." if result.get("venue", "ib") == "ib" else
+                     "the simulator inside the trading worker (`VENUE=sim`: no wire, no IB "
+                     "pacing), to show what the pipeline itself sustains."),
         "",
         "Approval published -> venue acknowledgement (`orders`, entry leg, status accepted, as "
         "the benchmark's consumer sees it), and -> entry fill (`fills`), in ms from each "
@@ -89,6 +108,10 @@ def markdown(result: dict[str, Any]) -> str:
         "chain per rate: " + ", ".join(
             f"{k}/s p50 {_ms(v['p50'])} p99 {_ms(v['p99'])}" for k, v in fl["kafka"].items())
         + " ms.",
+        "- Where the time goes (mean ms per input in the trading worker, from its "
+        "/metrics: `handler` = the stage's work, venue calls included; `queued+handler` = "
+        "from the input's Kafka timestamp to its outputs being ready): " + "; ".join(
+            f"{r['rate']:g}/s " + ", ".join(_where(r)) for r in result["rates"]) + ".",
         "- IB pacing: ib_async sends at most 45 messages/s per connection and a bracket is 3 "
         "placeOrder messages, so one IB session places at most ~15 brackets/s whatever the "
         "pipeline does; the venue reads share that budget (sizing's snapshot and "

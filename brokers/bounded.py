@@ -63,6 +63,13 @@ class BoundedVenue:
             described = f"{operation} {subject}" if subject else operation
             raise VenueTimeout(described, self.timeout, self.venue) from exc
 
+    def wire_messages(self, operation: str, *args: object) -> int | None:
+        """The inner adapter's count of what a call will send, if it gives one (PacedVenue
+        charges it); None: the published cost."""
+        told = getattr(self.inner, "wire_messages", None)
+        found: int | None = told(operation, *args) if told is not None else None
+        return found
+
     async def connect(self) -> None:
         await self._within("connect", self.inner.connect())
 

@@ -11,6 +11,8 @@ let two buckets' worth through one window). `queue_depth()` is how many calls wa
 Published limits (each adapter's own library may pace too; this is the guarantee the stage
 does not have to trust every adapter for):
 - IB TWS API: 50 messages per second per connection; a bracket is three orders (3 messages).
+  Paced here at 45, what ib_async and ib_insync themselves send at most (Client.MaxRequests):
+  at 50 the excess would wait in the library's own queue, inside the call's deadline.
 - Alpaca Trading API: 200 requests per minute per account.
 - OANDA v20: 100 requests per second on a persistent connection (its best practices; the
   hard limit is 120).
@@ -55,7 +57,7 @@ class Pace:
 
 
 PUBLISHED: dict[str, Pace] = {
-    "ib": Pace(50, 1.0),
+    "ib": Pace(45, 1.0),
     "alpaca": Pace(200, 60.0),
     "oanda": Pace(100, 1.0),
 }
@@ -148,8 +150,18 @@ class PacedVenue:
         name = f"{service.venue}:{connection}" if connection else service.venue
         return cls(service, pacer_for(name))
 
+    def _cost(self, operation: str, default: int, *args: object) -> int:
+        """Messages the call will send: the adapter's own count when it gives one
+        (`wire_messages`, optional beside the port: IB answers some reads from the state TWS
+        pushes and sends nothing), else `default`, the published cost."""
+        told = getattr(self.inner, "wire_messages", None)
+        found = told(operation, *args) if told is not None else None
+        return default if found is None else found
+
     async def _paced(self, call: Callable[[], Awaitable[T]], messages: int = 1) -> T:
-        await self.pacer.acquire(messages)
+        """A call that sends nothing does not wait: it takes no turn and spends no budget."""
+        if messages > 0:
+            await self.pacer.acquire(messages)
         return await call()
 
     async def connect(self) -> None:
@@ -162,33 +174,38 @@ class PacedVenue:
         return await self._paced(lambda: self.inner.place(order), bracket_messages(order))
 
     async def status(self, client_order_id: str) -> OrderReport:
-        return await self._paced(lambda: self.inner.status(client_order_id))
+        return await self._paced(lambda: self.inner.status(client_order_id),
+                                 self._cost("status", 1, client_order_id))
 
     async def cancel(self, client_order_id: str) -> OrderReport:
-        return await self._paced(lambda: self.inner.cancel(client_order_id))
+        return await self._paced(lambda: self.inner.cancel(client_order_id),
+                                 self._cost("cancel", 1, client_order_id))
 
     async def account(self) -> AccountSnapshot:
-        return await self._paced(self.inner.account)
+        return await self._paced(self.inner.account, self._cost("account", 1))
 
     async def positions(self) -> list[Position]:
-        return await self._paced(self.inner.positions)
+        return await self._paced(self.inner.positions, self._cost("positions", 1))
 
     async def open_orders(self) -> list[OrderReport]:
-        return await self._paced(self.inner.open_orders)
+        return await self._paced(self.inner.open_orders, self._cost("open_orders", 1))
 
     async def fills_since(self, since: datetime) -> list[FillReport]:
-        return await self._paced(lambda: self.inner.fills_since(since))
+        return await self._paced(lambda: self.inner.fills_since(since),
+                                 self._cost("fills_since", 1))
 
     async def orders_since(self, since: datetime) -> list[OrderReport]:
         # On IB: all open orders and all completed orders, two messages.
-        return await self._paced(lambda: self.inner.orders_since(since), 2)
+        return await self._paced(lambda: self.inner.orders_since(since),
+                                 self._cost("orders_since", 2))
 
     async def account_and_positions(self) -> tuple[AccountSnapshot, list[Position]]:
         """Both from one venue read where the venue offers it (agents.venue_view)."""
         both = getattr(self.inner, "account_and_positions", None)
         if both is None:
             return await self.account(), await self.positions()
-        found: tuple[AccountSnapshot, list[Position]] = await self._paced(both)
+        found: tuple[AccountSnapshot, list[Position]] = await self._paced(
+            both, self._cost("account_and_positions", 1))
         return found
 
     async def orders_and_open_orders(self, since: datetime
@@ -199,13 +216,13 @@ class PacedVenue:
         if both is None:
             return await self.orders_since(since), await self.open_orders()
         found: tuple[list[OrderReport], list[OrderReport]] = await self._paced(
-            lambda: both(since), 2)
+            lambda: both(since), self._cost("orders_and_open_orders", 2))
         return found
 
     async def instrument(self, symbol: str) -> InstrumentRules | None:
         published = getattr(self.inner, "instrument", None)  # a test fake may not have it
         if published is None:
             return None
-        cost = INSTRUMENT_MESSAGES.get(self.venue, 1)
+        cost = self._cost("instrument", INSTRUMENT_MESSAGES.get(self.venue, 1), symbol)
         rules: InstrumentRules | None = await self._paced(lambda: published(symbol), cost)
         return rules

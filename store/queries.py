@@ -8,7 +8,7 @@ import heapq
 import itertools
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID
@@ -464,6 +464,17 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
+def _midnight(value: datetime | None) -> bool:
+    """None or 00:00 UTC: a bound pnl_daily's whole days can honour."""
+    aware = _aware(value)
+    return aware is None or aware.time() == time(0)
+
+
+def _day(value: datetime | None) -> date | None:
+    aware = _aware(value)
+    return None if aware is None else aware.date()
+
+
 def _summary(event_type: str, p: dict[str, Any]) -> str:
     """A one-line human description of an event for the trace view."""
     if event_type == "signal":
@@ -581,6 +592,8 @@ LEFT JOIN trades AS t ON t.correlation_id = i.correlation_id AND t.symbol = i.sy
 SETTINGS join_use_nulls = 1
 """
 
+# avg(r_multiple) from pnl_daily's exact sums (avg skips NULLs, so does r_count)
+_AVG_R = "toFloat64(sum(r_sum)) / nullIf(sum(r_count), 0)"
 _PNL_KEYS = {
     "day": "toString(toDate(closed_at, 'UTC'))",
     "strategy": "ifNull(strategy_id, '')",
@@ -813,23 +826,27 @@ class Queries:
         strategy: str | None = None,
         by_strategy: bool = False,
     ) -> list[DailyPnl]:
-        """Realized P&L per UTC day of exit, optionally split by strategy."""
+        """Realized P&L per UTC day of exit, optionally split by strategy (from pnl_daily,
+        0008: the answers of daily_pnl_pre, read from one row per day and strategy)."""
         w = Where().add("day >= {since:Date}", since=since).add("day <= {until:Date}", until=until)
         w.add("strategy_id = {strategy:String}", strategy=strategy)
         group = "day, strategy_id" if by_strategy else "day"
         inner = select(
-            "daily_pnl_pre",
+            "pnl_daily",
             w,
             limit=False,
-            columns="day, strategy_id, trades AS n, wins AS w, losses AS l, "
-            "realized_pnl AS pnl, commission AS fees, avg_r_multiple AS r",
+            group="day, strategy_id",
+            columns="day, strategy_id, sum(trades) AS n, sum(wins) AS w, "
+            f"sum(realized_pnl) AS pnl, sum(commission) AS fees, {_AVG_R} AS r",
         )
+        # the view's avg_r_multiple of each day and strategy, weighted by its round trips
         columns = (
             f"day, {'strategy_id' if by_strategy else 'NULL AS strategy_id'}, "
-            "sum(n) AS trades, sum(w) AS wins, sum(l) AS losses, sum(pnl) AS realized_pnl, "
-            "sum(fees) AS commission, sum(r * n) / sum(n) AS avg_r_multiple"
+            "sum(n) AS trades, sum(w) AS wins, sum(n) - sum(w) AS losses, "
+            "sum(pnl) AS realized_pnl, sum(fees) AS commission, "
+            "sum(r * n) / sum(n) AS avg_r_multiple"
         )
-        sql = select(f"({inner})", Where(), group, False, columns, group)
+        sql = select(f"({inner})", Where().add("n != 0"), group, False, columns, group)
         return await self._rows(DailyPnl, sql, w.params)
 
     async def rejections_page(
@@ -874,7 +891,10 @@ class Queries:
         strategy: str | None = None,
     ) -> list[PnlRow]:
         """Realized P&L of round trips with a closed quantity, by exit day (UTC), strategy or
-        symbol; the newest day (or the largest key) first."""
+        symbol; the newest day (or the largest key) first. By day or strategy, without a
+        symbol and with whole-day bounds (UTC midnights), from pnl_daily (0008)."""
+        if by != "symbol" and symbol is None and _midnight(since) and _midnight(until):
+            return await self._pnl_daily(by, since, until, strategy)
         key = _PNL_KEYS[by]
         w = Where().add("closed_quantity > 0")
         w.add("symbol = {symbol:String}", symbol=symbol)
@@ -885,6 +905,23 @@ class Queries:
         columns = ("k AS key, count() AS trades, countIf(p > 0) AS wins, countIf(p < 0) AS "
                    "losses, sum(p) AS realized_pnl, sum(c) AS commission, avg(r) AS avg_r_multiple")
         sql = select(f"({inner})", Where(), "key DESC", False, columns, "k")
+        return await self._rows(PnlRow, sql, w.params)
+
+    async def _pnl_daily(
+        self, by: PnlBy, since: datetime | None, until: datetime | None, strategy: str | None
+    ) -> list[PnlRow]:
+        """pnl() by day or strategy from the sums of pnl_daily's closed round trips."""
+        w = Where().add("closed = 1")
+        w.add("strategy_id = {strategy:String}", strategy=strategy)
+        w.add("day >= {since:Date}", since=_day(since))
+        w.add("day < {until:Date}", until=_day(until))
+        key = "toString(day)" if by == "day" else "strategy_id"
+        inner = select("pnl_daily", w, limit=False, group="k", columns=(
+            f"{key} AS k, sum(trades) AS n, sum(wins) AS w, sum(losses) AS l, "
+            f"sum(realized_pnl) AS p, sum(commission) AS c, {_AVG_R} AS r"))
+        columns = ("k AS key, n AS trades, w AS wins, l AS losses, p AS realized_pnl, "
+                   "c AS commission, r AS avg_r_multiple")
+        sql = select(f"({inner})", Where().add("n != 0"), "key DESC", False, columns)
         return await self._rows(PnlRow, sql, w.params)
 
     async def trace(self, correlation_id: UUID) -> list[TraceStep]:

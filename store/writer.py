@@ -10,6 +10,9 @@ value a materialized view cannot convert, a decimal overflow, a value the client
 encode) is split in halves until the refused rows stand alone; every other row is stored
 once, and each refused row is stored as an `unstorable` event (its bytes in base64, the
 error, its topic/partition/offset) that no view parses, so its offset advances too.
+
+Daily P&L (pnl_daily, 0008) is kept here, not by a view: a round trip's exit day and P&L move
+as its fills arrive, so each flush inserts the change of its round trips' sums (PnlDaily).
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal, localcontext
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pyarrow as pa
 from pydantic import ValidationError
@@ -94,6 +98,29 @@ _STORED_FILLS = (
     "WHERE day IN {days:Array(Date)} "
     "AND event_id IN (SELECT toUUID(arrayJoin(splitByChar(',', {ids:String}))))"
 )
+# Event types whose rows change trade_pnl_pre, so pnl_daily (0008_pnl_daily.sql)
+PNL_TYPES = frozenset({"signal", "fill"})
+PNL_KEY = ("day", "strategy_id", "closed")
+PNL_SUMS = ("trades", "wins", "losses", "realized_pnl", "commission", "r_sum", "r_count")
+PNL_COLUMNS = PNL_KEY + PNL_SUMS
+_PNL_OF = (
+    f"SELECT {', '.join(PNL_COLUMNS)} FROM pnl_daily_of(token = {{token:String}})"  # noqa: S608
+)
+PNL_IDS_COLUMNS = ("token", "correlation_id")
+_NEGATED = ", ".join([*PNL_KEY, *(f"-{c}" for c in PNL_SUMS)])
+# pnl_daily_all - pnl_daily, inserted: pnl_daily then holds pnl_daily_all. A correction, not a
+# TRUNCATE and a copy, so readers see the old sums, not an empty table, while it runs.
+_REPAIR_PNL = (
+    f"INSERT INTO pnl_daily ({', '.join(PNL_COLUMNS)}) "  # noqa: S608 - constants only
+    f"SELECT {', '.join(PNL_KEY)}, {', '.join(f'sum({c})' for c in PNL_SUMS)} FROM "
+    f"(SELECT {', '.join(PNL_COLUMNS)} FROM pnl_daily_all UNION ALL "
+    f"SELECT {_NEGATED} FROM pnl_daily) GROUP BY {', '.join(PNL_KEY)} "
+    f"HAVING {' OR '.join(f'sum({c}) != 0' for c in PNL_SUMS)} "
+    "SETTINGS insert_deduplicate = 0"
+)
+PnlKey = tuple[date, str, int]
+PnlSums = dict[PnlKey, tuple[Any, ...]]
+ARROW_TYPES["pnl_ids"] = {"token": _TEXT, "correlation_id": _TEXT}
 UNDECODABLE = "undecodable"
 UNSTORABLE = "unstorable"
 _RANGE = (
@@ -342,6 +369,99 @@ async def mark_duplicates(ch: ClickHouse, rows: list[list[Any]]) -> None:
         seen.add(eid)
 
 
+async def pnl_sums(ch: ClickHouse, token: str) -> PnlSums:
+    """pnl_daily's rows for the round trips whose ids are stored under `token` in pnl_ids."""
+    rows = await ch.query(_PNL_OF, {"token": token})
+    return {
+        (r["day"], str(r["strategy_id"]), int(r["closed"])): tuple(r[c] for c in PNL_SUMS)
+        for r in rows
+    }
+
+
+_NO_SUMS = (0, 0, 0, Decimal(0), Decimal(0), Decimal(0), 0)
+
+
+def pnl_delta(before: PnlSums, after: PnlSums) -> list[list[Any]]:
+    """after - before per (day, strategy, closed), exactly; keys that did not move left out."""
+    rows: list[list[Any]] = []
+    with localcontext() as ctx:
+        ctx.prec = 100  # Decimal(76, 30) sums; the default 28 digits would round them
+        for key in sorted(before.keys() | after.keys()):
+            diff = [a - b for a, b in zip(after.get(key, _NO_SUMS), before.get(key, _NO_SUMS),
+                                          strict=True)]
+            if any(diff):
+                rows.append([*key, *diff])
+    return rows
+
+
+async def rebuild_pnl_daily(ch: ClickHouse) -> None:
+    """Make pnl_daily equal pnl_daily_all again (inserts the difference; see _REPAIR_PNL)."""
+    await ch.command(_REPAIR_PNL)
+
+
+@dataclass
+class _PnlChange:
+    """One flush's change of pnl_daily: its ids, their sums before, then the rows to insert
+    (None until the sums after are read)."""
+
+    token: str
+    ids: list[str]
+    before: PnlSums
+    rows: list[list[Any]] | None = None
+    # the ids are in pnl_ids (written again before a retried read: they expire)
+    ids_stored: bool = True
+
+
+class PnlDaily:
+    """Keeps pnl_daily equal to pnl_daily_all across one writer's flushes (0008_pnl_daily.sql).
+
+    A flush reads the sums of its signals' and fills' correlation ids before its inserts and
+    after them, and inserts the difference under a token of its own. A difference it could
+    not read or insert is kept, its rows fixed once read, and goes first at the next flush,
+    before anything else is stored: no other change of those ids falls between its two reads.
+    The first flush repairs the table first: a process that died between an events insert and
+    its difference left that difference out. Exact while one writer sees every signal and fill
+    of a correlation id (the audit topics are keyed by it: see README, SQL analytics)."""
+
+    def __init__(self, clickhouse: ClickHouse) -> None:
+        self.ch = clickhouse
+        self.repaired = False
+        self._pending: deque[_PnlChange] = deque()
+        self._tag = uuid4().hex
+        self._seq = 0
+
+    async def settle(self) -> None:
+        """Repair once, then insert what earlier flushes left; raises StoreError."""
+        if not self.repaired:
+            await rebuild_pnl_daily(self.ch)
+            self.repaired = True
+        while self._pending:
+            change = self._pending[0]
+            if change.rows is None:
+                if not change.ids_stored:
+                    await self._store_ids(change.token, change.ids)
+                change.ids_stored = False  # until this read succeeds, a retry writes them
+                change.rows = pnl_delta(change.before, await pnl_sums(self.ch, change.token))
+            if change.rows:
+                await self.ch.insert("pnl_daily", change.rows, PNL_COLUMNS,
+                                     dedup_token=change.token)
+            self._pending.popleft()
+
+    async def begin(self, batches: list[Batch]) -> None:
+        """Read the sums of the batches' round trips before they are stored."""
+        ids = sorted({str(row[5]) for b in batches for row in b.rows if row[4] in PNL_TYPES})
+        if not ids:
+            return
+        self._seq += 1
+        token = f"pnl-{self._tag}-{self._seq}"
+        await self._store_ids(token, ids)
+        before = await pnl_sums(self.ch, token)
+        self._pending.append(_PnlChange(token, ids, before))
+
+    async def _store_ids(self, token: str, ids: list[str]) -> None:
+        await self.ch.insert("pnl_ids", [[token, cid] for cid in ids], PNL_IDS_COLUMNS)
+
+
 @dataclass
 class Batch:
     """A sealed batch: once tried, its rows and token never change, so retries dedup."""
@@ -415,7 +535,11 @@ def _transient(exc: BaseException) -> bool:
 
 
 class AuditWriter:
-    """Buffers records per (topic, partition) and writes them exactly once to `events`."""
+    """Buffers records per (topic, partition) and writes them exactly once to `events`.
+
+    A flush stores the head batch of every partition in one insert (each insert runs every
+    materialized view once, so one insert per partition made a flush's cost grow with the
+    partitions it touched), then what is left partition by partition."""
 
     def __init__(
         self,
@@ -427,8 +551,12 @@ class AuditWriter:
         retry_initial_seconds: float = 0.2,
         retry_max_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        pnl_daily: bool | None = None,
     ) -> None:
         self.ch = clickhouse
+        # pnl_daily kept by default on a real ClickHouse (a test's fake has no such table)
+        keep = isinstance(clickhouse, ClickHouse) if pnl_daily is None else pnl_daily
+        self._pnl = PnlDaily(clickhouse) if keep else None
         self.max_batch_rows = max_batch_rows
         self.max_batch_seconds = max_batch_seconds
         self._retry_attempts = retry_attempts
@@ -444,6 +572,7 @@ class AuditWriter:
         self._undecodable = 0
         self._unstorable = 0
         self._last_error: str | None = None
+        self._group: list[tuple[Key, Batch]] | None = None  # tried together, not yet stored
 
     def add(self, record: EventRecord) -> None:
         """Buffer one record; an offset at or below one already seen is a redelivery."""
@@ -531,6 +660,10 @@ class AuditWriter:
 
     async def _insert(self, batch: Batch) -> None:
         """Insert one batch, retrying transient errors with the same token."""
+        await self._insert_rows(batch.rows, batch.token)
+
+    async def _insert_rows(self, rows: list[list[Any]], token: str) -> None:
+        """Insert rows, retrying transient errors with the same token."""
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(self._retry_attempts),
             wait=self._wait,
@@ -538,7 +671,7 @@ class AuditWriter:
             reraise=True,
         ):
             with attempt:
-                await self.ch.insert("events", batch.rows, EVENT_COLUMNS, dedup_token=batch.token)
+                await self.ch.insert("events", rows, EVENT_COLUMNS, dedup_token=token)
 
     async def _mark_duplicates(self, batch: Batch) -> None:
         """Flag the batch's copies of stored fills, once, before its first insert attempt."""
@@ -560,12 +693,50 @@ class AuditWriter:
                 await self._isolate(buf, exc)
                 continue
             buf.sealed.popleft()
-            self._stored[key] = max(self._stored.get(key, -1), batch.last_offset)
-            self._written += len(batch.rows)
-            self._batches += 1
-            self._unstorable += len(batch.rows) if batch.unstorable else 0
+            self._stored_batch(key, batch)
             last = batch.last_offset
         return last
+
+    async def _drain_together(self, stored: dict[Key, int]) -> None:
+        """The head batch of every partition in one insert, while two or more have one: every
+        insert runs every materialized view once, whatever its size, so a flush of many
+        partitions' small batches costs one round of views, not one per partition.
+
+        A group is retried as it was (same batches, same token: a retry after an insert whose
+        outcome was lost is deduplicated) until it is stored; one the engine refuses is undone
+        and its batches go through their partitions' own inserts, which isolate the refused
+        rows."""
+        while True:
+            # Never a batch already tried alone: its own token must stay the one it is
+            # retried under (it may be stored already).
+            group = self._group or [(k, b.sealed[0]) for k, b in self._buffers.items()
+                                    if b.sealed and not b.sealed[0].checked]
+            if len(group) < 2:
+                return
+            rows = [row for _, batch in group for row in batch.rows]
+            if self._group is None:
+                await mark_duplicates(self.ch, rows)  # across the group's partitions too
+                for _, batch in group:
+                    batch.checked = True
+                self._group = group
+            try:
+                await self._insert_rows(rows, "+".join(b.token for _, b in group))
+            except StoreDataError:
+                for _, batch in group:
+                    await self._undo(batch)
+                self._group = None
+                raise
+            self._group = None
+            for key, batch in group:
+                self._buffers[key].sealed.popleft()
+                self._stored_batch(key, batch)
+                stored[key] = batch.last_offset
+
+    def _stored_batch(self, key: Key, batch: Batch) -> None:
+        self._stored[key] = max(self._stored.get(key, -1), batch.last_offset)
+        self._written += len(batch.rows)
+        self._batches += 1
+        self._unstorable += len(batch.rows) if batch.unstorable else 0
 
     async def _isolate(self, buf: _Buffer, error: StoreDataError) -> None:
         """Replace the refused head batch by its halves, or a lone row by its stand-in.
@@ -627,7 +798,9 @@ class AuditWriter:
             for key, buf in self._buffers.items():
                 if buf.records:
                     self._seal(key, buf)
+            await self._pnl_begin()
             stored, failures = await self._drain_all()
+            failures += await self._pnl_end()
             self._last_flush = self._clock() - started
         if failures:
             self._last_error = "; ".join(f"{k[0]}[{k[1]}]: {e}" for k, e in failures)
@@ -637,9 +810,37 @@ class AuditWriter:
         self._last_error = None
         return stored
 
+    async def _pnl_begin(self) -> None:
+        """Settle pnl_daily and read its sums for the sealed batches; nothing stored on error."""
+        if self._pnl is None:
+            return
+        try:
+            await self._pnl.settle()
+            await self._pnl.begin([b for buf in self._buffers.values() for b in buf.sealed])
+        except StoreError as exc:
+            error = FlushError(f"cannot keep pnl_daily: {exc}", {})
+            error.transient = exc.transient
+            raise error from exc
+
+    async def _pnl_end(self) -> list[tuple[Key, StoreError]]:
+        """Insert this flush's change of pnl_daily (kept for the next flush on error)."""
+        if self._pnl is None:
+            return []
+        try:
+            await self._pnl.settle()
+        except StoreError as exc:
+            return [(("pnl_daily", 0), exc)]
+        return []
+
     async def _drain_all(self) -> tuple[dict[Key, int], list[tuple[Key, StoreError]]]:
         stored: dict[Key, int] = {}
         failures: list[tuple[Key, StoreError]] = []
+        try:
+            await self._drain_together(stored)
+        except StoreDataError:
+            pass  # undone: the partitions' own inserts below isolate the refused rows
+        except StoreError as exc:  # still failing after the retries: the same group next time
+            return stored, [(key, exc) for key, buf in self._buffers.items() if buf.sealed]
         for key, buf in list(self._buffers.items()):  # add() may create keys meanwhile
             try:
                 last = await self._drain(key, buf)

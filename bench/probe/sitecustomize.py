@@ -128,3 +128,42 @@ def _forward_optional() -> None:
 if os.environ.get("BENCH_FORWARD") == "1":
     _forward_optional()
 
+
+
+def _count_pacing(path: str) -> None:
+    """Beside the TWS counts: what the stages charged the venue's pacer (brokers.pacing), by
+    PacedVenue method (messages, calls) and the seconds calls waited for their turn, written
+    to `path`.pacing.json: a call served from the adapter's pushed state is still charged, so
+    this is the budget the stages spend, not what went on the wire."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if root not in sys.path:
+        sys.path.append(root)
+    from brokers.pacing import Pacer
+
+    out = f"{path}.pacing.json"
+    charged: Counter[str] = Counter()
+    written = [0.0]
+    acquire = Pacer.acquire
+
+    def write() -> None:
+        with open(f"{out}.tmp", "w") as f:
+            json.dump(charged, f)
+        os.replace(f"{out}.tmp", out)
+
+    async def counted(self: Any, messages: int = 1) -> None:
+        caller = sys._getframe(2).f_code.co_name
+        before = time.monotonic()
+        await acquire(self, messages)
+        charged[f"messages:{caller}"] += messages
+        charged[f"calls:{caller}"] += 1
+        charged["wait_ms"] += round((time.monotonic() - before) * 1000)
+        now = time.monotonic()
+        if now - written[0] > 0.5:
+            written[0] = now
+            write()
+
+    Pacer.acquire = counted  # type: ignore[method-assign]
+
+
+if _PATH:
+    _count_pacing(_PATH)

@@ -12,6 +12,7 @@ unanswered placement is looked up at the venue, and placing that id again looks 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import time
@@ -45,7 +46,11 @@ from . import errors, mapping
 from .flights import Coalescer, KeyedLocks
 
 log = logging.getLogger(__name__)
-POLL_S = 0.01
+# A wait for the venue's answer wakes on the library's events (order status, open order,
+# execution, error, disconnect); it also looks again at least this often, in case an answer
+# arrives by a path that raises none of them.
+RECHECK_S = 0.1
+REPORTS_HELD = 100_000  # built order reports kept for reuse (about 2 KiB each)
 T = TypeVar("T")
 
 # wrapper.startReq keys that are fixed names, not request ids (ib_async/ib.py, ib_insync/ib.py)
@@ -98,6 +103,14 @@ class IbOrderService:
         self._doubtful: set[str] = set()  # refs whose placement went unanswered
         self._abandoned: set[int] = set()  # order ids given up on after no answer
         self._keep_completed_times()
+        self._moved = asyncio.Event()  # set when the library hears anything about orders
+        # (id(trade), created) -> (the trade, what its report was built from, the report)
+        self._reports: dict[tuple[int, datetime | None],
+                            tuple[Any, tuple[Any, ...], OrderReport]] = {}
+        self._fill_reports: dict[str, tuple[tuple[Any, ...], FillReport]] = {}  # by execId
+        for event in (self.ib.orderStatusEvent, self.ib.openOrderEvent,
+                      self.ib.execDetailsEvent, self.ib.errorEvent, self.ib.disconnectedEvent):
+            event += self._nudge
 
     # ------------------------------------------------------------ connection
 
@@ -178,14 +191,23 @@ class IbOrderService:
         except ConnectionError as exc:
             raise TransientBrokerError(f"IB {operation}: {exc}", code="504") from exc
 
+    def _nudge(self, *_: Any) -> None:
+        self._moved.set()
+
     async def _wait(self, done: Callable[[], bool], limit: float | None = None) -> bool:
-        """Poll `done()` until true or timeout (no fixed sleeps); False if the session ends."""
+        """Until `done()` or timeout, looking again whenever the library hears of an order
+        (no polling); False if the session ends. Clearing the flag right after `done()` says
+        no, with no await between, loses no answer: one that came before is in `done()`."""
         loop = asyncio.get_running_loop()
         end = loop.time() + (self.timeout if limit is None else limit)
         while not done():
-            if loop.time() >= end or not self.ib.isConnected():
+            now = loop.time()
+            if now >= end or not self.ib.isConnected():
                 return bool(done())
-            await asyncio.sleep(POLL_S)
+            self._moved.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(end - now, RECHECK_S)):
+                    await self._moved.wait()
         return True
 
     def _keep_completed_times(self) -> None:
@@ -279,9 +301,31 @@ class IbOrderService:
             t for t in self.ib.trades() if t.order.orderRef == ref and not self._never_placed(t)
         ]
 
-    def _report(self, trade: Any) -> OrderReport:
-        """A trade's report, with its status decided by error codes where IB sent one."""
+    def _report(self, trade: Any, created: datetime | None = None) -> OrderReport:
+        """A trade's report, with its status decided by error codes where IB sent one (and
+        dated `created` when given); built again only when something it is built from
+        changed: a snapshot reports every open order and every order of the last minutes, and
+        most are unchanged since the last read."""
         code_msg = self._order_errors.get(trade.order.orderId) if trade.order.orderId else None
+        order, st = trade.order, trade.orderStatus
+        version = (st.status, st.filled, st.remaining, st.avgFillPrice, len(trade.fills),
+                   len(trade.log), order.permId, order.totalQuantity, order.lmtPrice,
+                   order.auxPrice, order.account, order.orderRef, order.tif, order.orderType,
+                   code_msg)
+        key = (id(trade), created)
+        held = self._reports.get(key)
+        if held is not None and held[0] is trade and held[1] == version:
+            return held[2]
+        report = self._build_report(trade, code_msg)
+        if created is not None:
+            updated = max(report.updated_at, created)
+            report = report.model_copy(update={"created_at": created, "updated_at": updated})
+        if len(self._reports) >= REPORTS_HELD:
+            self._reports.clear()  # bounded: a full read of completed orders brings new objects
+        self._reports[key] = (trade, version, report)
+        return report
+
+    def _build_report(self, trade: Any, code_msg: tuple[int, str] | None) -> OrderReport:
         if code_msg is not None and trade.orderStatus.status not in ("Filled",):
             code, text = code_msg
             if code == errors.CANCELLED_CODE:
@@ -484,6 +528,28 @@ class IbOrderService:
 
     # ------------------------------------------------------------ queries
 
+    def wire_messages(self, operation: str, *args: Any) -> int | None:
+        """TWS API messages `operation` would send if called now (brokers.pacing charges
+        them; None: its published cost). Reads between full reads are answered from the state
+        TWS pushes and send nothing; an order the session knows is looked up locally."""
+        if operation in ("status", "cancel"):
+            ref = str(args[0]) if args else ""
+            known = self._best(self._local_trades(ref))
+            local = known is not None and not (ref in self._doubtful and not known.order.permId)
+            scan = 0 if local else 3  # open orders, completed orders, executions
+            return scan + (operation == "cancel")
+        if operation in ("orders_since", "orders_and_open_orders"):
+            return sum(self._full_read(r) is None for r in ("open", "completed"))
+        if operation == "open_orders":
+            return int(self._full_read("open") is None)
+        if operation == "fills_since":
+            return int(self._full_read("executions") is None)
+        if operation == "instrument":
+            symbol = str(args[0]) if args else ""
+            # the market-data request for shortability and its cancel, every call
+            return 2 + (symbol not in self._contracts) + (symbol not in self._rules)
+        return None
+
     async def status(self, client_order_id: str) -> OrderReport:
         """The order now, by orderRef (UnknownOrder when IB has none)."""
         await self._ready()
@@ -515,12 +581,14 @@ class IbOrderService:
         return self._report(trade)
 
     async def open_orders(self) -> list[OrderReport]:
-        """Every live order of the account (all clients), always asked of TWS: what
-        reconciliation judges orders by, so other clients' orders (whose status TWS pushes to
-        them, not to us) are as fresh as ours. The venue snapshot's read (orders_and_open_orders)
-        is served from pushed state between full reads."""
+        """Every live order of the account (all clients): asked of TWS at most every
+        `full_read_seconds`, served from pushed state in between (see _open_trades). Ours are
+        as fresh either way (TWS pushes their status to us); another client's order is seen
+        at the next full read, and an order of theirs that ended since shows open until then.
+        Asking every reconciliation pass would decode every resting order (each bracket's
+        exits) twice a second: CPU that grows with the day's open orders."""
         await self._ready()
-        return self._open_reports(await self._open_trades(fresh=True))
+        return self._open_reports(await self._open_trades())
 
     def _open_reports(self, trades: list[Any]) -> list[OrderReport]:
         mine = [t for t in trades if (t.order.account or self.account_id) == self.account_id]
@@ -563,11 +631,28 @@ class IbOrderService:
         stored = getattr(self.ib.wrapper, "fills", {})
         out = []
         for fill in fills:
+            when = fill.execution.time
+            if isinstance(when, datetime) and when.tzinfo is not None and when < since:
+                continue  # older than asked: no report to build
             known = stored.get(fill.execution.execId, fill)
-            report = mapping.fill_to_report(fill, known.commissionReport)
+            report = self._fill_report(fill, known.commissionReport)
             if report.account_id == self.account_id and report.executed_at >= since:
                 out.append(report)
         return sorted(out, key=lambda f: (f.executed_at, f.execution_id))
+
+    def _fill_report(self, fill: Any, commission: Any) -> FillReport:
+        """An execution's report, built again only once its commission report arrives."""
+        ex = fill.execution
+        version = (ex.execId, ex.shares, ex.price, getattr(commission, "execId", None),
+                   getattr(commission, "commission", None))
+        held = self._fill_reports.get(ex.execId)
+        if held is not None and held[0] == version:
+            return held[1]
+        report = mapping.fill_to_report(fill, commission)
+        if len(self._fill_reports) >= REPORTS_HELD:
+            self._fill_reports.clear()
+        self._fill_reports[ex.execId] = (version, report)
+        return report
 
     async def orders_since(self, since: datetime) -> list[OrderReport]:
         """Every order of the account created at or after `since`, any status, oldest first:
@@ -609,10 +694,7 @@ class IbOrderService:
             created = self._created_at(group)
             if created is not None and created < since:
                 continue  # the day's older orders: no report to build
-            report = self._report(self._best(group))
-            if created is not None:
-                updated = max(report.updated_at, created)
-                report = report.model_copy(update={"created_at": created, "updated_at": updated})
+            report = self._report(self._best(group), created)
             if report.created_at >= since:
                 out.append(report)
         return sorted(out, key=lambda r: (r.created_at, r.venue_order_id))

@@ -24,4 +24,5 @@ class IbSettings(BaseSettings):
         5.0, ge=0, description="IB_FULL_READ_SECONDS: how often the adapter asks TWS for every "
         "open and completed order and every execution of the day (all clients); in between, "
         "its own orders' and executions' state as TWS pushes it answers the venue snapshot "
-        "(reconciliation's read of open orders always asks; 0: every read asks)")
+        "and reconciliation's reads, and costs no message of the pacing budget (another "
+        "client's order shows within this time; 0: every read asks)")

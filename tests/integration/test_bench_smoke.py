@@ -29,5 +29,8 @@ def test_the_benchmark_runs_and_writes_its_three_artifacts(tmp_path: Path) -> No
     assert step["acked"] + sum(step["rejected"].values()) + step["lost"] == 10
     assert {"p50", "p95", "p99", "max"} <= set(step["ack"])
     assert set(result["floors"]) == {"kafka", "ib_single", "ib_bracket"}
+    # where the time goes: the trading worker's stage and venue timings over the step
+    assert {"handler:sizing", "handler:submission", "venue:place"} <= set(
+        step["usage"]["mean_ms"])
     assert "| offered /s |" in (out / "latest.md").read_text()
     assert (out / "latest.png").stat().st_size > 0

@@ -98,7 +98,8 @@ async def _upgrade_0005(fresh: ClickHouse, first_four: Path) -> None:
     await fresh.insert("events", rows, EVENT_COLUMNS[:-1])
     with pytest.raises(StoreDataError):
         await fresh.query("SELECT * FROM trades")
-    assert await migrate(fresh) == [5, 6, 7]  # 0006 and 0007 sum the fills stored before them too
+    # 0006 and 0007 sum the fills stored before them too; 0008 the daily sums
+    assert await migrate(fresh) == [5, 6, 7, 8]
     assert await migrate(fresh) == []
     [trade] = await Queries(fresh).trades()
     assert (trade.entry_quantity, trade.exit_quantity, trade.status) == (0, 100, "open")

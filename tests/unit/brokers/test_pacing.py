@@ -108,7 +108,7 @@ async def test_reads_are_paced_too_and_queue_is_exported(exchange: Exchange,
 
 
 def test_published_paces_and_registry() -> None:
-    assert str(PUBLISHED["ib"]) == "50 per 1s"
+    assert str(PUBLISHED["ib"]) == "45 per 1s"  # ib_async's own limit, under TWS's 50
     p = pacer_for("ib:client-7")
     assert pacer_for("ib:client-7") is p
     assert queue_depths()["ib:client-7"] == 0
@@ -116,3 +116,34 @@ def test_published_paces_and_registry() -> None:
         pacer_for("nowhere")
     with pytest.raises(ValueError, match="a pace needs"):
         Pace(0, 1.0)
+
+
+class _Counted(SimOrderService):
+    """An adapter that says what each call sends: reads answered from pushed state, none."""
+
+    def wire_messages(self, operation: str, *args: object) -> int | None:
+        return {"account": 0, "status": 0, "fills_since": 1}.get(operation)
+
+
+async def test_a_call_that_sends_nothing_is_not_charged_and_does_not_wait(
+        exchange: Exchange, clock: FakeClock) -> None:
+    """The pacer spends the adapter's own count (through BoundedVenue, as wired): a read
+    served from pushed state neither queues behind a full window nor uses it up."""
+    from brokers.bounded import BoundedVenue
+
+    now, sleep = virtual(clock)
+    pacer = Pacer("ib:counted", Pace(3, 1.0), now, sleep)  # type: ignore[arg-type]
+    service = PacedVenue(BoundedVenue(_Counted(exchange), 5.0), pacer)
+    await service.connect()
+    await service.place(req("full", take_profit="999", stop_loss="1"))  # 3: the window is full
+    assert pacer.sent_total == 3
+    started = clock.now
+    for _ in range(10):
+        await service.account()  # 0 messages
+        await service.status("full")  # 0 messages
+    assert clock.now == started  # nothing waited
+    assert pacer.sent_total == 3
+    await service.fills_since(START)  # 1 message: waits for the window to move
+    await service.positions()  # not counted by the adapter: its published cost, 1
+    assert pacer.sent_total == 5
+    assert clock.now > started

@@ -9,6 +9,7 @@ retry; DELETE removes rows but not remembered tokens.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -266,3 +267,71 @@ async def test_a_stand_in_row_that_is_refused_stalls_instead_of_skipping() -> No
     assert not info.value.transient
     assert info.value.stored == {}
     assert w.buffered_rows == 1  # held, offsets not committed
+
+
+def spread(n: int, partitions: int, poison: set[tuple[int, int]]) -> list[EventRecord]:
+    """n signals on each of `partitions` partitions of signals; (partition, offset) poisoned."""
+    out = []
+    for p in range(partitions):
+        for r in records(n, {o for q, o in poison if q == p}):
+            value = r.value.replace(b"-8000-", f"-8{p:03d}-".encode())
+            out.append(EventRecord("signals", p, r.offset, r.key, value, r.timestamp))
+    return out
+
+
+def stored(engine: FakeEngine) -> list[tuple[int, int]]:
+    return sorted((r[1], r[2]) for r in engine.rows)
+
+
+def inserts(engine: FakeEngine) -> list[str]:
+    return [c.split(" ", 1)[1] for c in engine.calls if c.startswith("insert")]
+
+
+async def test_partitions_share_one_insert() -> None:
+    """Every insert runs every view once, so a flush's partitions go in one insert."""
+    engine = FakeEngine()
+    w = await write(engine, spread(5, 3, set()))
+    assert inserts(engine) == ["signals-0-0-4+signals-1-0-4+signals-2-0-4"]
+    assert stored(engine) == [(p, o) for p in range(3) for o in range(5)]
+    assert w.stats.batches_written == 3
+
+
+async def test_a_group_that_fails_is_retried_as_it_was() -> None:
+    """Same batches, same token: a group whose insert may have landed is deduplicated."""
+    engine = FakeEngine()
+    engine.transient = [StoreUnavailableError("reset")] * 3
+    w = make_writer(engine)
+    for r in spread(4, 2, set()):
+        w.add(r)
+    with pytest.raises(FlushError):
+        await w.flush()
+    for r in spread(6, 3, set()):  # more arrives meanwhile: not in the group retried
+        w.add(r)
+    await w.flush()
+    group = "signals-0-0-3+signals-1-0-3"
+    assert inserts(engine) == [group] * 4 + ["signals-0-4-5+signals-1-4-5+signals-2-0-5"]
+    assert stored(engine) == [(p, o) for p in range(3) for o in range(6)]
+
+
+@pytest.mark.parametrize("commit_then_fail", [True, False])
+async def test_a_refused_group_is_undone_and_its_partitions_isolate_the_row(
+        commit_then_fail: bool) -> None:
+    engine = FakeEngine(commit_then_fail=commit_then_fail)
+    await write(engine, spread(4, 3, {(1, 2)}))
+    assert stored(engine) == [(p, o) for p in range(3) for o in range(4)]
+    assert [(r[1], r[2]) for r in engine.rows if r[4] == UNSTORABLE] == [(1, 2)]
+    assert inserts(engine)[0] == "signals-0-0-3+signals-1-0-3+signals-2-0-3"
+
+
+@pytest.mark.parametrize("kill_at", range(1, 24))
+async def test_killed_anywhere_in_a_group_then_restarted_stores_nothing_twice(
+        kill_at: int) -> None:
+    engine = FakeEngine()
+    recs = spread(6, 3, {(2, 4)})
+    engine.kill_at = kill_at
+    with contextlib.suppress(KilledError):
+        await write(engine, recs, 16)
+    engine.kill_at = None
+    await write(engine, recs, 16)  # the restarted process: Kafka redelivers from the start
+    assert stored(engine) == [(p, o) for p in range(3) for o in range(6)]
+
