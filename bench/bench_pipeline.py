@@ -252,6 +252,8 @@ async def search(run: Run, fixed: list[dict[str, Any]], steps: int,
         if hi is None or hi / lo < 1.25 or time.monotonic() > run.search_until:
             break
         mid = float(round(math.sqrt(lo * hi)))
+        if mid in (lo, hi):
+            break  # nothing left between them at whole rates
         result = await run_step(run, mid, duration, "search")
         found.append(result)
         lo, hi = (mid, hi) if result["sustained"] else (lo, mid)

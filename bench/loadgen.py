@@ -143,16 +143,22 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
             "max": round(ordered[-1] * 1000, 2)}
 
 
+GROWTH_SLACK_S = 0.100  # what a few slow reads near a step's end can add to a quarter's median
+
+
 def growing(latencies_in_send_order: list[float]) -> bool:
     """Latency that keeps growing over the step: a queue building up. The last quarter's
-    median against the first quarter's (with 10 ms of slack for noise)."""
+    median against the first quarter's: more than 1.5x it plus GROWTH_SLACK_S. (A queue that
+    builds up grows by the excess rate times the step's length, seconds in a step of seconds
+    above capacity; the slack keeps a step far below capacity, whose medians are tens of ms,
+    from being failed by a few slow venue reads at its end.)"""
     n = len(latencies_in_send_order)
     if n < 8:
         return False
     q = n // 4
     first = sorted(latencies_in_send_order[:q])[q // 2]
     last = sorted(latencies_in_send_order[-q:])[q // 2]
-    return last > 1.5 * first + 0.010
+    return last > 1.5 * first + GROWTH_SLACK_S
 
 
 def dumps(value: Any) -> bytes:
