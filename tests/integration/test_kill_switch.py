@@ -273,10 +273,19 @@ async def test_flatten_leaves_nothing_at_the_venue(tmp_path: Path, prefix: str,
     assert final["details"]["complete"] == "true"
     cmd_id = uuid.UUID(final["causation_id"])
     liquidations = {liquidation_client_order_id(cmd_id, s) for s in ("AAPL", "MSFT")}
-    orders = await wait_for(f"{prefix}orders", lambda rs: liquidations <= {
-        r["client_order_id"] for r in rs if r["status"] == "filled"})
+    were_open = {o["client_order_id"] for o in before["open_orders"]}
+
+    def settled(rs: list[dict[str, Any]]) -> bool:
+        # the control stage publishes its own cancels; an exit its OCA sibling's cancel ended
+        # is published by reconciliation, which may come after the liquidations' fills
+        done = {r["client_order_id"]: r["status"] for r in rs
+                if r["status"] in ("filled", "cancelled")}
+        return (all(done.get(c) == "filled" for c in liquidations)
+                and all(done.get(c) == "cancelled" for c in were_open))
+
+    orders = await wait_for(f"{prefix}orders", settled)
     cancelled = {r["client_order_id"] for r in orders if r["status"] == "cancelled"}
-    assert {o["client_order_id"] for o in before["open_orders"]} <= cancelled
+    assert were_open <= cancelled
     fills = await wait_for(f"{prefix}fills", lambda rs: liquidations <= {
         r["client_order_id"] for r in rs})
     state = cli(prefix, tmp_path / "cli", "state")
