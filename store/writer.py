@@ -725,7 +725,7 @@ class AuditWriter:
                 for _, batch in group:
                     await self._undo(batch)
                 self._group = None
-                raise
+                return  # the partitions' own inserts (after this) isolate the refused rows
             self._group = None
             for key, batch in group:
                 self._buffers[key].sealed.popleft()
@@ -837,8 +837,6 @@ class AuditWriter:
         failures: list[tuple[Key, StoreError]] = []
         try:
             await self._drain_together(stored)
-        except StoreDataError:
-            pass  # undone: the partitions' own inserts below isolate the refused rows
         except StoreError as exc:  # still failing after the retries: the same group next time
             return stored, [(key, exc) for key, buf in self._buffers.items() if buf.sealed]
         for key, buf in list(self._buffers.items()):  # add() may create keys meanwhile

@@ -363,10 +363,14 @@ class IbOrderService:
         """The session's trade for this orderRef; with `remote`, the venue's when the session
         has none, or has only a placement that was never answered."""
         found = self._best(self._local_trades(ref))
-        unanswered = found is not None and ref in self._doubtful and not found.order.permId
-        if remote and (found is None or unanswered):
+        if remote and self._unsettled(ref, found):
             found = await self._scan(ref)
         return found
+
+    def _unsettled(self, ref: str, found: Any | None) -> bool:
+        """The session has no trade for this orderRef, or only a placement never answered:
+        what the venue knows must be asked of it."""
+        return found is None or (ref in self._doubtful and not found.order.permId)
 
     # ------------------------------------------------------------ placing
 
@@ -534,9 +538,8 @@ class IbOrderService:
         TWS pushes and send nothing; an order the session knows is looked up locally."""
         if operation in ("status", "cancel"):
             ref = str(args[0]) if args else ""
-            known = self._best(self._local_trades(ref))
-            local = known is not None and not (ref in self._doubtful and not known.order.permId)
-            scan = 0 if local else 3  # open orders, completed orders, executions
+            unsettled = self._unsettled(ref, self._best(self._local_trades(ref)))
+            scan = 3 if unsettled else 0  # open orders, completed orders, executions
             return scan + (operation == "cancel")
         if operation in ("orders_since", "orders_and_open_orders"):
             return sum(self._full_read(r) is None for r in ("open", "completed"))
