@@ -98,13 +98,18 @@ async def test_a_burst_of_500_approvals_has_one_outcome_each(
 
 
 @pytest.mark.parametrize(("limits", "allowed", "code"), [
-    ({"MAX_OPEN_POSITIONS": "5", "MAX_GROSS_EXPOSURE_PCT": "1"}, 5, "MAX_OPEN_POSITIONS"),
+    # Orders of 10% of equity: five fill half the cash account (its buying power stays ample)
+    # and stay far inside gross exposure, so only the open-positions limit binds. At 20% the
+    # five fills exhaust buying power (the sixth sizes to 0: POSITION_TOO_SMALL) and their
+    # commissions push a fifth 20% order past 100% gross: right refusals, other reasons.
+    ({"MAX_OPEN_POSITIONS": "5", "MAX_GROSS_EXPOSURE_PCT": "1", "MAX_POSITION_PCT": "0.1"},
+     5, "MAX_OPEN_POSITIONS"),
+    # Orders of 20% (MAX_POSITION_PCT's default): a third would bring gross to 60%.
     ({"MAX_OPEN_POSITIONS": "50", "MAX_GROSS_EXPOSURE_PCT": "0.5"}, 2, "MAX_GROSS_EXPOSURE"),
 ])
 async def test_a_burst_that_breaches_a_limit_yields_exactly_what_it_allows(
         tmp_path: Path, prefix: str, cleanup: list, limits: dict[str, str], allowed: int,
         code: str) -> None:
-    # Each order is 20% of equity (MAX_POSITION_PCT 0.2, the default).
     env = {"MAX_SYMBOL_EXPOSURE_PCT": "1", "MAX_GROUP_EXPOSURE_PCT": "1",
            "MAX_ORDERS_PER_MINUTE": "1000", **limits}
     sim, worker = stack(tmp_path, prefix, env=env)

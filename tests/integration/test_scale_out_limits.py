@@ -19,7 +19,8 @@ from tests.integration.test_scale_out import TRADING, assigned
 
 pytestmark = pytest.mark.integration
 
-LIMITS = {"MAX_OPEN_POSITIONS": "5", "MAX_GROSS_EXPOSURE_PCT": "1",
+# Orders of 10% of equity, so only the open-positions limit binds (test_order_path says why).
+LIMITS = {"MAX_OPEN_POSITIONS": "5", "MAX_GROSS_EXPOSURE_PCT": "1", "MAX_POSITION_PCT": "0.1",
           "MAX_SYMBOL_EXPOSURE_PCT": "1", "MAX_GROUP_EXPOSURE_PCT": "1",
           "MAX_ORDERS_PER_MINUTE": "1000"}
 
