@@ -142,12 +142,10 @@ async def _decide(approval: Approval, ctx: StageContext, now: datetime) -> list[
     if existing is not None:
         return [("rejections", _decided_already(approval, coid, existing.status.value, now))]
     assert snap.account is not None, "the sizing view reads the account"
-    placed = snap.sent_ids
-    book.settle(placed)
-    open_orders = list(snap.open_orders)
-    pending = pending_orders(reservations, placed | {o.client_order_id for o in open_orders},
-                             exclude=coid)
-    recent = count_recent([*snap.sent, *pending], window_start)
+    book.settle(snap.sent_ids)
+    pending = pending_orders(reservations, snap.visible_ids, exclude=coid)
+    # count_recent([*snap.sent, *pending]): pending excludes every id the snapshot shows
+    recent = snap.entries_since(window_start) + count_recent(pending, window_start)
     symbol = approval.signal.symbol
     try:
         rules = await ctx.rules.get(symbol, now)
@@ -157,11 +155,14 @@ async def _decide(approval: Approval, ctx: StageContext, now: datetime) -> list[
     risk = live_settings(snap.account, ctx.risk, ctx.grants)  # live: a signed go-live only
     if isinstance(risk, Refusal):
         return [("rejections", reject_approval(approval, risk, now))]
+    # The limits count working entries only; the compliance checks compare the order with
+    # its own symbol's working orders only (self-cross): each gets just those, from indexes
+    # the snapshot makes once for every decision it serves.
     result = decide(approval, with_reservations(snap.account, pending), snap.positions,
-                    [*open_orders, *pending], recent, now, risk, ctx.venue.venue,
+                    [*snap.open_entries, *pending], recent, now, risk, ctx.venue.venue,
                     instruments={symbol: spec})
-    result = await _comply(approval, result, snap, [*open_orders, *pending], rules, spec, ctx,
-                           now, risk)
+    working = [*snap.open_orders_of(symbol), *(p for p in pending if p.symbol == symbol)]
+    result = await _comply(approval, result, snap, working, rules, spec, ctx, now, risk)
     if isinstance(result, OrderIntent) and gate is not None:
         refusal = gate.check(result.symbol, result.strategy_id, result.side, result.quantity,
                              net_position(snap.positions, result.symbol), "sizing")
@@ -175,8 +176,9 @@ async def _comply(approval: Approval, result: OrderIntent | Rejection, snap: Ven
                   working: list[OrderReport], rules: InstrumentRules | None, spec: Instrument,
                   ctx: StageContext, now: datetime,
                   risk: RiskSettings | None = None) -> OrderIntent | Rejection:
-    """The decided order against the compliance rules (agents/decisions/compliance.py); the
-    account's fills are read only when the pattern day trader rule can apply."""
+    """The decided order against the compliance rules (agents/decisions/compliance.py);
+    `working`: the account's working orders in the order's symbol (all the rules look at).
+    The account's fills are read only when the pattern day trader rule can apply."""
     if not isinstance(result, OrderIntent):
         return result
     account, risk = snap.account, risk or ctx.risk

@@ -11,10 +11,13 @@ that never undercounts (see `read_snapshot`).
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from brokers.port import AccountSnapshot, InstrumentRules, OrderReport, OrderService, Position
+from schemas.events import OrderLeg
 
 
 @dataclass(frozen=True)
@@ -31,14 +34,62 @@ class VenueSnapshot:
 
     def known(self, client_order_id: str) -> OrderReport | None:
         """The order with this client id, if the venue had it when the snapshot was taken."""
-        for order in (*self.open_orders, *self.sent):
-            if order.client_order_id == client_order_id:
-                return order
-        return None
+        return self._by_id.get(client_order_id)
 
-    @property
+    @cached_property
+    def _by_id(self) -> dict[str, OrderReport]:
+        """Client id -> order (an open order's report first, as read): a snapshot serves
+        every decision of a burst, each asking for its own id."""
+        found: dict[str, OrderReport] = {}
+        for order in (*self.open_orders, *self.sent):
+            found.setdefault(order.client_order_id, order)
+        return found
+
+    @cached_property
     def sent_ids(self) -> set[str]:
         return {o.client_order_id for o in self.sent}
+
+    @cached_property
+    def open_entries(self) -> tuple[OrderReport, ...]:
+        """The working entry orders: all the limits count of the open orders (an exit only
+        ever reduces exposure)."""
+        return tuple(o for o in self.open_orders
+                     if o.leg is OrderLeg.ENTRY and not o.status.is_terminal)
+
+    def open_orders_of(self, symbol: str) -> list[OrderReport]:
+        """The open orders in one symbol (what a self-cross check compares an order with)."""
+        return self._open_by_symbol.get(symbol, [])
+
+    @cached_property
+    def _open_by_symbol(self) -> dict[str, list[OrderReport]]:
+        found: dict[str, list[OrderReport]] = {}
+        for order in self.open_orders:
+            found.setdefault(order.symbol, []).append(order)
+        return found
+
+    @cached_property
+    def visible_ids(self) -> set[str]:
+        """Client ids of every order the snapshot shows (sent or open)."""
+        return self.sent_ids | {o.client_order_id for o in self.open_orders}
+
+    def entries_since(self, since: datetime) -> int:
+        """Distinct entry orders in `sent` created at or after `since` (sizing.count_recent
+        over `sent`), from an index made once per snapshot: each decision of a burst asks."""
+        times, distinct = self._entry_index
+        return distinct[bisect_left(times, since)]
+
+    @cached_property
+    def _entry_index(self) -> tuple[list[datetime], list[int]]:
+        """Entry orders' creation times, ascending, and for each position the number of
+        distinct client ids from there to the end."""
+        entries = sorted((o.created_at, o.client_order_id) for o in self.sent
+                         if o.leg is OrderLeg.ENTRY)
+        distinct = [0] * (len(entries) + 1)
+        seen: set[str] = set()
+        for i in range(len(entries) - 1, -1, -1):
+            seen.add(entries[i][1])
+            distinct[i] = len(seen)
+        return [t for t, _ in entries], distinct
 
 
 async def read_snapshot(venue: OrderService, since: datetime, now: datetime,

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, localcontext
+from functools import cached_property
 
 from agents.decisions.config import RiskSettings
 from agents.decisions.instruments import EXACT, InstrumentBook
@@ -45,6 +46,11 @@ class LimitContext:
 
     def pending_entries(self) -> list[OrderReport]:
         """Working entry orders; their exits (take-profit/stop) only ever reduce exposure."""
+        return self._pending_entries
+
+    @cached_property
+    def _pending_entries(self) -> list[OrderReport]:
+        # found once per decision: every limit asks, and the open orders are the day's
         return [o for o in self.open_orders if o.leg is OrderLeg.ENTRY and not o.status.is_terminal]
 
     def held_symbols(self) -> set[str]:

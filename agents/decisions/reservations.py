@@ -95,9 +95,19 @@ class ReservationBook:
         cutoff = now - self.ttl
         for coid in [c for c, i in self.intents.items() if i.occurred_at < cutoff]:
             del self.intents[coid]
-        for key in [k for k, o in self.outcomes.items() if o.at < cutoff]:
+        # Outcomes and refusals arrive about in time order (dicts keep insertion order): the
+        # old ones are at the front, so each decision looks at what expires, not at the last
+        # ttl's thousands of outcomes. One that came out of order goes when those before it
+        # have gone (kept longer, never forgotten early).
+        while self.outcomes:
+            key, first = next(iter(self.outcomes.items()))
+            if first.at >= cutoff:
+                break
             del self.outcomes[key]
-        for coid in [c for c, at in self.resolved.items() if at < cutoff]:
+        while self.resolved:
+            coid, at = next(iter(self.resolved.items()))
+            if at >= cutoff:
+                break
             del self.resolved[coid]
 
 
@@ -108,7 +118,24 @@ def pending_orders(reservations: Iterable[OrderIntent], visible: set[str],
             if r.client_order_id not in visible and r.client_order_id != exclude]
 
 
+_PENDING: dict[UUID, tuple[OrderIntent, OrderReport]] = {}  # by intent event id
+_PENDING_HELD = 100_000
+
+
 def as_pending_order(intent: OrderIntent) -> OrderReport:
+    """The intent as a pending entry order; made once per intent (a reservation is counted by
+    every decision until the venue shows it)."""
+    held = _PENDING.get(intent.event_id)
+    if held is not None and held[0] is intent:
+        return held[1]
+    report = _pending_report(intent)
+    if len(_PENDING) >= _PENDING_HELD:
+        _PENDING.clear()
+    _PENDING[intent.event_id] = (intent, report)
+    return report
+
+
+def _pending_report(intent: OrderIntent) -> OrderReport:
     return OrderReport(
         client_order_id=intent.client_order_id,
         venue_order_id="",

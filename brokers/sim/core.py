@@ -177,6 +177,10 @@ class Exchange:
         self._orders: dict[Key, SimOrder] = {}
         self._by_venue_id: dict[Key, SimOrder] = {}
         self._open: dict[Key, SimOrder] = {}
+        # The open orders again, by what the matching looks them up by (a symbol's orders,
+        # an account's entries, a parent's children, an OCA group), kept by _index: a day's
+        # resting exits are thousands, and every placement and print asks.
+        self._open_by: dict[tuple[str, ...], dict[Key, SimOrder]] = {}
         self._fills: dict[str, list[FillReport]] = {}
         self._liquidity: dict[str, Decimal] = {}
         self._subscribers: list[Callable[[SimUpdate], None]] = []
@@ -284,8 +288,20 @@ class Exchange:
         self._by_venue_id[(order.account_id, order.venue_order_id)] = order
         if order.is_open:
             self._open[key] = order
+            for index in _open_indexes(order):
+                self._open_by.setdefault(index, {})[key] = order
         else:
             self._open.pop(key, None)
+            for index in _open_indexes(order):
+                held = self._open_by.get(index)
+                if held is not None:
+                    held.pop(key, None)
+                    if not held:
+                        del self._open_by[index]
+
+    def _open_in(self, *index: str) -> list[SimOrder]:
+        """The open orders under one index of _open_by, in the order they opened."""
+        return list(self._open_by.get(index, {}).values())
 
     def _publish(self, update: SimUpdate) -> None:
         for callback in list(self._subscribers):
@@ -523,13 +539,16 @@ class Exchange:
                 )
             return found.report()
 
-    def orders(self, account_id: str, open_only: bool = False) -> list[OrderReport]:
-        """The account's orders in placement order."""
+    def orders(self, account_id: str, open_only: bool = False,
+               since: datetime | None = None) -> list[OrderReport]:
+        """The account's orders in placement order (created at or after `since`, if given)."""
         with self._lock:
             self._account(account_id)
             source = self._open if open_only else self._orders
             chosen = sorted(
-                (o for o in source.values() if o.account_id == account_id), key=lambda o: o.seq
+                (o for o in source.values() if o.account_id == account_id
+                 and (since is None or o.created_at >= since)),
+                key=lambda o: o.seq,
             )
             return [o.report() for o in chosen]
 
@@ -633,9 +652,7 @@ class Exchange:
     def _reserved(self, account: SimAccount, exclude: SimOrder | None = None) -> Decimal:
         """Buying power already promised to the account's other open entry orders."""
         total = ZERO
-        for o in self._open.values():
-            if o.account_id != account.account_id or o.leg is not OrderLeg.ENTRY:
-                continue
+        for o in self._open_in("entry", account.account_id):
             if o is exclude:
                 continue
             opening = self._opening_quantity(account, o.symbol, o.side, o.remaining)
@@ -853,13 +870,8 @@ class Exchange:
         """The other open orders of this order's OCA group (none when it has no group)."""
         if order.oca_group is None:
             return []
-        return [
-            o
-            for o in self._open.values()
-            if o is not order
-            and o.oca_group == order.oca_group
-            and o.account_id == order.account_id
-        ]
+        return [o for o in self._open_in("oca", order.account_id, order.oca_group)
+                if o is not order]
 
     def _finish(self, order: SimOrder, status: OrderStatus, reason: str) -> None:
         order.status = status
@@ -869,12 +881,7 @@ class Exchange:
             self._settle_children(order)
 
     def _children(self, parent: SimOrder) -> list[SimOrder]:
-        return [
-            o
-            for o in self._open.values()
-            if o.account_id == parent.account_id
-            and o.parent_client_order_id == parent.client_order_id
-        ]
+        return self._open_in("children", parent.account_id, parent.client_order_id)
 
     def _settle_children(self, entry: SimOrder) -> None:
         """An entry that stopped early: exits cover what it filled, or go when it filled none."""
@@ -900,7 +907,7 @@ class Exchange:
         price = self.prices.price(symbol)
         for _ in range(_MATCH_PASSES):
             working = sorted(
-                (o for o in self._open.values() if o.symbol == symbol and o.active),
+                (o for o in self._open_in("symbol", symbol) if o.active),
                 key=lambda o: o.seq,
             )
             progressed = False
@@ -1022,3 +1029,15 @@ class Exchange:
             else:
                 sibling.quantity -= quantity
                 self._changed(sibling)
+
+
+def _open_indexes(order: SimOrder) -> list[tuple[str, ...]]:
+    """The keys of Exchange._open_by an open order is found under (fixed for its life)."""
+    found: list[tuple[str, ...]] = [("symbol", order.symbol)]
+    if order.leg is OrderLeg.ENTRY:
+        found.append(("entry", order.account_id))
+    if order.parent_client_order_id is not None:
+        found.append(("children", order.account_id, order.parent_client_order_id))
+    if order.oca_group is not None:
+        found.append(("oca", order.account_id, order.oca_group))
+    return found

@@ -138,6 +138,11 @@ class SimOrder:
     reason: str | None = None
     liquidity_epoch: int = -1
     liquidity_used: Decimal = ZERO
+    # the last report and what it was built from (a snapshot reports every order of the day:
+    # most are unchanged since the last read)
+    reported: tuple[tuple[object, ...], OrderReport] | None = field(
+        default=None, compare=False, repr=False
+    )
 
     @property
     def remaining(self) -> Decimal:
@@ -158,6 +163,17 @@ class SimOrder:
         return self.filled_notional / self.filled_quantity
 
     def report(self) -> OrderReport:
+        """What crosses the port; built again only when a field it shows changed."""
+        version = (self.status, self.filled_quantity, self.filled_notional, self.updated_at,
+                   self.reason, self.quantity, self.limit_price, self.stop_price,
+                   self.venue_order_id)
+        if self.reported is not None and self.reported[0] == version:
+            return self.reported[1]
+        report = self._build_report()
+        self.reported = (version, report)
+        return report
+
+    def _build_report(self) -> OrderReport:
         return OrderReport(
             client_order_id=self.client_order_id,
             venue_order_id=self.venue_order_id,

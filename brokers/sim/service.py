@@ -93,8 +93,8 @@ class SimOrderService:
 
     async def orders_since(self, since: datetime) -> list[OrderReport]:
         await self._gate()
-        every = self.exchange.orders(self.account_id)
-        return sorted((o for o in every if o.created_at >= since), key=lambda o: o.created_at)
+        recent = self.exchange.orders(self.account_id, since=since)
+        return sorted(recent, key=lambda o: o.created_at)
 
     async def instrument(self, symbol: str) -> InstrumentRules | None:
         """The simulator knows its instruments: everything it enforces is published."""

@@ -46,3 +46,31 @@ async def test_every_entry_in_the_window_counts_and_exit_children_do_not() -> No
     await venue.cancel("too-old")
     assert await recent_order_count(venue, now) == 2
     assert await recent_order_count(venue, now + timedelta(seconds=2)) == 1
+
+
+def test_a_snapshots_entry_count_is_count_recent_over_its_sent_orders() -> None:
+    """VenueSnapshot.entries_since (an index made once per snapshot) answers what
+    count_recent answers over the snapshot's sent orders, for every cut-off: exit legs left
+    out, a client id reported twice counted once."""
+    import random
+
+    from agents.sizing import count_recent
+    from agents.venue_view import VenueSnapshot
+    from brokers.port import OrderReport
+    from schemas.events import OrderLeg, OrderStatus
+
+    rng = random.Random(7)
+    sent = []
+    for i in range(300):
+        coid = f"o{rng.randrange(120)}"  # repeats: one id reported more than once
+        at = T0 + timedelta(seconds=rng.randrange(600))
+        sent.append(OrderReport(
+            client_order_id=coid, venue_order_id=str(i), account_id="DU1",
+            leg=rng.choice([OrderLeg.ENTRY, OrderLeg.ENTRY, OrderLeg.TAKE_PROFIT]),
+            symbol="AAPL", side=Side.BUY, order_type=OrderType.LMT, quantity=Decimal(1),
+            limit_price=Decimal("1"), status=OrderStatus.ACCEPTED, created_at=at,
+            updated_at=at))
+    snap = VenueSnapshot(T0, T0, tuple(sent), (), None, ())
+    for cut in [T0 - timedelta(seconds=1), *(T0 + timedelta(seconds=s) for s in
+                                             range(0, 620, 7))]:
+        assert snap.entries_since(cut) == count_recent(sent, cut), cut
