@@ -49,7 +49,7 @@ class Pipeline:
     reconcile_interval: float = 0.5
     writer: Any = None  # store.writer.AuditWriter when this process runs the audit stage
     audit_batch_rows: int = 5000
-    audit_batch_seconds: float = 1.0
+    audit_batch_seconds: float = 0.5
     ticker: Callable[[], None] | None = None  # advances the in-process simulator
     tick_seconds: float = 0.0
     session_timeout: float = 10.0  # Kafka consumer group session, seconds

@@ -34,7 +34,7 @@ RISK = {
 }
 SIM = {"SIM_STARTING_CASH": "100000000", "SIM_TICK_SECONDS": "0"}
 # The production defaults, not the integration tests' faster ones.
-CADENCE = {"RECONCILE_INTERVAL_SECONDS": "0.5", "AUDIT_BATCH_SECONDS": "1.0"}
+CADENCE = {"RECONCILE_INTERVAL_SECONDS": "0.5", "AUDIT_BATCH_SECONDS": "0.5"}
 
 
 def own_broker(home: Path) -> LocalKafka:
