@@ -283,7 +283,15 @@ async def test_flatten_leaves_nothing_at_the_venue(tmp_path: Path, prefix: str,
         return (all(done.get(c) == "filled" for c in liquidations)
                 and all(done.get(c) == "cancelled" for c in were_open))
 
-    orders = await wait_for(f"{prefix}orders", settled)
+    try:
+        orders = await wait_for(f"{prefix}orders", settled, within=90.0)
+    except AssertionError:  # say which order is missing what, and what the worker logged
+        rs = await events(f"{prefix}orders")
+        last = {c: [r["status"] for r in rs if r["client_order_id"] == c]
+                for c in sorted(liquidations | were_open)}
+        raise AssertionError(f"orders not settled in 90s (liquidations {sorted(liquidations)} "
+                             f"to be filled, the rest cancelled): statuses per order {last}\n"
+                             f"{worker.tail()}") from None
     cancelled = {r["client_order_id"] for r in orders if r["status"] == "cancelled"}
     assert were_open <= cancelled
     fills = await wait_for(f"{prefix}fills", lambda rs: liquidations <= {
