@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
 
+from agents.decisions.limits import working_entries
 from brokers.port import AccountSnapshot, InstrumentRules, OrderReport, OrderService, Position
 from schemas.events import OrderLeg
 
@@ -53,8 +54,7 @@ class VenueSnapshot:
     def open_entries(self) -> tuple[OrderReport, ...]:
         """The working entry orders: all the limits count of the open orders (an exit only
         ever reduces exposure)."""
-        return tuple(o for o in self.open_orders
-                     if o.leg is OrderLeg.ENTRY and not o.status.is_terminal)
+        return tuple(working_entries(self.open_orders))
 
     def open_orders_of(self, symbol: str) -> list[OrderReport]:
         """The open orders in one symbol (what a self-cross check compares an order with)."""

@@ -51,7 +51,7 @@ class LimitContext:
     @cached_property
     def _pending_entries(self) -> list[OrderReport]:
         # found once per decision: every limit asks, and the open orders are the day's
-        return [o for o in self.open_orders if o.leg is OrderLeg.ENTRY and not o.status.is_terminal]
+        return working_entries(self.open_orders)
 
     def held_symbols(self) -> set[str]:
         """Symbols with a position or a pending entry: both will be positions."""
@@ -70,6 +70,12 @@ class LimitContext:
             (_order_value(o, marks) for o in self.pending_entries() if symbols(o.symbol)), ZERO
         )
         return held, pending
+
+
+def working_entries(orders: Iterable[OrderReport]) -> list[OrderReport]:
+    """The entry orders still working: all the limits count (an exit only ever reduces
+    exposure)."""
+    return [o for o in orders if o.leg is OrderLeg.ENTRY and not o.status.is_terminal]
 
 
 def _order_value(order: OrderReport, marks: dict[str, Decimal]) -> Decimal:
