@@ -26,6 +26,10 @@ TRANSIENT_CODES = frozenset({1100, 1101, 1102, 1300, 2103, 2105, 2157, 2110, 502
 INFORMATIONAL_CODES = frozenset({2104, 2106, 2158, 2107, 2108})
 PERMANENT_CODES = frozenset({200, 201, 103, 110, 104, 135, 161, 10147, 10148, 10243})
 CANCELLED_CODE = 202
+# The venue's answer to a cancel request (order not found / already finished): a verdict on the
+# cancel, not on the order, whose own status (filled, or cancelled by an OCA sibling or its
+# parent) TWS reports separately.
+CANCEL_REFUSALS = frozenset({10147, 10148})
 CONNECTION_LOST = 1100
 CONNECTION_RESTORED = frozenset({1101, 1102})
 
@@ -44,7 +48,11 @@ def classify(code: int) -> ErrorKind:
 
 
 def is_order_rejection(code: int) -> bool:
-    """Whether an error tied to an order id ends that order (anything but notices/cancel)."""
+    """Whether an error tied to an order id ends that order (anything but notices, the cancel
+    notice 202 and a refused cancel: 10148 comes for an order already finished, e.g. an exit
+    its OCA sibling's cancel took with it, which must stay cancelled, not turn rejected)."""
+    if code in CANCEL_REFUSALS:
+        return False
     kind = classify(code)
     return kind is ErrorKind.PERMANENT or (kind is ErrorKind.UNKNOWN and not 2100 <= code < 2200)
 

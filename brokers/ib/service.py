@@ -579,7 +579,7 @@ class IbOrderService:
         if not await self._wait(lambda: trade.isDone() or order_id in self._order_errors):
             raise VenueTimeout(f"cancel of {client_order_id}", self.timeout, "IB")
         code_msg = self._order_errors.get(order_id)
-        if code_msg and code_msg[0] in (10147, 10148):
+        if code_msg and code_msg[0] in errors.CANCEL_REFUSALS:
             raise errors.to_exception(*code_msg)
         return self._report(trade)
 
