@@ -281,13 +281,14 @@ def _audit(app: faust.App, pipeline: Pipeline) -> None:
         concrete = cast(Stream, stream)
         async for batch in concrete.noack_take(pipeline.audit_batch_rows,
                                              within=pipeline.audit_batch_seconds):
-            for event in batch:
-                msg = event.message
-                writer.add(EventRecord(
-                    topic=pipeline.logical(msg.topic), partition=msg.partition,
-                    offset=msg.offset, key=msg.key, value=msg.value or b"",
-                    timestamp=msg.timestamp,
-                ))
+            writer.add_many(
+                EventRecord(
+                    topic=pipeline.logical(e.message.topic), partition=e.message.partition,
+                    offset=e.message.offset, key=e.message.key, value=e.message.value or b"",
+                    timestamp=e.message.timestamp,
+                )
+                for e in batch
+            )
             await _flush_until_stored(writer)
             for event in batch:
                 await stream.ack(event)

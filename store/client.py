@@ -232,13 +232,17 @@ class ClickHouse:
             raise translate(exc, "command") from exc
 
     async def query(
-        self, sql: str, parameters: dict[str, Any] | None = None
+        self,
+        sql: str,
+        parameters: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         """Run a parameterised SELECT and return rows as dicts, timestamps tz-aware UTC."""
         client = self._require()
 
         def run() -> list[dict[str, Any]]:
-            return list(client.query(sql, parameters=parameters).named_results())
+            result = client.query(sql, parameters=parameters, settings=settings)
+            return list(result.named_results())
 
         try:
             return await self._run(run)

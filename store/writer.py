@@ -19,18 +19,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, localcontext
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
+import msgspec
 import pyarrow as pa
 from pydantic import ValidationError
 from pydantic_core import from_json
@@ -91,13 +94,16 @@ ARROW_TYPES["events"] = {
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Event types whose copies the pre-aggregates must not count twice (0006_preaggregates.sql)
 SUMMED_TYPES = frozenset({"fill"})
-# The ids travel as one comma-separated String (canonical UUID text, so no comma inside):
-# binding an Array(UUID) of a 10,000-row batch cost more in Python than the look-up itself.
+# The ids travel as one comma-separated string literal (canonical UUID text, so no comma or
+# quote inside, checked by _ID_LIST): binding an Array(UUID), or a String parameter, of a
+# 20,000-id batch cost more in Python than the look-up itself (the client escapes a bound
+# string character by character).
 _STORED_FILLS = (
     "SELECT DISTINCT event_id FROM fill_firsts "
-    "WHERE day IN {days:Array(Date)} "
-    "AND event_id IN (SELECT toUUID(arrayJoin(splitByChar(',', {ids:String}))))"
+    "WHERE day IN {{days:Array(Date)}} "
+    "AND event_id IN (SELECT toUUID(arrayJoin(splitByChar(',', '{ids}'))))"
 )
+_ID_LIST = re.compile(r"[0-9a-f,-]*")
 # Event types whose rows change trade_pnl_pre, so pnl_daily (0008_pnl_daily.sql)
 PNL_TYPES = frozenset({"signal", "fill"})
 PNL_KEY = ("day", "strategy_id", "closed")
@@ -144,9 +150,9 @@ class EventRecord:
     timestamp: datetime | float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """What the events table needs to know about one decoded value."""
+class Envelope(NamedTuple):
+    """What the events table needs to know about one decoded value (a NamedTuple: made
+    once per event, and a frozen dataclass's __init__ costs several times more)."""
 
     event_id: str  # canonical UUID text (str(UUID(...))): ClickHouse parses it
     event_type: str
@@ -155,7 +161,9 @@ class Envelope:
     occurred_at: datetime
     recorded_at: datetime
     schema_version: int
-    payload: str
+    # the value's JSON text; the record's own UTF-8 bytes when stored as it came (Arrow takes
+    # bytes for a string column about ten times faster than a str)
+    payload: str | bytes
 
 
 class _NeedsModel(Exception):
@@ -166,7 +174,7 @@ def _utc(value: Any) -> datetime:
     parsed = datetime.fromisoformat(str(value))
     if parsed.tzinfo is None:
         raise ValueError(f"naive timestamp {value!r}")
-    return parsed.astimezone(UTC)
+    return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
 
 
 def kafka_time(value: datetime | float | None) -> datetime | None:
@@ -237,8 +245,56 @@ def _loads(raw: bytes, text: str) -> Any:
         return json.loads(text)
 
 
+class _Head(msgspec.Struct):
+    """The envelope fields, read without building the rest of the value (msgspec skips it
+    in C): the common case, where every field is where and what the producer puts it."""
+
+    event_id: str
+    correlation_id: str
+    occurred_at: str
+    causation_id: str | None = None
+    recorded_at: str | None = None
+    schema_version: int | None = None
+    event_type: str | None = None
+
+
+_HEAD = msgspec.json.Decoder(_Head)
+_HEAD_ERRORS = (msgspec.DecodeError, RecursionError)  # ValidationError is a DecodeError
+
+
+def _head_envelope(record: EventRecord) -> Envelope | None:
+    """The envelope through the head decoder, or None for whatever it does not take as it
+    is (any other JSON, a missing field, a value of another type): decode_envelope's general
+    path decides those. Where both take a value, they give the same envelope: the same
+    functions read the same fields."""
+    try:
+        head = _HEAD.decode(record.value)
+    except _HEAD_ERRORS:
+        return None
+    record.value.decode("utf-8")  # raises on bytes that are not UTF-8, as the general path
+    event_type = head.event_type or _type_name(model_for(record.topic, None))
+    occurred = _utc(head.occurred_at)
+    causation = head.causation_id
+    return Envelope(
+        event_id=uuid_text(head.event_id),
+        event_type=event_type,
+        correlation_id=uuid_text(head.correlation_id),
+        causation_id=uuid_text(causation) if causation else None,
+        occurred_at=occurred,
+        recorded_at=_utc(head.recorded_at) if head.recorded_at else occurred,
+        schema_version=head.schema_version or 1,
+        payload=record.value,
+    )
+
+
 def decode_envelope(record: EventRecord) -> Envelope:
     """Decode a record's value; raises ValueError when it is not an event."""
+    fast = _head_envelope(record)
+    return fast if fast is not None else general_envelope(record)
+
+
+def general_envelope(record: EventRecord) -> Envelope:
+    """Any value: parsed whole, missing envelope fields derived by the topic's model."""
     text = record.value.decode("utf-8")
     data = _loads(record.value, text)
     if not isinstance(data, dict):
@@ -360,7 +416,10 @@ async def mark_duplicates(ch: ClickHouse, rows: list[list[Any]]) -> None:
         return
     days = sorted({row[7].date() for row in summed})
     ids = ",".join(sorted({str(row[3]) for row in summed}))
-    found = await ch.query(_STORED_FILLS, {"days": days, "ids": ids})
+    if not _ID_LIST.fullmatch(ids):  # never: event ids are canonical UUID text
+        raise ValueError(f"event ids not in canonical UUID form: {ids[:200]!r}")
+    sql = _STORED_FILLS.format(ids=ids)
+    found = await ch.query(sql, {"days": days}, {"max_query_size": max(262144, 2 * len(sql))})
     seen = {str(r["event_id"]) for r in found}
     for row in summed:
         eid = str(row[3])
@@ -510,6 +569,7 @@ class Batch:
 @dataclass
 class _Buffer:
     records: list[EventRecord] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)  # rows[i] is records[i]'s row
     since: float | None = None
     sealed: deque[Batch] = field(default_factory=deque)
     last_seen: int = -1
@@ -528,6 +588,19 @@ class WriterStats:
     undecodable: int
     unstorable: int
     last_error: str | None
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a batch's rows are made: a row makes no cycle, and
+    the collections that tens of thousands of new lists set off cost a fifth of the time."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _transient(exc: BaseException) -> bool:
@@ -576,16 +649,28 @@ class AuditWriter:
 
     def add(self, record: EventRecord) -> None:
         """Buffer one record; an offset at or below one already seen is a redelivery."""
-        buf = self._buffers.setdefault((record.topic, record.partition), _Buffer())
-        if record.offset <= max(
-            buf.last_seen, self._stored.get((record.topic, record.partition), -1)
-        ):
-            self._skipped += 1
-            return
-        buf.last_seen = record.offset
-        if not buf.records and buf.since is None:
-            buf.since = self._clock()
-        buf.records.append(record)
+        self.add_many((record,))
+
+    def add_many(self, records: Iterable[EventRecord]) -> None:
+        """Buffer records, each decoded to its row now (a flush then only splits them into
+        batches); an offset at or below one already seen is a redelivery."""
+        now = datetime.now(UTC)
+        with _gc_paused():
+            for record in records:
+                key = (record.topic, record.partition)
+                buf = self._buffers.get(key)
+                if buf is None:
+                    buf = self._buffers[key] = _Buffer()
+                if record.offset <= max(buf.last_seen, self._stored.get(key, -1)):
+                    self._skipped += 1
+                    continue
+                buf.last_seen = record.offset
+                if not buf.records and buf.since is None:
+                    buf.since = self._clock()
+                row = to_row(record, now)
+                self._undecodable += row[4] == UNDECODABLE
+                buf.records.append(record)
+                buf.rows.append(row)
 
     def forget(self, keys: list[Key]) -> None:
         """On partition (re)assignment: re-read stored offsets, another worker may have written."""
@@ -644,19 +729,21 @@ class AuditWriter:
         for key in unknown:
             self._stored[key] = found.get(key, -1)
 
-    def _seal(self, key: Key, buf: _Buffer) -> None:
-        """Turn buffered records into fixed batches, dropping offsets already stored."""
+    def _seal(self, key: Key, buf: _Buffer, upto: int) -> None:
+        """Turn the first `upto` buffered records into fixed batches, dropping offsets already
+        stored; records added after the flush began wait for the next one."""
         floor = self._stored.get(key, -1)
-        fresh = [r for r in buf.records if r.offset > floor]
-        self._skipped += len(buf.records) - len(fresh)
+        records, rows = buf.records[:upto], buf.rows[:upto]
+        if records and records[0].offset <= floor:  # offsets rise: only a head is stored
+            keep = next((i for i, r in enumerate(records) if r.offset > floor), len(records))
+            self._skipped += keep
+            records, rows = records[keep:], rows[keep:]
         since = buf.since if buf.since is not None else self._clock()
-        buf.records, buf.since = [], None
-        now = datetime.now(UTC)
-        for start in range(0, len(fresh), self.max_batch_rows):
-            records = fresh[start : start + self.max_batch_rows]
-            rows = [to_row(r, now) for r in records]
-            self._undecodable += sum(1 for row in rows if row[4] == UNDECODABLE)
-            buf.sealed.append(Batch(key[0], key[1], rows, since, records))
+        del buf.records[:upto], buf.rows[:upto]
+        buf.since = self._clock() if buf.records else None
+        for start in range(0, len(records), self.max_batch_rows):
+            end = start + self.max_batch_rows
+            buf.sealed.append(Batch(key[0], key[1], rows[start:end], since, records[start:end]))
 
     async def _insert(self, batch: Batch) -> None:
         """Insert one batch, retrying transient errors with the same token."""
@@ -785,8 +872,12 @@ class AuditWriter:
         if found and int(found[0]["n"]):
             await self.ch.command(_DELETE_RANGE, params)
 
-    async def flush(self) -> dict[Key, int]:
-        """Store everything buffered; return the last stored offset per (topic, partition)."""
+    def flush(self) -> Coroutine[Any, Any, dict[Key, int]]:
+        """Store everything buffered when called (records added while it runs wait for the
+        next flush); return the last stored offset per (topic, partition)."""
+        return self._flush({key: len(buf.records) for key, buf in self._buffers.items()})
+
+    async def _flush(self, marks: dict[Key, int]) -> dict[Key, int]:
         async with self._lock:
             started = self._clock()
             try:
@@ -795,9 +886,9 @@ class AuditWriter:
                 error = FlushError(f"cannot read stored offsets: {exc}", {})
                 error.transient = exc.transient
                 raise error from exc
-            for key, buf in self._buffers.items():
-                if buf.records:
-                    self._seal(key, buf)
+            for key, upto in marks.items():
+                if upto:
+                    self._seal(key, self._buffers[key], upto)
             await self._pnl_begin()
             stored, failures = await self._drain_all()
             failures += await self._pnl_end()

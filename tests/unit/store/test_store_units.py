@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -377,3 +378,21 @@ def test_kafka_timestamp_out_of_range_is_dropped_not_raised() -> None:
     row = to_row(EventRecord("signals", 0, 1, None, good(1).value, 1e300), NOW)
     assert row[10] is None
     assert row[4] == "signal"
+
+
+async def test_a_flush_stores_what_was_added_before_it_was_called() -> None:
+    """The audit stage decodes the next batch while the last one's insert runs: records added
+    during a flush wait for the next flush, which stores them after the first."""
+    ch = FakeClickHouse()
+    w = writer(ch)
+    w.add_many([good(0), good(1)])
+    first = asyncio.ensure_future(w.flush())
+    w.add_many([good(2), good(3), good(4)])  # while the first flush is under way
+    assert await first == {("signals", 0): 1}
+    assert w.buffered_rows == 3
+    assert await w.flush() == {("signals", 0): 4}
+    stored = [row[2] for rows in ch.stored.values() for row in rows]
+    assert stored == [0, 1, 2, 3, 4]
+    w.add_many([good(3), good(5)])  # a redelivery is skipped, a new offset kept
+    assert await w.flush() == {("signals", 0): 5}
+    assert w.stats.skipped_duplicates == 1
