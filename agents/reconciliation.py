@@ -45,8 +45,8 @@ from agents.decisions.order_state import Accepted, Illegal, OrderState, transiti
 from agents.orders import fill_event, is_ours, order_event, owner
 from agents.venue_view import account_and_positions
 from brokers.exceptions import UnknownOrder
-from brokers.port import FillReport, OrderReport, OrderService
-from schemas.events import Alert, AlertKind, Fill, OrderEvent, OrderStatus, Side
+from brokers.port import FillReport, OrderReport, OrderService, child_client_order_id
+from schemas.events import Alert, AlertKind, Fill, OrderEvent, OrderLeg, OrderStatus, Side
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,17 @@ class _Pass:
 
     def emit(self, topic: str, event: OrderEvent | Fill | Alert) -> None:
         self.outputs.append((topic, event))
+
+
+def bracket_siblings(fills: Iterable[Fill]) -> set[str]:
+    """The client ids of the other exits of each filled bracket exit (`<parent>-tp/-sl`)."""
+    return {
+        child_client_order_id(fill.parent_client_order_id, leg)
+        for fill in fills
+        if fill.leg is not OrderLeg.ENTRY and fill.parent_client_order_id
+        for leg in (OrderLeg.TAKE_PROFIT, OrderLeg.STOP_LOSS)
+        if leg is not fill.leg
+    }
 
 
 @dataclass
@@ -219,6 +230,15 @@ class Reconciler:
             status = await self._status(coid, found)
             if status is not None:
                 reports[coid] = status
+        # An exit its sibling's fill cancelled (one cancels all) between two passes was never
+        # open when a pass looked, and nothing else names it: a filled exit's siblings are
+        # looked up too, once, while unknown (a bracket with one exit has no sibling to find).
+        for coid in sorted(bracket_siblings(found.fills) - reports.keys() - held):
+            if self._known(coid) is None:
+                try:
+                    reports[coid] = await self.venue.status(coid)
+                except UnknownOrder:
+                    continue
         # An order's state waits for its held fills: fills first, then the state they made.
         for coid, report in reports.items():
             if coid not in held:

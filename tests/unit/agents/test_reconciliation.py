@@ -16,9 +16,9 @@ from agents.orders import order_event
 from agents.reconciliation import VANISHED, Poll, Reconciler
 from agents.reconciliation_seed import SeedBuilder
 from agents.submission import request_from
-from brokers.exceptions import TransientBrokerError
-from brokers.port import FillReport, OrderReport, OrderRequest, Position
-from schemas.events import Alert, AlertKind, Fill, OrderEvent, OrderStatus
+from brokers.exceptions import TransientBrokerError, UnknownOrder
+from brokers.port import FillReport, OrderReport, OrderRequest, OrderType, Position
+from schemas.events import Alert, AlertKind, Fill, OrderEvent, OrderLeg, OrderStatus, Side
 from tests.fakes import T0, FakeVenue
 from tests.unit.agents.conftest import approval, intent_for
 
@@ -484,3 +484,63 @@ def test_alerts_on_kafka_seed_only_reconciliation_alerts() -> None:
     builder.fill({"garbage": True})
     builder.order({"status": "nonsense"})
     assert builder.build().alerts == set()
+
+
+class OneCancelsAll(Venue):
+    """A bracket whose entry and take-profit filled, and whose stop-loss the take-profit's
+    fill cancelled, all between two passes: no pass ever saw an exit open."""
+
+    def __init__(self, parent: str, with_stop: bool = True) -> None:
+        super().__init__()
+        self.parent = parent
+        self.with_stop = with_stop
+        self.looked_up: list[str] = []
+
+    async def open_orders(self) -> list[OrderReport]:
+        return []
+
+    async def fills_since(self, since: datetime) -> list[FillReport]:
+        return [FillReport(
+            execution_id="exec-tp", client_order_id=f"{self.parent}-tp",
+            venue_order_id="2", parent_client_order_id=self.parent, leg=OrderLeg.TAKE_PROFIT,
+            account_id="DU1", symbol="AAPL", side=Side.SELL, quantity=Decimal(10),
+            price=Decimal("160"), executed_at=T0 + S)]
+
+    async def status(self, client_order_id: str) -> OrderReport:
+        self.looked_up.append(client_order_id)
+        leg = {"tp": OrderLeg.TAKE_PROFIT, "sl": OrderLeg.STOP_LOSS}[client_order_id[-2:]]
+        if leg is OrderLeg.STOP_LOSS and not self.with_stop:
+            raise UnknownOrder(client_order_id)
+        filled = leg is OrderLeg.TAKE_PROFIT
+        return OrderReport(
+            client_order_id=client_order_id, venue_order_id=str(len(self.looked_up)),
+            parent_client_order_id=self.parent, leg=leg, account_id="DU1", symbol="AAPL",
+            side=Side.SELL, order_type=OrderType.LMT if filled else OrderType.STP,
+            quantity=Decimal(10), limit_price=Decimal("160") if filled else None,
+            stop_price=None if filled else Decimal("140"),
+            status=OrderStatus.FILLED if filled else OrderStatus.CANCELLED,
+            filled_quantity=Decimal(10) if filled else Decimal(0),
+            avg_fill_price=Decimal("160") if filled else None, created_at=T0, updated_at=T0 + S)
+
+
+@pytest.mark.parametrize("with_stop", [True, False])
+async def test_an_exit_its_sibling_cancelled_between_two_passes_is_published(
+    with_stop: bool,
+) -> None:
+    parent = "jx-123e4567e89b12d3a456426614174000"
+    venue = OneCancelsAll(parent, with_stop)
+    kafka = Kafka()
+    rec = Reconciler(venue, lookback=timedelta(hours=1))
+    rec.started = True  # a pass after start-up
+    outputs = kafka.deliver(await rec.poll(T0 + 2 * S))
+    orders = {e.client_order_id: e.status for e in kafka.on("orders")}
+    expected = {f"{parent}-tp": OrderStatus.FILLED}
+    if with_stop:
+        expected[f"{parent}-sl"] = OrderStatus.CANCELLED
+    assert orders == expected
+    assert [t for t, _ in outputs].count("fills") == 1
+    assert not kafka.on("alerts")
+    # once known, the sibling is not looked up again
+    venue.looked_up.clear()
+    kafka.deliver(await rec.poll(T0 + 3 * S))
+    assert f"{parent}-sl" not in venue.looked_up
