@@ -203,22 +203,37 @@ def uuid_text(value: Any) -> str:
     return str(UUID(str(value)))
 
 
+def _envelope(
+    event_id: Any,
+    correlation_id: Any,
+    occurred_at: Any,
+    causation_id: Any,
+    recorded_at: Any,
+    schema_version: Any,
+    event_type: str,
+    payload: str | bytes,
+) -> Envelope:
+    """The envelope of fields as the value gives them (both decoders' one reading of them)."""
+    occurred = _utc(occurred_at)
+    return Envelope(
+        event_id=uuid_text(event_id),
+        event_type=event_type,
+        correlation_id=uuid_text(correlation_id),
+        causation_id=uuid_text(causation_id) if causation_id else None,
+        occurred_at=occurred,
+        recorded_at=_utc(recorded_at) if recorded_at else occurred,
+        schema_version=int(schema_version or 1),
+        payload=payload,
+    )
+
+
 def _fast_envelope(data: dict[str, Any], event_type: str, text: str) -> Envelope:
     """Read the envelope straight from the JSON (the common, cheap path)."""
     if "event_id" not in data or "correlation_id" not in data or "occurred_at" not in data:
         raise _NeedsModel
-    occurred = _utc(data["occurred_at"])
-    causation = data.get("causation_id")
-    return Envelope(
-        event_id=uuid_text(data["event_id"]),
-        event_type=event_type,
-        correlation_id=uuid_text(data["correlation_id"]),
-        causation_id=uuid_text(causation) if causation else None,
-        occurred_at=occurred,
-        recorded_at=_utc(data["recorded_at"]) if data.get("recorded_at") else occurred,
-        schema_version=int(data.get("schema_version") or 1),
-        payload=text,
-    )
+    return _envelope(data["event_id"], data["correlation_id"], data["occurred_at"],
+                     data.get("causation_id"), data.get("recorded_at"),
+                     data.get("schema_version"), event_type, text)
 
 
 def _model_envelope(model: type[Event], raw: bytes) -> Envelope:
@@ -265,26 +280,16 @@ _HEAD_ERRORS = (msgspec.DecodeError, RecursionError)  # ValidationError is a Dec
 def _head_envelope(record: EventRecord) -> Envelope | None:
     """The envelope through the head decoder, or None for whatever it does not take as it
     is (any other JSON, a missing field, a value of another type): decode_envelope's general
-    path decides those. Where both take a value, they give the same envelope: the same
-    functions read the same fields."""
+    path decides those. Where both take a value, they give the same envelope: both read the
+    fields through _envelope."""
     try:
         head = _HEAD.decode(record.value)
     except _HEAD_ERRORS:
         return None
     record.value.decode("utf-8")  # raises on bytes that are not UTF-8, as the general path
     event_type = head.event_type or _type_name(model_for(record.topic, None))
-    occurred = _utc(head.occurred_at)
-    causation = head.causation_id
-    return Envelope(
-        event_id=uuid_text(head.event_id),
-        event_type=event_type,
-        correlation_id=uuid_text(head.correlation_id),
-        causation_id=uuid_text(causation) if causation else None,
-        occurred_at=occurred,
-        recorded_at=_utc(head.recorded_at) if head.recorded_at else occurred,
-        schema_version=head.schema_version or 1,
-        payload=record.value,
-    )
+    return _envelope(head.event_id, head.correlation_id, head.occurred_at, head.causation_id,
+                     head.recorded_at, head.schema_version, event_type, record.value)
 
 
 def decode_envelope(record: EventRecord) -> Envelope:
@@ -733,11 +738,9 @@ class AuditWriter:
         """Turn the first `upto` buffered records into fixed batches, dropping offsets already
         stored; records added after the flush began wait for the next one."""
         floor = self._stored.get(key, -1)
-        records, rows = buf.records[:upto], buf.rows[:upto]
-        if records and records[0].offset <= floor:  # offsets rise: only a head is stored
-            keep = next((i for i, r in enumerate(records) if r.offset > floor), len(records))
-            self._skipped += keep
-            records, rows = records[keep:], rows[keep:]
+        stored = sum(1 for r in buf.records[:upto] if r.offset <= floor)  # offsets rise: a head
+        self._skipped += stored
+        records, rows = buf.records[stored:upto], buf.rows[stored:upto]
         since = buf.since if buf.since is not None else self._clock()
         del buf.records[:upto], buf.rows[:upto]
         buf.since = self._clock() if buf.records else None
