@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from schemas.events import Alert, AlertKind, OrderEvent, OrderStatus, Signal
+from schemas.ids import derive_id
 from store.analytics import ANALYTICS_SQL
 from store.client import ClickHouse
 from store.exceptions import StoreDataError
@@ -504,3 +505,111 @@ async def test_migration_0004_reranks_existing_orders(
         }
     finally:
         await ch.close()
+
+
+# Field spellings each typed view must read as the per-field views of 0002-0006 did
+# (0009 parses a payload once): a field missing, null, a number for a string, a string for a
+# number, an object for a string, a nested object missing or of another kind.
+_VARIANTS: dict[str, list[dict[str, Any]]] = {
+    "signal": [
+        {"ttl_seconds": "300"}, {"ttl_seconds": 300}, {"ttl_seconds": None}, {"ttl_seconds": 1.5},
+        {"entry_price": 101.25}, {"entry_price": None}, {"stop_loss": "x"}, {"symbol": 7},
+        {"take_profit": "1e2"}, {"confidence": True}, {"strategy_id": {"a": 1}},
+    ],
+    "approval": [
+        {"signal": None}, {"signal": "s"}, {"signal": {}}, {"decided_at": None},
+        {"decided_at": "not a time"}, {"reason": 5}, {"signal": {"entry_price": 99.5}},
+        {"signal": {"event_id": "not-a-uuid", "occurred_at": "2026-03-02T10:00:00+02:00"}},
+    ],
+    "order_intent": [
+        {"sizing": None}, {"sizing": {"risk_amount": 12.5}}, {"limit_price": None},
+        {"quantity": 10}, {"quantity": None}, {"stop_price": "1.50"}, {"sizing": "raw"},
+    ],
+    "order": [
+        {"leg": None}, {"leg": 3}, {"limit_price": 1e2}, {"filled_quantity": None},
+        {"status": None}, {"avg_fill_price": "12.5"}, {"message": 1}, {"venue_order_id": 9},
+        {"parent_client_order_id": None},
+    ],
+    "fill": [
+        {"leg": None}, {"currency": None}, {"quantity": 100}, {"price": "1E+2"},
+        {"commission": None}, {"parent_client_order_id": 4}, {"venue_order_id": None},
+        {"side": None}, {"price": -0},
+    ],
+}
+_DROPPED = {"signal": ["ttl_seconds", "confidence"], "approval": ["signal", "decided_at"],
+            "order_intent": ["sizing", "stop_loss"], "order": ["leg", "limit_price"],
+            "fill": ["leg", "currency", "commission"]}
+_TYPED = ("signals", "approvals", "order_intents", "order_events", "fills", "fill_firsts",
+          "trades_agg", "positions_agg", "pnl_rollup", "orders_state")
+
+
+def _variant_records(scenario: Scenario) -> list[EventRecord]:
+    """The scenario's events, then each of its events again per variant, under new ids."""
+    records = scenario.records(partitions=1)
+    out = list(records)
+    offset = len(records)
+    for n, record in enumerate(records):
+        value = json.loads(record.value)
+        kind = str(value.get("event_type"))
+        changes: list[dict[str, Any]] = list(_VARIANTS.get(kind, []))
+        changes += [{"-": key} for key in _DROPPED.get(kind, [])]
+        for i, change in enumerate(changes):
+            copy = dict(value)
+            if "-" in change:
+                copy.pop(change["-"], None)
+            else:
+                copy.update(change)
+            copy["event_id"] = str(derive_id("0009", n, i))
+            out.append(EventRecord(record.topic, 9, offset, None, json.dumps(copy).encode()))
+            offset += 1
+    return out
+
+
+async def _readable(ch: ClickHouse, table: str) -> str:
+    """SELECT every column, aggregate states finalized (the client cannot read a state)."""
+    columns = await ch.query(
+        "SELECT name, type FROM system.columns WHERE database = currentDatabase() "
+        "AND table = {table:String} ORDER BY position",
+        {"table": table},
+    )
+    names = [
+        f"finalizeAggregation({c['name']})" if str(c["type"]).startswith("AggregateFunction")
+        else str(c["name"])
+        for c in columns
+    ]
+    return f"SELECT {', '.join(names)} FROM {table}"
+
+
+@pytest.fixture
+def first_eight_migrations(tmp_path: Path) -> Path:
+    for f in sorted(Path(str(resources.files("store").joinpath("migrations"))).glob("*.sql")):
+        if int(f.name[:4]) < 9:
+            shutil.copy(f, tmp_path)
+    return tmp_path
+
+
+async def test_0009_views_read_each_field_as_the_per_field_views_did(
+    chdb_path: Path, scenario: Scenario, first_eight_migrations: Path, loaded: ClickHouse
+) -> None:
+    old = ClickHouse(f"chdb://{chdb_path}", database=f"t{next(_db)}")
+    new = ClickHouse(f"chdb://{chdb_path}", database=f"t{next(_db)}")
+    await old.open()
+    await new.open()
+    try:
+        assert await migrate(old, first_eight_migrations) == list(range(1, 9))
+        await migrate(new)
+        now = datetime.now(UTC)
+        rows = [to_row(r, now) for r in _variant_records(scenario)]
+        assert sum(1 for row in rows if row[4] == "undecodable") == 0
+        for ch in (old, new):
+            await ch.insert("events", [list(r) for r in rows], EVENT_COLUMNS)
+        for table in _TYPED:
+            sql = await _readable(new, table)
+            got = sorted(map(repr, await new.query(sql)))
+            want = sorted(map(repr, await old.query(sql)))
+            assert got == want, table
+        counts = await new.query("SELECT count() AS n FROM fills")
+        assert int(counts[0]["n"]) > 30  # the variants went in
+    finally:
+        await old.close()
+        await new.close()
