@@ -120,12 +120,18 @@ async def ingest(ch: ClickHouse, n_events: int, batch: int) -> dict[str, Any]:
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("ingest", total=n_events, rate="")
         done = 0
-        while chunk := list(itertools.islice(source, batch)):
+        while True:
+            chunk = list(itertools.islice(source, batch))  # made while nothing else runs
             clock, cpu = time.perf_counter(), time.process_time()
-            writer.add_many(chunk)
-            await writer.flush()
+            # the last chunk's flush runs while this one is decoded (ClickHouse works on its
+            # own thread; the decoding yields to the flush between slices)
+            flushing = asyncio.ensure_future(writer.flush())
+            await writer.add_many_yielding(chunk)
+            await flushing
             writer_seconds += time.perf_counter() - clock
             writer_cpu += time.process_time() - cpu
+            if not chunk:
+                break
             done += len(chunk)
             progress.update(task, completed=done,
                             rate=f"{done / writer_seconds:,.0f} ev/s (writer)")

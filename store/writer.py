@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import gc
+import itertools
 import json
 import logging
 import re
@@ -47,7 +48,7 @@ from tenacity import (
 from schemas.events import EVENT_TYPES, Event
 from schemas.ids import derive_id
 from schemas.topics import TOPICS
-from store.client import ARROW_TYPES, TIMESTAMP_MS, ClickHouse
+from store.client import ARROW_TYPES, ENCODE_ERRORS, TIMESTAMP_MS, ClickHouse, arrow_table
 from store.exceptions import FlushError, StoreDataError, StoreError
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,9 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "duplicate",
 )
 DUPLICATE = EVENT_COLUMNS.index("duplicate")
+# The columns made when a record is added; the duplicate flag (the last) is set just before
+# the insert
+BODY_COLUMNS = EVENT_COLUMNS[:DUPLICATE]
 _US = pa.timestamp("us", tz="UTC")
 # How the client encodes events rows: ids travel as canonical strings, ClickHouse parses them
 _TEXT = pa.string()
@@ -94,16 +98,14 @@ ARROW_TYPES["events"] = {
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Event types whose copies the pre-aggregates must not count twice (0006_preaggregates.sql)
 SUMMED_TYPES = frozenset({"fill"})
-# The ids travel as one comma-separated string literal (canonical UUID text, so no comma or
-# quote inside, checked by _ID_LIST): binding an Array(UUID), or a String parameter, of a
-# 20,000-id batch cost more in Python than the look-up itself (the client escapes a bound
-# string character by character).
+# The ids go first to flush_ids (0010) under a token of the look-up's, as Arrow: bound as a
+# parameter the client escapes them character by character, and inlined as one literal the
+# engine takes 70 ms to parse 40,000 of them.
 _STORED_FILLS = (
     "SELECT DISTINCT event_id FROM fill_firsts "
-    "WHERE day IN {{days:Array(Date)}} "
-    "AND event_id IN (SELECT toUUID(arrayJoin(splitByChar(',', '{ids}'))))"
+    "WHERE day IN {days:Array(Date)} "
+    "AND event_id IN (SELECT id FROM flush_ids WHERE token = {token:String})"
 )
-_ID_LIST = re.compile(r"[0-9a-f,-]*")
 # Event types whose rows change trade_pnl_pre, so pnl_daily (0008_pnl_daily.sql)
 PNL_TYPES = frozenset({"signal", "fill"})
 PNL_KEY = ("day", "strategy_id", "closed")
@@ -420,17 +422,27 @@ async def mark_duplicates(ch: ClickHouse, rows: list[list[Any]]) -> None:
     if not summed:
         return
     days = sorted({row[7].date() for row in summed})
-    ids = ",".join(sorted({str(row[3]) for row in summed}))
-    if not _ID_LIST.fullmatch(ids):  # never: event ids are canonical UUID text
-        raise ValueError(f"event ids not in canonical UUID form: {ids[:200]!r}")
-    sql = _STORED_FILLS.format(ids=ids)
-    found = await ch.query(sql, {"days": days}, {"max_query_size": max(262144, 2 * len(sql))})
+    token = f"dup-{uuid4().hex}"
+    await insert_ids(ch, "flush_ids", ("token", "id"), token, sorted({row[3] for row in summed}))
+    found = await ch.query(_STORED_FILLS, {"days": days, "token": token})
     seen = {str(r["event_id"]) for r in found}
     for row in summed:
         eid = str(row[3])
         if eid in seen:
             row[DUPLICATE] = 1
         seen.add(eid)
+
+
+async def insert_ids(
+    ch: ClickHouse, table: str, columns: tuple[str, str], token: str, ids: list[str]
+) -> None:
+    """(token, id) rows, the ids as text (ClickHouse parses them), built as Arrow columns."""
+    if not hasattr(ch, "insert_arrow"):  # a test's fake
+        await ch.insert(table, [[token, i] for i in ids], columns)
+        return
+    data = pa.table({columns[0]: pa.array([token] * len(ids), _TEXT),
+                     columns[1]: pa.array(ids, _TEXT)})
+    await ch.insert_arrow(table, data)
 
 
 async def pnl_sums(ch: ClickHouse, token: str) -> PnlSums:
@@ -523,7 +535,7 @@ class PnlDaily:
         self._pending.append(_PnlChange(token, ids, before))
 
     async def _store_ids(self, token: str, ids: list[str]) -> None:
-        await self.ch.insert("pnl_ids", [[token, cid] for cid in ids], PNL_IDS_COLUMNS)
+        await insert_ids(self.ch, "pnl_ids", PNL_IDS_COLUMNS, token, ids)
 
 
 @dataclass
@@ -539,6 +551,8 @@ class Batch:
     # duplicate flags set (before the first try, so a retry sends the same rows; the halves
     # of a refused batch are checked again: some of its fills may have reached the sums)
     checked: bool = False
+    # the rows as Arrow, all but the duplicate flag (made when they were added), or None
+    table: pa.Table | None = None
 
     @property
     def first_offset(self) -> int:
@@ -562,11 +576,14 @@ class Batch:
     def halves(self) -> tuple[Batch, Batch]:
         """Split a refused batch in two, in offset order."""
         mid = len(self.rows) // 2
+        table = self.table
         left = Batch(
-            self.topic, self.partition, self.rows[:mid], self.created_at, self.records[:mid]
+            self.topic, self.partition, self.rows[:mid], self.created_at, self.records[:mid],
+            table=table.slice(0, mid) if table is not None else None,
         )
         right = Batch(
-            self.topic, self.partition, self.rows[mid:], self.created_at, self.records[mid:]
+            self.topic, self.partition, self.rows[mid:], self.created_at, self.records[mid:],
+            table=table.slice(mid) if table is not None else None,
         )
         return left, right
 
@@ -575,6 +592,8 @@ class Batch:
 class _Buffer:
     records: list[EventRecord] = field(default_factory=list)
     rows: list[list[Any]] = field(default_factory=list)  # rows[i] is records[i]'s row
+    # rows as Arrow but the duplicate flag (table.num_rows == len(rows)); None when not made
+    table: pa.Table | None = None
     since: float | None = None
     sealed: deque[Batch] = field(default_factory=deque)
     last_seen: int = -1
@@ -608,6 +627,15 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def body_table(rows: list[list[Any]]) -> pa.Table | None:
+    """The rows as Arrow, all columns but the duplicate flag; None when a value does not fit
+    (the insert then encodes the rows itself, and a refused row is isolated as always)."""
+    try:
+        return arrow_table(rows, BODY_COLUMNS, ARROW_TYPES["events"])
+    except ENCODE_ERRORS:
+        return None
+
+
 def _transient(exc: BaseException) -> bool:
     return isinstance(exc, StoreError) and exc.transient
 
@@ -635,6 +663,8 @@ class AuditWriter:
         # pnl_daily kept by default on a real ClickHouse (a test's fake has no such table)
         keep = isinstance(clickhouse, ClickHouse) if pnl_daily is None else pnl_daily
         self._pnl = PnlDaily(clickhouse) if keep else None
+        # rows made into Arrow when added (decoding's other half, off the flush's path)
+        self._arrow = hasattr(clickhouse, "insert_arrow")
         self.max_batch_rows = max_batch_rows
         self.max_batch_seconds = max_batch_seconds
         self._retry_attempts = retry_attempts
@@ -660,12 +690,15 @@ class AuditWriter:
         """Buffer records, each decoded to its row now (a flush then only splits them into
         batches); an offset at or below one already seen is a redelivery."""
         now = datetime.now(UTC)
+        starts: dict[Key, int] = {}
         with _gc_paused():
             for record in records:
                 key = (record.topic, record.partition)
                 buf = self._buffers.get(key)
                 if buf is None:
                     buf = self._buffers[key] = _Buffer()
+                if key not in starts:
+                    starts[key] = len(buf.rows)
                 if record.offset <= max(buf.last_seen, self._stored.get(key, -1)):
                     self._skipped += 1
                     continue
@@ -676,6 +709,31 @@ class AuditWriter:
                 self._undecodable += row[4] == UNDECODABLE
                 buf.records.append(record)
                 buf.rows.append(row)
+            if self._arrow:
+                for key, start in starts.items():
+                    self._extend_table(self._buffers[key], start)
+
+    async def add_many_yielding(self, records: Iterable[EventRecord], slice_rows: int = 2000
+                                ) -> None:
+        """add_many, a slice at a time, letting the event loop run between slices: a flush in
+        progress keeps ClickHouse busy while the next records are decoded."""
+        it = iter(records)
+        while chunk := list(itertools.islice(it, slice_rows)):
+            self.add_many(chunk)
+            await asyncio.sleep(0)
+
+    @staticmethod
+    def _extend_table(buf: _Buffer, start: int) -> None:
+        """Append rows[start:] to the buffer's Arrow table (None once any part is missing)."""
+        if start == len(buf.rows):
+            return
+        if start and buf.table is None:
+            return  # an earlier part could not be made: the rows are encoded at insert
+        new = body_table(buf.rows[start:])
+        if new is None or not start:
+            buf.table = new
+        else:
+            buf.table = pa.concat_tables([buf.table, new])
 
     def forget(self, keys: list[Key]) -> None:
         """On partition (re)assignment: re-read stored offsets, another worker may have written."""
@@ -741,19 +799,31 @@ class AuditWriter:
         stored = sum(1 for r in buf.records[:upto] if r.offset <= floor)  # offsets rise: a head
         self._skipped += stored
         records, rows = buf.records[stored:upto], buf.rows[stored:upto]
+        table = buf.table.slice(stored, upto - stored) if buf.table is not None else None
         since = buf.since if buf.since is not None else self._clock()
         del buf.records[:upto], buf.rows[:upto]
+        buf.table = buf.table.slice(upto) if buf.table is not None and buf.rows else None
         buf.since = self._clock() if buf.records else None
         for start in range(0, len(records), self.max_batch_rows):
             end = start + self.max_batch_rows
-            buf.sealed.append(Batch(key[0], key[1], rows[start:end], since, records[start:end]))
+            part = table.slice(start, self.max_batch_rows) if table is not None else None
+            buf.sealed.append(
+                Batch(key[0], key[1], rows[start:end], since, records[start:end], table=part)
+            )
 
     async def _insert(self, batch: Batch) -> None:
         """Insert one batch, retrying transient errors with the same token."""
-        await self._insert_rows(batch.rows, batch.token)
+        await self._insert_batches([batch], batch.token)
 
-    async def _insert_rows(self, rows: list[list[Any]], token: str) -> None:
-        """Insert rows, retrying transient errors with the same token."""
+    async def _insert_batches(self, batches: list[Batch], token: str) -> None:
+        """Insert batches as one, retrying transient errors with the same token: their Arrow
+        tables made on add and the duplicate flags, or, when a table is missing, the rows."""
+        tables = [b.table for b in batches]
+        data: pa.Table | None = None
+        if self._arrow and all(t is not None for t in tables):
+            flags = pa.array([row[DUPLICATE] for b in batches for row in b.rows], pa.uint8())
+            data = pa.concat_tables(tables).append_column("duplicate", flags)
+        rows = [row for b in batches for row in b.rows] if data is None else []
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(self._retry_attempts),
             wait=self._wait,
@@ -761,7 +831,10 @@ class AuditWriter:
             reraise=True,
         ):
             with attempt:
-                await self.ch.insert("events", rows, EVENT_COLUMNS, dedup_token=token)
+                if data is not None:
+                    await self.ch.insert_arrow("events", data, dedup_token=token)
+                else:
+                    await self.ch.insert("events", rows, EVENT_COLUMNS, dedup_token=token)
 
     async def _mark_duplicates(self, batch: Batch) -> None:
         """Flag the batch's copies of stored fills, once, before its first insert attempt."""
@@ -803,14 +876,15 @@ class AuditWriter:
                                     if b.sealed and not b.sealed[0].checked]
             if len(group) < 2:
                 return
-            rows = [row for _, batch in group for row in batch.rows]
             if self._group is None:
-                await mark_duplicates(self.ch, rows)  # across the group's partitions too
+                # across the group's partitions too
+                await mark_duplicates(self.ch, [row for _, b in group for row in b.rows])
                 for _, batch in group:
                     batch.checked = True
                 self._group = group
             try:
-                await self._insert_rows(rows, "+".join(b.token for _, b in group))
+                token = "+".join(b.token for _, b in group)
+                await self._insert_batches([b for _, b in group], token)
             except StoreDataError:
                 for _, batch in group:
                     await self._undo(batch)

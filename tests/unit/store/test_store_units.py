@@ -153,7 +153,7 @@ def test_migrations_are_numbered_and_split() -> None:
     assert migrations[0].version == 1
     verbs = ("CREATE", "DROP VIEW IF EXISTS", "ALTER TABLE", "TRUNCATE TABLE IF EXISTS", "INSERT")
     assert all(s.upper().startswith(verbs) for m in migrations for s in m.statements)
-    assert all(m.statements[0].upper().startswith("CREATE") for m in migrations)
+    assert all(m.statements for m in migrations)
 
 
 def test_valid_event_row_keeps_envelope() -> None:
