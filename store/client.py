@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import struct
 from collections.abc import Callable, Sequence
@@ -27,6 +28,7 @@ from store.exceptions import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE = "jax"
 # parallel_view_processing: the materialized views of one insert run on several threads
@@ -172,6 +174,9 @@ def open_client(dsn: str, database: str | None = None) -> tuple[Client, str]:
     return client, db
 
 
+_PYTHON_OBJECT_NOT_FOUND = 801  # chdb: Python() found no object of that name
+
+
 def _insert_in_place(client: Client, table: str, data: pa.Table, settings: dict[str, Any]) -> int:
     """INSERT ... SELECT FROM Python(): chdb's Python() table function reads the Arrow table
     where it lies, found by its name in the calling frames (this one). clickhouse-connect's
@@ -217,6 +222,7 @@ class ClickHouse:
         self._database = database
         self._client: Client | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+        self._in_place = True  # chdb inserts read Arrow in place (_insert_in_place)
 
     @property
     def database(self) -> str:
@@ -334,7 +340,14 @@ class ClickHouse:
         self, client: Client, table: str, data: pa.Table, settings: dict[str, Any]
     ) -> int:
         """On the client's thread: chdb reads the table in place, a server gets it as Arrow."""
-        if self.embedded:
-            return _insert_in_place(client, table, data, settings)
+        if self.embedded and self._in_place:
+            try:
+                return _insert_in_place(client, table, data, settings)
+            except ClickHouseError as exc:
+                if error_code(exc) != _PYTHON_OBJECT_NOT_FOUND:
+                    raise
+                # an engine whose Python() cannot find the table: the Arrow file, from now on
+                log.warning("chdb cannot read Arrow in place (%s); inserting through a file", exc)
+                self._in_place = False
         summary = client.insert_arrow(table, data, settings=settings)
         return int(getattr(summary, "written_rows", data.num_rows) or 0)

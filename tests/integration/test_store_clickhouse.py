@@ -613,3 +613,24 @@ async def test_0009_views_read_each_field_as_the_per_field_views_did(
     finally:
         await old.close()
         await new.close()
+
+
+async def test_an_engine_that_cannot_read_arrow_in_place_gets_the_file(
+    fresh: ClickHouse, scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """chdb's Python() table function reads the writer's Arrow table in place; were it to
+    find no object (code 801), the insert goes through clickhouse-connect's Arrow file."""
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    import store.client as client_module
+
+    def not_found(*args: Any) -> int:
+        raise DatabaseError("Code: 801. DB::Exception: Python object not found")
+
+    monkeypatch.setattr(client_module, "_insert_in_place", not_found)
+    w = AuditWriter(fresh, max_batch_rows=100, max_batch_seconds=1)
+    w.add_many(scenario.records(partitions=2))
+    await w.flush()
+    rows = await fresh.query("SELECT count() AS n FROM events")
+    assert int(rows[0]["n"]) == len(scenario.events)
+    assert fresh._in_place is False
