@@ -6,8 +6,9 @@ import asyncio
 import logging
 import re
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -174,6 +175,20 @@ def open_client(dsn: str, database: str | None = None) -> tuple[Client, str]:
     return client, db
 
 
+@contextmanager
+def _insert_errors(table: str) -> Iterator[None]:
+    """An insert's errors as StoreErrors: the engine's by code, the client's encoding (a lone
+    surrogate in a string, an int out of range) as data errors."""
+    try:
+        yield
+    except ClickHouseError as exc:
+        raise translate(exc, f"insert into {table}") from exc
+    except ENCODE_ERRORS as exc:
+        raise StoreDataError(
+            f"ClickHouse client cannot encode a row for {table}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
 _PYTHON_OBJECT_NOT_FOUND = 801  # chdb: Python() found no object of that name
 
 
@@ -306,35 +321,22 @@ class ClickHouse:
         client = self._require()
         settings = _insert_settings(dedup_token)
         types = ARROW_TYPES.get(table)
-        try:
+        with _insert_errors(table):
             if types is not None and set(column_names) <= types.keys():
                 data = arrow_table(rows, column_names, types)
                 return await self._run(self._insert_table, client, table, data, settings)
             summary = await self._run(
                 client.insert, table, rows, column_names=list(column_names), settings=settings
             )
-        except ClickHouseError as exc:
-            raise translate(exc, f"insert into {table}") from exc
-        except ENCODE_ERRORS as exc:
-            # Raised while encoding rows (a lone surrogate in a string, an int out of range)
-            raise StoreDataError(
-                f"ClickHouse client cannot encode a row for {table}: {type(exc).__name__}: {exc}"
-            ) from exc
         return int(getattr(summary, "written_rows", len(rows)) or 0)
 
     async def insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None = None) -> int:
         """Insert an Arrow table already built (its columns named as the table's), as insert()."""
         client = self._require()
-        try:
+        with _insert_errors(table):
             return await self._run(
                 self._insert_table, client, table, data, _insert_settings(dedup_token)
             )
-        except ClickHouseError as exc:
-            raise translate(exc, f"insert into {table}") from exc
-        except ENCODE_ERRORS as exc:
-            raise StoreDataError(
-                f"ClickHouse client cannot encode a row for {table}: {type(exc).__name__}: {exc}"
-            ) from exc
 
     def _insert_table(
         self, client: Client, table: str, data: pa.Table, settings: dict[str, Any]

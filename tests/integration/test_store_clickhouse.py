@@ -473,12 +473,17 @@ async def test_pending_submit_ranks_below_submitted(fresh: ClickHouse, scenario:
     assert await _status_after(fresh, late) == "submitted"
 
 
+def _migrations_before(version: int, into: Path) -> Path:
+    """A directory holding the packaged migrations numbered below `version`."""
+    for f in sorted(Path(str(resources.files("store").joinpath("migrations"))).glob("*.sql")):
+        if int(f.name[:4]) < version:
+            shutil.copy(f, into)
+    return into
+
+
 @pytest.fixture
 def first_three_migrations(tmp_path: Path) -> Path:
-    for f in sorted(Path(str(resources.files("store").joinpath("migrations"))).glob("*.sql")):
-        if int(f.name[:4]) < 4:
-            shutil.copy(f, tmp_path)
-    return tmp_path
+    return _migrations_before(4, tmp_path)
 
 
 async def test_migration_0004_reranks_existing_orders(
@@ -582,10 +587,7 @@ async def _readable(ch: ClickHouse, table: str) -> str:
 
 @pytest.fixture
 def first_eight_migrations(tmp_path: Path) -> Path:
-    for f in sorted(Path(str(resources.files("store").joinpath("migrations"))).glob("*.sql")):
-        if int(f.name[:4]) < 9:
-            shutil.copy(f, tmp_path)
-    return tmp_path
+    return _migrations_before(9, tmp_path)
 
 
 async def test_0009_views_read_each_field_as_the_per_field_views_did(
