@@ -238,7 +238,6 @@ class ClickHouse:
         self._client: Client | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
         self._in_place = True  # chdb inserts read Arrow in place (_insert_in_place)
-        self._side: ClickHouse | None = None
 
     @property
     def database(self) -> str:
@@ -260,21 +259,10 @@ class ClickHouse:
 
     async def close(self) -> None:
         """Close the client and stop the thread, releasing a chdb path for reuse."""
-        if self._side is not None:
-            side, self._side = self._side, None
-            await side.close()
         if self._client is not None:
             client, self._client = self._client, None
             await self._run(client.close)
         self._executor.shutdown(wait=True)
-
-    async def side(self) -> ClickHouse:
-        """A second connection to the same database, opened once and closed with this one: for
-        work that may run while this connection is busy (chdb runs both handles' queries at
-        once; one handle serialises its calls)."""
-        if self._side is None:
-            self._side = await ClickHouse(self.dsn, self._database).open()
-        return self._side
 
     async def __aenter__(self) -> ClickHouse:
         return await self.open()

@@ -637,13 +637,6 @@ def body_table(rows: list[list[Any]]) -> pa.Table | None:
         return None
 
 
-def _nothing_stored(what: str, exc: StoreError) -> FlushError:
-    """A flush that failed before its first insert: transient when its cause is."""
-    error = FlushError(f"{what}: {exc}", {})
-    error.transient = exc.transient
-    return error
-
-
 def _transient(exc: BaseException) -> bool:
     return isinstance(exc, StoreError) and exc.transient
 
@@ -891,12 +884,17 @@ class AuditWriter:
         rows."""
         while True:
             # Never a batch already tried alone: its own token must stay the one it is
-            # retried under (it may be stored already). Formed and checked for duplicates
-            # (across the group's partitions too) by _check_group.
-            await self._check_group(self.ch)
-            group = self._group
-            if group is None:
+            # retried under (it may be stored already).
+            group = self._group or [(k, b.sealed[0]) for k, b in self._buffers.items()
+                                    if b.sealed and not b.sealed[0].checked]
+            if len(group) < 2:
                 return
+            if self._group is None:
+                # across the group's partitions too
+                await mark_duplicates(self.ch, [row for _, b in group for row in b.rows])
+                for _, batch in group:
+                    batch.checked = True
+                self._group = group
             try:
                 token = "+".join(b.token for _, b in group)
                 await self._insert_batches([b for _, b in group], token)
@@ -975,11 +973,13 @@ class AuditWriter:
             try:
                 await self._load_stored_offsets()
             except StoreError as exc:
-                raise _nothing_stored("cannot read stored offsets", exc) from exc
+                error = FlushError(f"cannot read stored offsets: {exc}", {})
+                error.transient = exc.transient
+                raise error from exc
             for key, upto in marks.items():
                 if upto:
                     self._seal(key, self._buffers[key], upto)
-            await self._before_inserts()
+            await self._pnl_begin()
             stored, failures = await self._drain_all()
             failures += await self._pnl_end()
             self._last_flush = self._clock() - started
@@ -991,37 +991,6 @@ class AuditWriter:
         self._last_error = None
         return stored
 
-    async def _before_inserts(self) -> None:
-        """pnl_daily's sums before, and the group's duplicate look-up on a second connection
-        meanwhile: both read what the last flush stored, neither what this one will."""
-        if not hasattr(self.ch, "side"):  # a test's fake
-            await self._pnl_begin()
-            return
-        try:
-            side = await self.ch.side()
-        except StoreError as exc:
-            raise _nothing_stored("cannot open a second connection", exc) from exc
-        results = await asyncio.gather(self._pnl_begin(), self._check_group(side),
-                                       return_exceptions=True)
-        for result in results:
-            if isinstance(result, StoreError) and not isinstance(result, FlushError):
-                raise _nothing_stored("cannot look up stored fills", result) from result
-            if isinstance(result, BaseException):
-                raise result
-
-    async def _check_group(self, ch: ClickHouse) -> None:
-        """Form the group _drain_together inserts and flag its duplicates (see there)."""
-        if self._group is not None:
-            return  # a group already tried is retried as it was
-        group = [(k, b.sealed[0]) for k, b in self._buffers.items()
-                 if b.sealed and not b.sealed[0].checked]
-        if len(group) < 2:
-            return
-        await mark_duplicates(ch, [row for _, b in group for row in b.rows])
-        for _, batch in group:
-            batch.checked = True
-        self._group = group
-
     async def _pnl_begin(self) -> None:
         """Settle pnl_daily and read its sums for the sealed batches; nothing stored on error."""
         if self._pnl is None:
@@ -1030,7 +999,9 @@ class AuditWriter:
             await self._pnl.settle()
             await self._pnl.begin([b for buf in self._buffers.values() for b in buf.sealed])
         except StoreError as exc:
-            raise _nothing_stored("cannot keep pnl_daily", exc) from exc
+            error = FlushError(f"cannot keep pnl_daily: {exc}", {})
+            error.transient = exc.transient
+            raise error from exc
 
     async def _pnl_end(self) -> list[tuple[Key, StoreError]]:
         """Insert this flush's change of pnl_daily (kept for the next flush on error)."""
