@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tempfile
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
 import faust
@@ -67,6 +69,17 @@ def faust_broker(bootstrap: str) -> str:
     return ";".join(f"kafka://{server.strip()}" for server in bootstrap.split(","))
 
 
+def faust_datadir() -> str:
+    """Where faust keeps its per-app directory: nothing durable (tables are in memory), so the
+    system temp directory, not `<app id>-data` in whatever directory the worker started in.
+    APP_DATADIR, faust's own setting, still wins."""
+    if env := os.environ.get("APP_DATADIR"):
+        return env
+    parent = Path(tempfile.gettempdir()) / f"jax-faust-{os.getuid()}"
+    parent.mkdir(mode=0o700, exist_ok=True)  # faust makes only the last level
+    return str(parent / "{conf.name}-data")
+
+
 def build_app(app_id: str, pipeline: Pipeline, stages: Iterable[str], web_port: int | None = None
               ) -> faust.App:
     stages = set(stages)
@@ -95,6 +108,7 @@ def build_app(app_id: str, pipeline: Pipeline, stages: Iterable[str], web_port: 
         web_port=web_port or 6066,
         web_bind=os.environ.get("WEB_HOST", "127.0.0.1"),  # compose: 0.0.0.0
         autodiscover=False,
+        datadir=faust_datadir(),
     )
     emitter = Emitter(app, pipeline)
     handlers: dict[str, tuple[str, Handler]] = {
