@@ -691,7 +691,7 @@ class AuditWriter:
         """Buffer records, each decoded to its row now (a flush then only splits them into
         batches, and inserts their Arrow table); an offset at or below one already seen is a
         redelivery."""
-        for buf in self._add_rows(records):
+        for buf in self._add_rows(records).values():
             self._extend_table(buf)
 
     async def add_many_yielding(self, records: Iterable[EventRecord], slice_rows: int = 3000
@@ -700,22 +700,22 @@ class AuditWriter:
         progress keeps ClickHouse busy while the next records are decoded. The Arrow tables
         are made at the end, one per partition (made per slice they cost a third more)."""
         it = iter(records)
-        touched: dict[int, _Buffer] = {}
+        touched: dict[Key, _Buffer] = {}
         while chunk := list(itertools.islice(it, slice_rows)):
-            touched.update((id(b), b) for b in self._add_rows(chunk))
+            touched.update(self._add_rows(chunk))
             await asyncio.sleep(0)
         for buf in touched.values():
             self._extend_table(buf)
             await asyncio.sleep(0)
 
-    def _add_rows(self, records: Iterable[EventRecord]) -> list[_Buffer]:
+    def _add_rows(self, records: Iterable[EventRecord]) -> dict[Key, _Buffer]:
         """Decode records into their buffers' rows; returns the buffers they went to."""
         now = datetime.now(UTC)
         touched: dict[Key, _Buffer] = {}
         with _gc_paused():
             for record in records:
                 key = (record.topic, record.partition)
-                buf = touched.get(key) or self._buffers.get(key)
+                buf = self._buffers.get(key)
                 if buf is None:
                     buf = self._buffers[key] = _Buffer()
                 touched[key] = buf
@@ -729,7 +729,7 @@ class AuditWriter:
                 self._undecodable += row[4] == UNDECODABLE
                 buf.records.append(record)
                 buf.rows.append(row)
-        return list(touched.values())
+        return touched
 
     def _extend_table(self, buf: _Buffer) -> None:
         """Make the Arrow table of the buffer's rows that have none yet (none at all once a
@@ -833,7 +833,7 @@ class AuditWriter:
         tables made on add and the duplicate flags, or, when a table is missing, the rows."""
         tables = [b.table for b in batches]
         data: pa.Table | None = None
-        if self._arrow and all(t is not None for t in tables):
+        if all(t is not None for t in tables):  # never without insert_arrow (_extend_table)
             flags = pa.array([row[DUPLICATE] for b in batches for row in b.rows], pa.uint8())
             data = pa.concat_tables(tables).append_column("duplicate", flags)
         rows = [row for b in batches for row in b.rows] if data is None else []
