@@ -112,7 +112,18 @@ PNL_KEY = ("day", "strategy_id", "closed")
 PNL_SUMS = ("trades", "wins", "losses", "realized_pnl", "commission", "r_sum", "r_count")
 PNL_COLUMNS = PNL_KEY + PNL_SUMS
 _PNL_OF = (
-    f"SELECT {', '.join(PNL_COLUMNS)} FROM pnl_daily_of(token = {{token:String}})"  # noqa: S608
+    f"SELECT {', '.join(PNL_COLUMNS)} FROM pnl_daily_since(token = {{token:String}}, "  # noqa: S608
+    "recent = {recent:String}, since = {since:UInt64})"
+)
+# The ids under {token:String} that pnl_rollup holds rows of (its correlation_id column only)
+_ROLLUP_IDS = (
+    "SELECT DISTINCT correlation_id FROM pnl_rollup PREWHERE correlation_id IN "
+    "(SELECT correlation_id FROM pnl_ids WHERE token = {token:String})"
+)
+# pnl_rollup's highest block number: the parts written after this read have higher ones
+_ROLLUP_BLOCK = (
+    "SELECT max(max_block_number) AS n FROM system.parts "
+    "WHERE database = currentDatabase() AND table = 'pnl_rollup'"
 )
 PNL_IDS_COLUMNS = ("token", "correlation_id")
 _NEGATED = ", ".join([*PNL_KEY, *(f"-{c}" for c in PNL_SUMS)])
@@ -445,9 +456,11 @@ async def insert_ids(
     await ch.insert_arrow(table, data)
 
 
-async def pnl_sums(ch: ClickHouse, token: str) -> PnlSums:
-    """pnl_daily's rows for the round trips whose ids are stored under `token` in pnl_ids."""
-    rows = await ch.query(_PNL_OF, {"token": token})
+async def pnl_sums(ch: ClickHouse, token: str, recent: str = "", since: int = 0) -> PnlSums:
+    """pnl_daily's rows for the round trips whose ids are stored in pnl_ids under `token`
+    (read from every part of pnl_rollup) or under `recent` and not `token` (read from the
+    parts written after block `since`: 0011_pnl_recent.sql)."""
+    rows = await ch.query(_PNL_OF, {"token": token, "recent": recent, "since": since})
     return {
         (r["day"], str(r["strategy_id"]), int(r["closed"])): tuple(r[c] for c in PNL_SUMS)
         for r in rows
@@ -477,11 +490,15 @@ async def rebuild_pnl_daily(ch: ClickHouse) -> None:
 
 @dataclass
 class _PnlChange:
-    """One flush's change of pnl_daily: its ids, their sums before, then the rows to insert
-    (None until the sums after are read)."""
+    """One flush's change of pnl_daily: its ids and token, those of its ids pnl_rollup held
+    before (under a token of their own), their sums before, then the rows to insert (None
+    until the sums after are read)."""
 
     token: str
     ids: list[str]
+    old_token: str
+    old: list[str]
+    since: int  # pnl_rollup's highest block number before the flush's inserts
     before: PnlSums
     rows: list[list[Any]] | None = None
     # the ids are in pnl_ids (written again before a retried read: they expire)
@@ -497,7 +514,13 @@ class PnlDaily:
     before anything else is stored: no other change of those ids falls between its two reads.
     The first flush repairs the table first: a process that died between an events insert and
     its difference left that difference out. Exact while one writer sees every signal and fill
-    of a correlation id (the audit topics are keyed by it: see README, SQL analytics)."""
+    of a correlation id (the audit topics are keyed by it: see README, SQL analytics).
+
+    Only what the flush can change is read (pnl_daily_since, 0011_pnl_recent.sql): one read
+    of pnl_rollup's correlation_id column tells the ids it holds rows of (old); the sums
+    before are those of the old ids alone (the others have none), and the sums after read the
+    other ids from the parts written since the flush began only. A bulk flush's round trips
+    are mostly new, so neither read grows with the table."""
 
     def __init__(self, clickhouse: ClickHouse) -> None:
         self.ch = clickhouse
@@ -515,9 +538,10 @@ class PnlDaily:
             change = self._pending[0]
             if change.rows is None:
                 if not change.ids_stored:
-                    await self._store_ids(change.token, change.ids)
+                    await self._store_ids(change)
                 change.ids_stored = False  # until this read succeeds, a retry writes them
-                change.rows = pnl_delta(change.before, await pnl_sums(self.ch, change.token))
+                after = await pnl_sums(self.ch, change.old_token, change.token, change.since)
+                change.rows = pnl_delta(change.before, after)
             if change.rows:
                 await self.ch.insert("pnl_daily", change.rows, PNL_COLUMNS,
                                      dedup_token=change.token)
@@ -530,12 +554,21 @@ class PnlDaily:
             return
         self._seq += 1
         token = f"pnl-{self._tag}-{self._seq}"
-        await self._store_ids(token, ids)
-        before = await pnl_sums(self.ch, token)
-        self._pending.append(_PnlChange(token, ids, before))
-
-    async def _store_ids(self, token: str, ids: list[str]) -> None:
+        found = await self.ch.query(_ROLLUP_BLOCK)
+        since = int(found[0]["n"] or 0) if found else 0
         await insert_ids(self.ch, "pnl_ids", PNL_IDS_COLUMNS, token, ids)
+        old = sorted(str(r["correlation_id"])
+                     for r in await self.ch.query(_ROLLUP_IDS, {"token": token}))
+        change = _PnlChange(token, ids, f"{token}-old" if old else "", old, since, {})
+        if old:
+            await insert_ids(self.ch, "pnl_ids", PNL_IDS_COLUMNS, change.old_token, old)
+            change.before = await pnl_sums(self.ch, change.old_token)
+        self._pending.append(change)
+
+    async def _store_ids(self, change: _PnlChange) -> None:
+        await insert_ids(self.ch, "pnl_ids", PNL_IDS_COLUMNS, change.token, change.ids)
+        if change.old:
+            await insert_ids(self.ch, "pnl_ids", PNL_IDS_COLUMNS, change.old_token, change.old)
 
 
 @dataclass

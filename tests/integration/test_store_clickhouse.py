@@ -100,7 +100,7 @@ async def _upgrade_0005(fresh: ClickHouse, first_four: Path) -> None:
     with pytest.raises(StoreDataError):
         await fresh.query("SELECT * FROM trades")
     # 0006 and 0007 sum the fills stored before them too; 0008 the daily sums
-    assert await migrate(fresh) == [5, 6, 7, 8, 9, 10]
+    assert await migrate(fresh) == [5, 6, 7, 8, 9, 10, 11]
     assert await migrate(fresh) == []
     [trade] = await Queries(fresh).trades()
     assert (trade.entry_quantity, trade.exit_quantity, trade.status) == (0, 100, "open")
