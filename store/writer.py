@@ -112,9 +112,16 @@ PNL_KEY = ("day", "strategy_id", "closed")
 PNL_SUMS = ("trades", "wins", "losses", "realized_pnl", "commission", "r_sum", "r_count")
 PNL_COLUMNS = PNL_KEY + PNL_SUMS
 _PNL_OF = (
+    f"SELECT {', '.join(PNL_COLUMNS)} FROM pnl_daily_of(token = {{token:String}})"  # noqa: S608
+)
+_PNL_SINCE = (
     f"SELECT {', '.join(PNL_COLUMNS)} FROM pnl_daily_since(token = {{token:String}}, "  # noqa: S608
     "recent = {recent:String}, since = {since:UInt64})"
 )
+# From this many round trips in a flush, pnl_daily's reads go by part (pnl_daily_since):
+# below it, pnl_daily_of's one read of every id is cheaper (the primary key narrows a few
+# ids to a few granules, and the larger view costs its planning: 90 against 65 ms for 6 ids)
+PNL_BY_PART_FROM = 1000
 # The ids under {token:String} that pnl_rollup holds rows of (its correlation_id column only)
 _ROLLUP_IDS = (
     "SELECT DISTINCT correlation_id FROM pnl_rollup PREWHERE correlation_id IN "
@@ -456,11 +463,15 @@ async def insert_ids(
     await ch.insert_arrow(table, data)
 
 
-async def pnl_sums(ch: ClickHouse, token: str, recent: str = "", since: int = 0) -> PnlSums:
+async def pnl_sums(ch: ClickHouse, token: str, recent: str | None = None, since: int = 0
+                   ) -> PnlSums:
     """pnl_daily's rows for the round trips whose ids are stored in pnl_ids under `token`
-    (read from every part of pnl_rollup) or under `recent` and not `token` (read from the
-    parts written after block `since`: 0011_pnl_recent.sql)."""
-    rows = await ch.query(_PNL_OF, {"token": token, "recent": recent, "since": since})
+    (read from every part of pnl_rollup), and, given `recent`, those under `recent` and not
+    `token` (read from the parts written after block `since`: 0011_pnl_recent.sql)."""
+    if recent is None:
+        rows = await ch.query(_PNL_OF, {"token": token})
+    else:
+        rows = await ch.query(_PNL_SINCE, {"token": token, "recent": recent, "since": since})
     return {
         (r["day"], str(r["strategy_id"]), int(r["closed"])): tuple(r[c] for c in PNL_SUMS)
         for r in rows
@@ -500,6 +511,7 @@ class _PnlChange:
     old: list[str]
     since: int  # pnl_rollup's highest block number before the flush's inserts
     before: PnlSums
+    by_part: bool = True  # read after by part (pnl_daily_since), else every id from every part
     rows: list[list[Any]] | None = None
     # the ids are in pnl_ids (written again before a retried read: they expire)
     ids_stored: bool = True
@@ -516,14 +528,17 @@ class PnlDaily:
     its difference left that difference out. Exact while one writer sees every signal and fill
     of a correlation id (the audit topics are keyed by it: see README, SQL analytics).
 
-    Only what the flush can change is read (pnl_daily_since, 0011_pnl_recent.sql): one read
-    of pnl_rollup's correlation_id column tells the ids it holds rows of (old); the sums
-    before are those of the old ids alone (the others have none), and the sums after read the
-    other ids from the parts written since the flush began only. A bulk flush's round trips
-    are mostly new, so neither read grows with the table."""
+    A flush of `by_part_from` round trips or more reads only what it can change
+    (pnl_daily_since, 0011_pnl_recent.sql): one read of pnl_rollup's correlation_id column
+    tells the ids it holds rows of (old); the sums before are those of the old ids alone (the
+    others have none), and the sums after read the other ids from the parts written since the
+    flush began only. A bulk flush's round trips are mostly new, so neither read grows with the
+    table. A smaller flush reads its ids from every part, before and after (pnl_daily_of): the
+    primary key narrows a few ids to a few granules."""
 
-    def __init__(self, clickhouse: ClickHouse) -> None:
+    def __init__(self, clickhouse: ClickHouse, by_part_from: int = PNL_BY_PART_FROM) -> None:
         self.ch = clickhouse
+        self.by_part_from = by_part_from
         self.repaired = False
         self._pending: deque[_PnlChange] = deque()
         self._tag = uuid4().hex
@@ -540,7 +555,8 @@ class PnlDaily:
                 if not change.ids_stored:
                     await self._store_ids(change)
                 change.ids_stored = False  # until this read succeeds, a retry writes them
-                after = await pnl_sums(self.ch, change.old_token, change.token, change.since)
+                after = (await pnl_sums(self.ch, change.old_token, change.token, change.since)
+                         if change.by_part else await pnl_sums(self.ch, change.token))
                 change.rows = pnl_delta(change.before, after)
             if change.rows:
                 await self.ch.insert("pnl_daily", change.rows, PNL_COLUMNS,
@@ -554,6 +570,11 @@ class PnlDaily:
             return
         self._seq += 1
         token = f"pnl-{self._tag}-{self._seq}"
+        if len(ids) < self.by_part_from:
+            await insert_ids(self.ch, "pnl_ids", PNL_IDS_COLUMNS, token, ids)
+            before = await pnl_sums(self.ch, token)
+            self._pending.append(_PnlChange(token, ids, "", [], 0, before, by_part=False))
+            return
         found = await self.ch.query(_ROLLUP_BLOCK)
         since = int(found[0]["n"] or 0) if found else 0
         await insert_ids(self.ch, "pnl_ids", PNL_IDS_COLUMNS, token, ids)
@@ -692,11 +713,12 @@ class AuditWriter:
         retry_max_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         pnl_daily: bool | None = None,
+        pnl_by_part_from: int = PNL_BY_PART_FROM,
     ) -> None:
         self.ch = clickhouse
         # pnl_daily kept by default on a real ClickHouse (a test's fake has no such table)
         keep = isinstance(clickhouse, ClickHouse) if pnl_daily is None else pnl_daily
-        self._pnl = PnlDaily(clickhouse) if keep else None
+        self._pnl = PnlDaily(clickhouse, pnl_by_part_from) if keep else None
         # rows made into Arrow when added (decoding's other half, off the flush's path)
         self._arrow = hasattr(clickhouse, "insert_arrow")
         self.max_batch_rows = max_batch_rows

@@ -492,7 +492,10 @@ async def _check_merged_mid_flush(path: str) -> tuple[list[str], dict[str, int]]
     writer read them (0011: a merged part keeps its highest block number)."""
     async with _MergingClickHouse(f"chdb://{path}", database="merged") as ch:
         await migrate(ch)
-        q, w = Queries(ch), AuditWriter(ch, max_batch_rows=97, max_batch_seconds=1)
+        # every flush by part (a bulk flush's way; the audit stage's small flushes read
+        # every id from every part)
+        w = AuditWriter(ch, max_batch_rows=97, max_batch_seconds=1, pnl_by_part_from=1)
+        q = Queries(ch)
         records = scenario_records()
         for start in range(0, len(records), 150):  # round trips split across flushes
             await _feed(w, records[start:start + 150])

@@ -78,6 +78,16 @@ async def test_migrations_are_idempotent(loaded: ClickHouse) -> None:
     assert rows[0]["n"] == len(load_migrations())
 
 
+async def test_every_table_the_audit_writes_to_merges_with_the_wider_selector(
+    loaded: ClickHouse,
+) -> None:
+    rows = await loaded.query(
+        "SELECT name, engine_full FROM system.tables WHERE database = currentDatabase() "
+        "AND engine LIKE '%MergeTree' AND name != 'schema_migrations'")
+    assert len(rows) == 17
+    assert [r["name"] for r in rows if "merge_selector_base = 12" not in r["engine_full"]] == []
+
+
 async def test_0005_upgrades_in_place_a_trade_without_entry_fill(
     loaded: ClickHouse, chdb_path: Path, tmp_path: Path
 ) -> None:
@@ -100,7 +110,7 @@ async def _upgrade_0005(fresh: ClickHouse, first_four: Path) -> None:
     with pytest.raises(StoreDataError):
         await fresh.query("SELECT * FROM trades")
     # 0006 and 0007 sum the fills stored before them too; 0008 the daily sums
-    assert await migrate(fresh) == [5, 6, 7, 8, 9, 10, 11]
+    assert await migrate(fresh) == [5, 6, 7, 8, 9, 10, 11, 12]
     assert await migrate(fresh) == []
     [trade] = await Queries(fresh).trades()
     assert (trade.entry_quantity, trade.exit_quantity, trade.status) == (0, 100, "open")

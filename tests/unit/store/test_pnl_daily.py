@@ -36,7 +36,7 @@ def sums(trades: int, pnl: str, r: Decimal = R) -> tuple[Any, ...]:
 
 
 class FakePnl:
-    """pnl_daily_since answers from `state`; pnl_rollup holds rows of the ids in `old`;
+    """pnl_daily_of and pnl_daily_since answer from `state`; pnl_rollup holds rows of the ids in `old`;
     records every call; fails the next `fail` calls of a kind ('query', 'insert',
     'command')."""
 
@@ -55,7 +55,7 @@ class FakePnl:
 
     async def query(self, sql: str, parameters: dict[str, Any] | None = None
                     ) -> list[dict[str, Any]]:
-        what = ("pnl_of" if "pnl_daily_since" in sql else "block" if "system.parts" in sql
+        what = ("pnl_of" if "pnl_daily_of" in sql or "pnl_daily_since" in sql else "block" if "system.parts" in sql
                 else "old" if "FROM pnl_rollup" in sql else "query")
         self.calls.append(what)
         self._maybe_fail("query")
@@ -160,15 +160,14 @@ async def test_after_not_read_is_read_first_at_the_next_settle() -> None:
     await pnl.settle()
     assert [rows for _, rows, _ in ch.inserted] == [[[DAY, "momo", 1, *sums(1, "5")]]]
     # the ids are written again before the retried read (they expire in pnl_ids)
-    assert ch.calls == ["repair", "block", "ids", "old", "ids", "pnl_of", "pnl_of", "ids", "ids",
-                        "pnl_of", "insert pnl_daily"]
+    assert ch.calls == ["repair", "ids", "pnl_of", "pnl_of", "ids", "pnl_of", "insert pnl_daily"]
 
 
 async def test_ids_pnl_rollup_does_not_hold_are_not_read_before_and_read_after_from_new_parts(
 ) -> None:
     ch = FakePnl()
     ch.old = []  # a new round trip: pnl_rollup holds no row of it
-    pnl = PnlDaily(ch)  # type: ignore[arg-type]
+    pnl = PnlDaily(ch, by_part_from=1)  # type: ignore[arg-type]
     await pnl.settle()
     await pnl.begin([signal_batch()])
     assert ch.calls == ["repair", "block", "ids", "old"]  # its sums before are none: no read
@@ -183,13 +182,32 @@ async def test_ids_pnl_rollup_does_not_hold_are_not_read_before_and_read_after_f
 
 async def test_ids_pnl_rollup_holds_are_read_from_every_part_before_and_after() -> None:
     ch = FakePnl()
-    pnl = PnlDaily(ch)  # type: ignore[arg-type]
+    pnl = PnlDaily(ch, by_part_from=1)  # type: ignore[arg-type]
     await pnl.settle()
     await pnl.begin([signal_batch()])
     await pnl.settle()
     before, after = ch.reads
-    assert before == {"token": f"{after['recent']}-old", "recent": "", "since": 0}
+    assert before == {"token": f"{after['recent']}-old"}
     assert after == {"token": before["token"], "recent": after["recent"], "since": 41}
+    # a retried read writes both sets of ids again (they expire in pnl_ids)
+    await pnl.begin([signal_batch()])
+    ch.fail["query"] = 1
+    with pytest.raises(StoreUnavailableError):
+        await pnl.settle()
+    calls = len(ch.calls)
+    await pnl.settle()
+    assert ch.calls[calls:] == ["ids", "ids", "pnl_of"]
+
+
+async def test_a_small_flush_reads_its_ids_from_every_part_before_and_after() -> None:
+    ch = FakePnl()
+    pnl = PnlDaily(ch)  # type: ignore[arg-type]
+    await pnl.settle()
+    await pnl.begin([signal_batch()])
+    await pnl.settle()
+    assert ch.calls == ["repair", "ids", "pnl_of", "pnl_of"]  # no look-up of old ids
+    before, after = ch.reads
+    assert before == after == {"token": after["token"]}
 
 
 class ViewsRun(FakePnl):
@@ -212,10 +230,10 @@ async def test_writer_reads_before_and_after_its_inserts_and_retries_a_lost_chan
         await w.flush()
     assert failed.value.transient
     assert failed.value.stored == {("signals", 0): 0}  # the events are stored all the same
-    assert ch.calls == ["query", "repair", "block", "ids", "old", "ids", "pnl_of",
-                        "insert events", "pnl_of", "insert pnl_daily"]
+    assert ch.calls == ["query", "repair", "ids", "pnl_of", "insert events", "pnl_of",
+                        "insert pnl_daily"]
     assert await w.flush() == {}  # nothing new: the kept change goes in, nothing is read
-    assert ch.calls[10:] == ["insert pnl_daily"]
+    assert ch.calls[7:] == ["insert pnl_daily"]
     assert [(t, rows) for t, rows, _ in ch.inserted if t == "pnl_daily"] == [
         ("pnl_daily", [[DAY, "momo", 1, *sums(1, "5")]])]
 
