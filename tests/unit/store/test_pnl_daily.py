@@ -36,9 +36,9 @@ def sums(trades: int, pnl: str, r: Decimal = R) -> tuple[Any, ...]:
 
 
 class FakePnl:
-    """pnl_daily_of and pnl_daily_since answer from `state`; pnl_rollup holds rows of the ids in `old`;
-    records every call; fails the next `fail` calls of a kind ('query', 'insert',
-    'command')."""
+    """pnl_daily_of and pnl_daily_since answer from `state`; pnl_rollup holds rows of the
+    ids in `old`; records every call; fails the next `fail` calls of a kind ('query',
+    'insert', 'command')."""
 
     def __init__(self) -> None:
         self.state: PnlSums = {}
@@ -55,7 +55,8 @@ class FakePnl:
 
     async def query(self, sql: str, parameters: dict[str, Any] | None = None
                     ) -> list[dict[str, Any]]:
-        what = ("pnl_of" if "pnl_daily_of" in sql or "pnl_daily_since" in sql else "block" if "system.parts" in sql
+        what = ("pnl_of" if "pnl_daily_of" in sql or "pnl_daily_since" in sql
+                else "block" if "system.parts" in sql
                 else "old" if "FROM pnl_rollup" in sql else "query")
         self.calls.append(what)
         self._maybe_fail("query")
