@@ -509,9 +509,10 @@ class _PnlChange:
     ids: list[str]
     old_token: str
     old: list[str]
-    since: int  # pnl_rollup's highest block number before the flush's inserts
+    # pnl_rollup's highest block number before the flush's inserts, when read by part
+    # (pnl_daily_since); None: every id read from every part (pnl_daily_of)
+    since: int | None
     before: PnlSums
-    by_part: bool = True  # read after by part (pnl_daily_since), else every id from every part
     rows: list[list[Any]] | None = None
     # the ids are in pnl_ids (written again before a retried read: they expire)
     ids_stored: bool = True
@@ -553,10 +554,12 @@ class PnlDaily:
             change = self._pending[0]
             if change.rows is None:
                 if not change.ids_stored:
-                    await self._store_ids(change)
+                    await self._store_ids(change.token, change.ids)
+                    await self._store_ids(change.old_token, change.old)
                 change.ids_stored = False  # until this read succeeds, a retry writes them
-                after = (await pnl_sums(self.ch, change.old_token, change.token, change.since)
-                         if change.by_part else await pnl_sums(self.ch, change.token))
+                after = (await pnl_sums(self.ch, change.token) if change.since is None
+                         else await pnl_sums(self.ch, change.old_token, change.token,
+                                             change.since))
                 change.rows = pnl_delta(change.before, after)
             if change.rows:
                 await self.ch.insert("pnl_daily", change.rows, PNL_COLUMNS,
@@ -571,25 +574,24 @@ class PnlDaily:
         self._seq += 1
         token = f"pnl-{self._tag}-{self._seq}"
         if len(ids) < self.by_part_from:
-            await insert_ids(self.ch, "pnl_ids", PNL_IDS_COLUMNS, token, ids)
-            before = await pnl_sums(self.ch, token)
-            self._pending.append(_PnlChange(token, ids, "", [], 0, before, by_part=False))
+            await self._store_ids(token, ids)
+            self._pending.append(_PnlChange(token, ids, "", [], None,
+                                            await pnl_sums(self.ch, token)))
             return
         found = await self.ch.query(_ROLLUP_BLOCK)
         since = int(found[0]["n"] or 0) if found else 0
-        await insert_ids(self.ch, "pnl_ids", PNL_IDS_COLUMNS, token, ids)
+        await self._store_ids(token, ids)
         old = sorted(str(r["correlation_id"])
                      for r in await self.ch.query(_ROLLUP_IDS, {"token": token}))
         change = _PnlChange(token, ids, f"{token}-old" if old else "", old, since, {})
         if old:
-            await insert_ids(self.ch, "pnl_ids", PNL_IDS_COLUMNS, change.old_token, old)
+            await self._store_ids(change.old_token, old)
             change.before = await pnl_sums(self.ch, change.old_token)
         self._pending.append(change)
 
-    async def _store_ids(self, change: _PnlChange) -> None:
-        await insert_ids(self.ch, "pnl_ids", PNL_IDS_COLUMNS, change.token, change.ids)
-        if change.old:
-            await insert_ids(self.ch, "pnl_ids", PNL_IDS_COLUMNS, change.old_token, change.old)
+    async def _store_ids(self, token: str, ids: list[str]) -> None:
+        if ids:
+            await insert_ids(self.ch, "pnl_ids", PNL_IDS_COLUMNS, token, ids)
 
 
 @dataclass
