@@ -36,6 +36,7 @@ from uuid import UUID, uuid4
 
 import msgspec
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import ValidationError
 from pydantic_core import from_json
 from tenacity import (
@@ -95,7 +96,9 @@ ARROW_TYPES["events"] = {
     "duplicate": pa.uint8(),
 }
 # The form str(UUID(x)) gives; any other spelling is normalised through UUID()
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_UUID_FORM = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_CANONICAL_UUID = re.compile(_UUID_FORM)
+_UUID_PATTERN = f"^{_UUID_FORM}$"  # RE2 (Arrow): $ is the end of the text, as fullmatch
 # Event types whose copies the pre-aggregates must not count twice (0006_preaggregates.sql)
 SUMMED_TYPES = frozenset({"fill"})
 # The ids go first to flush_ids (0010) under a token of the look-up's, as Arrow: bound as a
@@ -376,6 +379,67 @@ def to_row(record: EventRecord, now: datetime) -> list[Any]:
         env.schema_version,
         key,
         env.payload,
+        0,
+    ]
+
+
+def rows_of(records: list[EventRecord], now: datetime) -> list[list[Any]]:
+    """The events rows of records, each what to_row makes of it, made faster: each value read
+    by the head decoder alone, and the ids' canonical form checked for all values at once (in
+    Arrow). Whatever that way does not take as it is (an id to normalise, a missing field, a
+    value the head decoder refuses) is made by to_row, which decides it."""
+    rows = [_quick_row(record, now) for record in records]
+    taken = [(index, row) for index, row in enumerate(rows) if row is not None]
+    for bad in _not_canonical([row for _, row in taken]):
+        rows[taken[bad][0]] = None
+    return [row if row is not None else to_row(record, now)
+            for record, row in zip(records, rows, strict=True)]
+
+
+def _not_canonical(rows: list[list[Any]]) -> list[int]:
+    """The indexes of the rows with an id not in its canonical form (the causation id may be
+    missing): what uuid_text would change or refuse."""
+    if not rows:
+        return []
+
+    def canonical(column: int) -> pa.ChunkedArray:
+        ids = pa.array([row[column] for row in rows], _TEXT)
+        return pc.fill_null(pc.match_substring_regex(ids, _UUID_PATTERN), True)
+
+    every = pc.and_(pc.and_(canonical(3), canonical(5)), canonical(6))
+    return [int(i) for i in pc.indices_nonzero(pc.invert(every)).to_pylist()]
+
+
+def _quick_row(record: EventRecord, now: datetime) -> list[Any] | None:
+    """to_row's row when the head decoder takes the value, its ids left as given (rows_of
+    checks them); None for anything else."""
+    try:
+        head = _HEAD.decode(record.value)
+        record.value.decode("utf-8")
+        if not head.event_type:
+            return None
+        occurred = _utc(head.occurred_at)
+        recorded_at = head.recorded_at
+        recorded = (occurred if not recorded_at or recorded_at == head.occurred_at
+                    else _utc(recorded_at))
+    except Exception:  # to_row makes this row, and decides what is wrong
+        return None
+    key = record.key.decode("utf-8", "backslashreplace") if record.key is not None else None
+    return [
+        record.topic,
+        record.partition,
+        record.offset,
+        head.event_id,
+        head.event_type,
+        head.correlation_id,
+        head.causation_id or None,
+        occurred,
+        recorded,
+        now,
+        _safe_kafka_time(record),
+        int(head.schema_version or 1),
+        key,
+        record.value,
         0,
     ]
 
@@ -767,8 +831,9 @@ class AuditWriter:
 
     def _add_rows(self, records: Iterable[EventRecord]) -> dict[Key, _Buffer]:
         """Decode records into their buffers' rows; returns the buffers they went to."""
-        now = datetime.now(UTC)
         touched: dict[Key, _Buffer] = {}
+        taken: list[EventRecord] = []
+        into: list[_Buffer] = []
         with _gc_paused():
             for record in records:
                 key = (record.topic, record.partition)
@@ -782,9 +847,11 @@ class AuditWriter:
                 buf.last_seen = record.offset
                 if not buf.records and buf.since is None:
                     buf.since = self._clock()
-                row = to_row(record, now)
-                self._undecodable += row[4] == UNDECODABLE
                 buf.records.append(record)
+                taken.append(record)
+                into.append(buf)
+            for buf, row in zip(into, rows_of(taken, datetime.now(UTC)), strict=True):
+                self._undecodable += row[4] == UNDECODABLE
                 buf.rows.append(row)
         return touched
 

@@ -1,11 +1,14 @@
 """The audit writer's head decoder (msgspec, envelope fields only) against its general path
 (the whole value parsed, the model deriving what is missing): wherever the head decoder takes
-a value it gives the same envelope, and it raises where the general path raises."""
+a value it gives the same envelope, and it raises where the general path raises. And the
+writer's batch decoding (rows_of: ids checked for a whole batch at once) against to_row, one
+value at a time: the same rows."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -17,9 +20,12 @@ from store.writer import (
     _head_envelope,
     decode_envelope,
     general_envelope,
+    rows_of,
+    to_row,
 )
 
 Edit = Callable[[dict[str, Any]], None]
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 
 
 def _set(key: str, value: Any) -> Edit:
@@ -39,6 +45,10 @@ EDITS: dict[str, Edit] = {
     ),
     "id not a uuid": _set("event_id", "not-a-uuid"),
     "id a number": _set("event_id", 12),
+    "upper-case causation": lambda data: data.__setitem__(
+        "causation_id", str(data.get("causation_id") or data["event_id"]).upper()
+    ),
+    "causation not a uuid": _set("causation_id", "not-a-uuid"),
     "no causation": _drop("causation_id"),
     "empty causation": _set("causation_id", ""),
     "null causation": _set("causation_id", None),
@@ -108,3 +118,36 @@ def test_the_head_decoder_takes_what_the_pipeline_produces() -> None:
         env = _head_envelope(record)
         assert env is not None
         assert env.payload == record.value  # stored byte for byte, as it came
+
+
+def _edited(value: str, topic: str, edit: Edit, offset: int = 1) -> EventRecord:
+    data = json.loads(value)
+    edit(data)
+    return EventRecord(topic, 0, offset, b"k", json.dumps(data).encode(), 1772461800.5)
+
+
+def _as_to_row(rows: list[list[Any]], records: list[EventRecord]) -> None:
+    """Each row is to_row's, but in the fields to_row itself makes anew at each call (a model
+    deriving a missing occurred_at from the clock, a missing event_id at random)."""
+    assert len(rows) == len(records)
+    for row, record in zip(rows, records, strict=True):
+        first, second = to_row(record, NOW), to_row(record, NOW)
+        same = [i for i, (a, b) in enumerate(zip(first, second, strict=True)) if a == b]
+        assert [row[i] for i in same] == [first[i] for i in same]
+
+
+@pytest.mark.parametrize(("value", "topic", "edit"), list(_cases()))
+def test_batch_decoding_makes_the_rows_to_row_makes(value: str, topic: str, edit: Edit) -> None:
+    record = _edited(value, topic, edit)
+    _as_to_row(rows_of([record], NOW), [record])
+
+
+def test_batch_decoding_of_a_mixed_batch_makes_each_row_as_to_row() -> None:
+    """Every edit of every kind in one batch (an id to normalise between canonical ones, bad
+    values among good ones): each row is the one to_row makes of its record, in order."""
+    records = [_edited(*case.values, offset=n) for n, case in enumerate(_cases())]
+    records.append(EventRecord("fills", 0, len(records), None, b"\xff not json", None))
+    rows = rows_of(records, NOW)
+    _as_to_row(rows, records)
+    assert [r[2] for r in rows] == list(range(len(records)))
+    assert rows_of([], NOW) == []
