@@ -92,7 +92,9 @@ ARROW_TYPES["events"] = {
     "kafka_timestamp": TIMESTAMP_MS,
     "schema_version": pa.uint16(),
     "key": _TEXT,
-    "payload": _TEXT,
+    # bytes: a value is stored as it came once decoded as UTF-8 (to_row), and Arrow would check
+    # its UTF-8 again for a string column (0.2 to 0.4 us of the payload's 1.5 per event)
+    "payload": pa.binary(),
     "duplicate": pa.uint8(),
 }
 # The form str(UUID(x)) gives; any other spelling is normalised through UUID()
