@@ -365,24 +365,17 @@ def to_row(record: EventRecord, now: datetime) -> list[Any]:
         # ValueError covers UnicodeDecodeError and JSON errors; OverflowError is int(1e999);
         # RecursionError is JSON nested too deep for the parser.
         env = undecodable_envelope(record, f"{type(exc).__name__}: {exc}", ts or now)
+    return _row(record, now, ts, *env)
+
+
+def _row(record: EventRecord, now: datetime, ts: datetime | None, event_id: str,
+         event_type: str, correlation_id: str, causation_id: str | None, occurred: datetime,
+         recorded: datetime, schema_version: int, payload: str | bytes) -> list[Any]:
+    """An events row (EVENT_COLUMNS), the duplicate flag not set."""
     key = record.key.decode("utf-8", "backslashreplace") if record.key is not None else None
-    return [
-        record.topic,
-        record.partition,
-        record.offset,
-        env.event_id,
-        env.event_type,
-        env.correlation_id,
-        env.causation_id,
-        env.occurred_at,
-        env.recorded_at,
-        now,
-        ts,
-        env.schema_version,
-        key,
-        env.payload,
-        0,
-    ]
+    return [record.topic, record.partition, record.offset, event_id, event_type,
+            correlation_id, causation_id, occurred, recorded, now, ts, schema_version, key,
+            payload, 0]
 
 
 def rows_of(records: list[EventRecord], now: datetime) -> list[list[Any]]:
@@ -426,24 +419,9 @@ def _quick_row(record: EventRecord, now: datetime) -> list[Any] | None:
                     else _utc(recorded_at))
     except Exception:  # to_row makes this row, and decides what is wrong
         return None
-    key = record.key.decode("utf-8", "backslashreplace") if record.key is not None else None
-    return [
-        record.topic,
-        record.partition,
-        record.offset,
-        head.event_id,
-        head.event_type,
-        head.correlation_id,
-        head.causation_id or None,
-        occurred,
-        recorded,
-        now,
-        _safe_kafka_time(record),
-        int(head.schema_version or 1),
-        key,
-        record.value,
-        0,
-    ]
+    return _row(record, now, _safe_kafka_time(record), head.event_id, head.event_type,
+                head.correlation_id, head.causation_id or None, occurred, recorded,
+                int(head.schema_version or 1), record.value)
 
 
 def _safe_kafka_time(record: EventRecord) -> datetime | None:
