@@ -75,18 +75,19 @@ def arrow_table(
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in column_names]
     arrays: list[pa.Array] = []
     for name, values in zip(column_names, columns, strict=False):
-        arrays.append(_arrow_column(values, types[name], columns[: len(arrays)], arrays))
+        arrays.append(_arrow_column(values, types[name], columns, arrays))
     return pa.Table.from_arrays(arrays, names=list(column_names))
 
 
 def _arrow_column(
-    values: tuple[Any, ...], kind: Any, earlier: list[tuple[Any, ...]], made: list[pa.Array]
+    values: tuple[Any, ...], kind: Any, columns: Sequence[Sequence[Any]], made: list[pa.Array]
 ) -> pa.Array:
     """One column as Arrow. A text or time column of one value throughout (a batch's topic,
     the time it was taken in), or equal to the nearest column before it of its type (a
     producer's recorded_at is often its occurred_at), is converted once, not value by value
     (a Python datetime costs about 0.25 us): equal strings, and equal datetimes (the same
-    instant), make equal Arrow values. Not numbers: 0.0 == -0.0, and True == 1."""
+    instant), make equal Arrow values. Not numbers: 0.0 == -0.0, and True == 1. `made` are
+    the arrays of the first columns, in order."""
     if not (pa.types.is_timestamp(kind) or pa.types.is_string(kind)):
         return _convert(values, kind)
     first = values[0] if values else None
@@ -94,7 +95,7 @@ def _arrow_column(
         return pa.repeat(_convert((first,), kind)[0], len(values))
     for index in range(len(made) - 1, -1, -1):
         if made[index].type == kind:
-            return made[index] if earlier[index] == values else _convert(values, kind)
+            return made[index] if columns[index] == values else _convert(values, kind)
     return _convert(values, kind)
 
 

@@ -237,19 +237,16 @@ def _envelope(
     schema_version: Any,
     event_type: str,
     payload: str | bytes,
+    ids: Callable[[Any], str] = uuid_text,
 ) -> Envelope:
-    """The envelope of fields as the value gives them (both decoders' one reading of them)."""
+    """The envelope of fields as the value gives them (both decoders' one reading of them);
+    `ids` reads each id (rows_of leaves them as given, and checks a batch's at once). A
+    recorded_at written as occurred_at is the same instant: parsed once."""
     occurred = _utc(occurred_at)
-    return Envelope(
-        event_id=uuid_text(event_id),
-        event_type=event_type,
-        correlation_id=uuid_text(correlation_id),
-        causation_id=uuid_text(causation_id) if causation_id else None,
-        occurred_at=occurred,
-        recorded_at=_utc(recorded_at) if recorded_at else occurred,
-        schema_version=int(schema_version or 1),
-        payload=payload,
-    )
+    recorded = occurred if not recorded_at or recorded_at == occurred_at else _utc(recorded_at)
+    return Envelope(ids(event_id), event_type, ids(correlation_id),  # positional: cheaper
+                    ids(causation_id) if causation_id else None, occurred, recorded,
+                    int(schema_version or 1), payload)
 
 
 def _fast_envelope(data: dict[str, Any], event_type: str, text: str) -> Envelope:
@@ -302,11 +299,12 @@ _HEAD = msgspec.json.Decoder(_Head)
 _HEAD_ERRORS = (msgspec.DecodeError, RecursionError)  # ValidationError is a DecodeError
 
 
-def _head_envelope(record: EventRecord) -> Envelope | None:
+def _head_envelope(record: EventRecord, ids: Callable[[Any], str] = uuid_text
+                   ) -> Envelope | None:
     """The envelope through the head decoder, or None for whatever it does not take as it
     is (any other JSON, a missing field, a value of another type): decode_envelope's general
     path decides those. Where both take a value, they give the same envelope: both read the
-    fields through _envelope."""
+    fields through _envelope (with `ids`)."""
     try:
         head = _HEAD.decode(record.value)
     except _HEAD_ERRORS:
@@ -314,7 +312,7 @@ def _head_envelope(record: EventRecord) -> Envelope | None:
     record.value.decode("utf-8")  # raises on bytes that are not UTF-8, as the general path
     event_type = head.event_type or _type_name(model_for(record.topic, None))
     return _envelope(head.event_id, head.correlation_id, head.occurred_at, head.causation_id,
-                     head.recorded_at, head.schema_version, event_type, record.value)
+                     head.recorded_at, head.schema_version, event_type, record.value, ids)
 
 
 def decode_envelope(record: EventRecord) -> Envelope:
@@ -409,19 +407,15 @@ def _quick_row(record: EventRecord, now: datetime) -> list[Any] | None:
     """to_row's row when the head decoder takes the value, its ids left as given (rows_of
     checks them); None for anything else."""
     try:
-        head = _HEAD.decode(record.value)
-        record.value.decode("utf-8")
-        if not head.event_type:
-            return None
-        occurred = _utc(head.occurred_at)
-        recorded_at = head.recorded_at
-        recorded = (occurred if not recorded_at or recorded_at == head.occurred_at
-                    else _utc(recorded_at))
+        env = _head_envelope(record, ids=_as_given)
     except Exception:  # to_row makes this row, and decides what is wrong
         return None
-    return _row(record, now, _safe_kafka_time(record), head.event_id, head.event_type,
-                head.correlation_id, head.causation_id or None, occurred, recorded,
-                int(head.schema_version or 1), record.value)
+    return None if env is None else _row(record, now, _safe_kafka_time(record), *env)
+
+
+def _as_given(value: str) -> str:
+    """An id as the head decoder read it."""
+    return value
 
 
 def _safe_kafka_time(record: EventRecord) -> datetime | None:
