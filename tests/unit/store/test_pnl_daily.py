@@ -127,7 +127,8 @@ async def test_no_signal_or_fill_no_read() -> None:
     ch = FakePnl()
     pnl = PnlDaily(ch)  # type: ignore[arg-type]
     batch = signal_batch()
-    batch.rows[0][4] = "order"
+    row = batch.rows[0]
+    batch.rows[0] = (*row[:4], "order", *row[5:])
     await pnl.begin([batch])
     await pnl.settle()
     assert ch.calls == ["repair"]
