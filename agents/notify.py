@@ -327,7 +327,9 @@ class NotifyStage:
     async def _announce(self, consumer: AIOKafkaConsumer) -> None:
         if not self.ready.is_set() and consumer.assignment():
             for tp in consumer.assignment():  # pin the start before announcing it
-                await consumer.position(tp)
+                # position() waits, 40 s at a time, for as long as none is found: bounded,
+                # the stage restarts with a new consumer instead of never announcing
+                await asyncio.wait_for(consumer.position(tp), self.timeout)
             self.ready.set()
 
 

@@ -115,16 +115,41 @@ class WorkerProcess:
         return [dict(zip(body["columns"], row, strict=True)) for row in body["rows"]]
 
 
+PUBLISH_SECONDS = 20.0  # one attempt of publish(): start, send with acks=all
+PUBLISH_ATTEMPTS = 3
+
+
 async def publish(topic: str, value: bytes | dict[str, Any], key: bytes | None = None) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
+    """Produce one record (acks=all), each attempt within PUBLISH_SECONDS.
+
+    aiokafka can wait forever on a send and on a producer's stop (aio-libs/aiokafka#1101); a
+    CI run once hung on this call. A stalled producer is dropped (its stop given 5 s) and the
+    record sent again by a fresh one: a test then fails with an error, it never hangs the run.
+    A record whose acknowledgement was lost may be stored twice, as by any producer's retry."""
+    raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+    if key is None and topic.endswith("approvals"):
+        key = APPROVAL_KEY  # as every approver publishes them
+    for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+        producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
+        try:
+            await asyncio.wait_for(_start_and_send(producer, topic, raw, key), PUBLISH_SECONDS)
+            return
+        except TimeoutError:
+            if attempt == PUBLISH_ATTEMPTS:
+                raise AssertionError(f"publish to {topic}: no acknowledgement in "
+                                     f"{PUBLISH_ATTEMPTS} x {PUBLISH_SECONDS}s") from None
+            print(f"publish to {topic}: attempt {attempt} stalled; again with a new producer")
+        finally:
+            try:
+                await asyncio.wait_for(producer.stop(), 5)
+            except TimeoutError:
+                print(f"publish to {topic}: a producer did not stop in 5 s; left behind")
+
+
+async def _start_and_send(producer: AIOKafkaProducer, topic: str, raw: bytes,
+                          key: bytes | None) -> None:
     await producer.start()
-    try:
-        raw = value if isinstance(value, bytes) else json.dumps(value).encode()
-        if key is None and topic.endswith("approvals"):
-            key = APPROVAL_KEY  # as every approver publishes them
-        await producer.send_and_wait(topic, raw, key=key)
-    finally:
-        await producer.stop()
+    await producer.send_and_wait(topic, raw, key=key)
 
 
 async def events(topic: str) -> list[dict[str, Any]]:
