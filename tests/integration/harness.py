@@ -130,7 +130,8 @@ async def publish(topic: str, value: bytes | dict[str, Any], key: bytes | None =
     if key is None and topic.endswith("approvals"):
         key = APPROVAL_KEY  # as every approver publishes them
     for attempt in range(1, PUBLISH_ATTEMPTS + 1):
-        producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all")
+        producer = AIOKafkaProducer(bootstrap_servers=BOOTSTRAP, acks="all",
+                                    enable_idempotence=True)
         try:
             await asyncio.wait_for(_start_and_send(producer, topic, raw, key), PUBLISH_SECONDS)
             return
