@@ -6,12 +6,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 
 from store.synthetic import synthetic_trade
-from store.writer import EVENT_COLUMNS, AuditWriter, EventRecord
+from store.writer import (
+    DUPLICATE,
+    EVENT_COLUMNS,
+    AuditWriter,
+    EventRecord,
+    body_table,
+    mark_duplicates,
+    rows_of,
+)
 
 
 class ArrowFake:
@@ -138,3 +147,55 @@ async def test_rows_arrow_cannot_hold_go_as_rows() -> None:
     w.add_many(records(10, 10, offsets))  # later records of good partitions: Arrow again
     await w.flush()
     assert ch.inserts[-1][0] == "arrow"
+
+
+class LookupFake:
+    """Answers the duplicate-fill look-up with `stored` ids; keeps the ids and days asked."""
+
+    def __init__(self, stored: set[str]) -> None:
+        self.stored = stored
+        self.asked: list[tuple[list[str], list[Any]]] = []
+        self._ids: list[str] = []
+
+    async def insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None = None
+                           ) -> int:
+        self._ids = data.column("id").to_pylist()
+        return int(data.num_rows)
+
+    async def query(self, sql: str, parameters: dict[str, Any] | None = None,
+                    settings: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        assert parameters is not None
+        self.asked.append((self._ids, parameters["days"]))
+        return [{"event_id": eid} for eid in sorted(self.stored)]
+
+
+async def test_duplicate_fills_are_flagged_alike_from_arrow_tables_and_from_rows() -> None:
+    """mark_duplicates reads a flush's fills from its Arrow tables (typed_rows): the same
+    rows flagged, the same ids and days looked up, as when it reads the rows themselves."""
+    recs = records(60)
+    fills = [r for r in recs if r.topic == "fills"]
+    # fills produced again at later offsets of their partitions, in the same part and in the
+    # next one, and three of them dated a month later (another day to look up)
+    again = [EventRecord(r.topic, r.partition, 10_000 + i, r.key, r.value, None)
+             for i, r in enumerate(fills[:3] + fills[40:42])]
+    later = [EventRecord(r.topic, r.partition, 20_000 + i, r.key,
+                         r.value.replace(b"2026-03-0", b"2026-04-0"), None)
+             for i, r in enumerate(fills[5:8])]
+    now = datetime.now(UTC)
+    first = rows_of(recs[:200] + again[:2], now)
+    second = rows_of(recs[200:] + again[2:] + later, now)
+    stored = {fills[10].value.decode().split('"event_id":"')[1][:36]}
+
+    outcomes = []
+    for with_tables in (True, False):
+        parts = [list(first), list(second)]
+        tables = [body_table(p) for p in parts] if with_tables else None
+        ch = LookupFake(stored)
+        await mark_duplicates(ch, *parts, tables=tables)  # type: ignore[arg-type]
+        outcomes.append((parts, ch.asked))
+    (arrow_parts, arrow_asked), (row_parts, row_asked) = outcomes
+    assert arrow_parts == row_parts
+    assert arrow_asked == row_asked
+    flagged = [r for part in arrow_parts for r in part if r[DUPLICATE]]
+    assert len(flagged) == 9  # eight produced again, one stored before
+    assert len(arrow_asked[0][1]) > 1  # several days looked up
