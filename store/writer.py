@@ -391,7 +391,7 @@ def rows_of(records: list[EventRecord], now: datetime) -> list[Row]:
     by the head decoder alone, and the ids' canonical form checked for all values at once (in
     Arrow). Whatever that way does not take as it is (an id to normalise, a missing field, a
     value the head decoder refuses) is made by to_row, which decides it."""
-    rows = [_quick_row(record, now) for record in records]
+    rows = _quick_rows(records, now)
     taken = [(index, row) for index, row in enumerate(rows) if row is not None]
     for bad in _not_canonical([row for _, row in taken]):
         rows[taken[bad][0]] = None
@@ -413,19 +413,33 @@ def _not_canonical(rows: list[Row]) -> list[int]:
     return [int(i) for i in pc.indices_nonzero(pc.invert(every)).to_pylist()]
 
 
-def _quick_row(record: EventRecord, now: datetime) -> Row | None:
-    """to_row's row when the head decoder takes the value, its ids left as given (rows_of
-    checks them); None for anything else."""
-    try:
-        env = _head_envelope(record, ids=_as_given)
-    except Exception:  # to_row makes this row, and decides what is wrong
-        return None
-    return None if env is None else _row(record, now, _safe_kafka_time(record), *env)
-
-
-def _as_given(value: str) -> str:
-    """An id as the head decoder read it."""
-    return value
+def _quick_rows(records: list[EventRecord], now: datetime) -> list[Row | None]:
+    """to_row's row of each record the head decoder takes, its ids left as given (rows_of
+    checks them); None for anything else. to_row's steps (_head_envelope, _envelope, _row)
+    in one loop: at 100,000 records a flush, each call saved is about 0.1 us per event."""
+    rows: list[Row | None] = []
+    decode, parse, append = _HEAD.decode, datetime.fromisoformat, rows.append
+    for record in records:
+        try:
+            head = decode(record.value)
+            value = record.value
+            value.decode("utf-8")  # raises on bytes that are not UTF-8, as the general path
+            occurred = parse(head.occurred_at)
+            if occurred.tzinfo is not UTC:
+                occurred = _utc(head.occurred_at)
+            recorded_at = head.recorded_at
+            recorded = (occurred if not recorded_at or recorded_at == head.occurred_at
+                        else _utc(recorded_at))
+            topic, key, ts = record.topic, record.key, record.timestamp
+            append((topic, record.partition, record.offset, head.event_id,
+                    head.event_type or _type_name(model_for(topic, None)), head.correlation_id,
+                    head.causation_id or None, occurred, recorded, now,
+                    None if ts is None else _safe_kafka_time(record),
+                    head.schema_version or 1,
+                    None if key is None else key.decode("utf-8", "backslashreplace"), value, 0))
+        except Exception:  # to_row makes this row, and decides what is wrong
+            append(None)
+    return rows
 
 
 def _offset(record: EventRecord) -> int:
@@ -850,29 +864,34 @@ class AuditWriter:
 
     def _add_rows(self, records: Iterable[EventRecord]) -> dict[Key, _Buffer]:
         """Decode records into their buffers' rows; returns the buffers they went to."""
-        touched: dict[Key, _Buffer] = {}
+        # per (topic, partition) touched: its buffer, and the highest offset taken or stored
+        floors: dict[Key, list[Any]] = {}
         taken: list[EventRecord] = []
         into: list[_Buffer] = []
         with _gc_paused():
             for record in records:
                 key = (record.topic, record.partition)
-                buf = self._buffers.get(key)
-                if buf is None:
-                    buf = self._buffers[key] = _Buffer()
-                touched[key] = buf
-                if record.offset <= max(buf.last_seen, self._stored.get(key, -1)):
+                floor = floors.get(key)
+                if floor is None:
+                    buf = self._buffers.get(key)
+                    if buf is None:
+                        buf = self._buffers[key] = _Buffer()
+                    floor = floors[key] = [buf, max(buf.last_seen, self._stored.get(key, -1))]
+                if record.offset <= floor[1]:
                     self._skipped += 1
                     continue
-                buf.last_seen = record.offset
+                buf = floor[0]
+                floor[1] = buf.last_seen = record.offset
                 if not buf.records and buf.since is None:
                     buf.since = self._clock()
                 buf.records.append(record)
                 taken.append(record)
                 into.append(buf)
-            for buf, row in zip(into, rows_of(taken, datetime.now(UTC)), strict=True):
-                self._undecodable += row[4] == UNDECODABLE
+            rows = rows_of(taken, datetime.now(UTC))
+            for buf, row in zip(into, rows, strict=True):
                 buf.rows.append(row)
-        return touched
+            self._undecodable += sum(1 for row in rows if row[4] == UNDECODABLE)
+        return {key: buf for key, (buf, _) in floors.items()}
 
     def _extend_table(self, buf: _Buffer) -> None:
         """Make the Arrow table of the buffer's rows that have none yet (none at all once a
