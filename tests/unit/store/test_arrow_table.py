@@ -3,13 +3,19 @@ once: the table is the one a value-by-value conversion makes."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
 from store.client import TIMESTAMP_MS, arrow_table
+
+ROOT = Path(__file__).resolve().parents[3]
 
 US = pa.timestamp("us", tz="UTC")
 T0 = datetime(2026, 3, 2, 14, 30, 0, 123456, tzinfo=UTC)
@@ -66,3 +72,19 @@ def test_the_table_is_the_value_by_value_conversion(rows: list[list[Any]]) -> No
 def test_a_value_that_does_not_fit_still_raises() -> None:
     with pytest.raises((TypeError, ValueError, pa.ArrowException)):
         arrow_table([["a", "not a time", T0, T0, T0, 0.0, 0.0, None]] * 2, NAMES, TYPES)
+
+
+@pytest.mark.parametrize(("env", "backend"), [(None, "system"), ("jemalloc", "jemalloc")])
+def test_arrow_buffers_come_from_the_system_allocator_unless_configured(
+    env: str | None, backend: str
+) -> None:
+    """store.client sets Arrow's default pool to the system allocator (mimalloc gave a
+    writer's tables back to the system and faulted them in again, every flush), unless
+    ARROW_DEFAULT_MEMORY_POOL says otherwise."""
+    environ = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if env is not None:
+        environ["ARROW_DEFAULT_MEMORY_POOL"] = env
+    code = "import store.client, pyarrow as pa; print(pa.default_memory_pool().backend_name)"
+    out = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True,
+                         text=True, check=True, timeout=60, cwd=ROOT)
+    assert out.stdout.strip() == backend
