@@ -15,8 +15,9 @@ test: $(STAMP) lint types
 	if ! $(BIN)/jax-exec kafka status >/dev/null 2>&1; then \
 	  $(BIN)/jax-exec kafka start || exit 1; started=1; \
 	fi; \
+	if [ $$started = 1 ]; then $(BIN)/python tests/prune_topics.py; fi; \
 	$(BIN)/pytest $(PYTEST_ARGS); rc=$$?; \
-	if [ $$started = 1 ]; then $(BIN)/jax-exec kafka stop; fi; \
+	if [ $$started = 1 ]; then $(BIN)/python tests/prune_topics.py; $(BIN)/jax-exec kafka stop; fi; \
 	if [ $$rc = 5 ]; then echo "pytest collected no tests: failing"; rc=1; fi; \
 	exit $$rc
 
