@@ -19,32 +19,32 @@ from agents.kafka_auth import NO_AUTH, KafkaAuth
 log = logging.getLogger(__name__)
 
 
+# Reading back stops, with TimeoutError, when this long passes without a record or a partition
+# reaching its end: a broker that stopped answering, never a wait for good.
+STALL_SECONDS = 30.0
+
+
 async def read_all(bootstrap: str, topic: str, visit: Callable[[dict[str, Any]], None],
-                   auth: KafkaAuth = NO_AUTH) -> int:
-    """Call visit(obj) for every JSON object on the topic now; return how many were read."""
+                   auth: KafkaAuth = NO_AUTH, stall_seconds: float = STALL_SECONDS) -> int:
+    """Call visit(obj) for every JSON object on the topic now; return how many were read.
+    Raises TimeoutError when the broker stops answering (read_to)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest", group_id=None,
                                 **auth.aiokafka_kwargs())
-    await consumer.start()
+    await asyncio.wait_for(consumer.start(), stall_seconds)
     try:
         parts = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic, auth)]
         if not parts:
             return 0
         consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        end = await consumer.end_offsets(parts)
-        remaining = {tp: off for tp, off in end.items() if off > 0}
-        count = 0
-        while remaining:
-            batches = await consumer.getmany(*remaining.keys(), timeout_ms=2000)
-            for tp, messages in batches.items():
-                for msg in messages:
-                    count += _visit(msg.value, visit)
-                if messages and messages[-1].offset + 1 >= remaining[tp]:
-                    del remaining[tp]
-        return count
+        await asyncio.wait_for(consumer.seek_to_beginning(*parts), stall_seconds)
+        end = await asyncio.wait_for(consumer.end_offsets(parts), stall_seconds)
+        return await read_to(consumer, end, lambda _, raw: _visit(raw, visit), stall_seconds)
     finally:
-        await consumer.stop()
+        try:
+            await asyncio.wait_for(consumer.stop(), 10)
+        except TimeoutError:
+            log.warning("%s: the read-back consumer did not stop within 10 s; left", topic)
 
 
 async def partitions_of(bootstrap: str, topic: str, auth: KafkaAuth = NO_AUTH) -> list[int]:
@@ -79,17 +79,32 @@ Feed = Callable[[str, bytes | None], int]  # (topic, raw value) -> records taken
 
 
 async def read_to(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int],
-                  feed: Feed) -> int:
+                  feed: Feed, stall_seconds: float = STALL_SECONDS) -> int:
     """Feed every record of the assigned partitions up to `ends` (exclusive; a partition
-    already at its end is skipped); how many records the feed took."""
+    already at its end is skipped); how many records the feed took.
+
+    A partition is read once the consumer's position reaches its end, not once a record at
+    end - 1 is seen: the last offsets may hold no record (a transaction's commit marker has
+    an offset of its own), and waiting for one waited for good. Raises TimeoutError after
+    `stall_seconds` without a record or a partition read to its end."""
     remaining = dict(ends)
     read = 0
+    clock = asyncio.get_running_loop().time
+    progress = clock()
     while remaining:
         batches = await consumer.getmany(*remaining.keys(), timeout_ms=1000)
         for tp, messages in batches.items():
             read += sum(feed(tp.topic, m.value) for m in messages)
-            if messages and messages[-1].offset + 1 >= remaining.get(tp, 0):
-                remaining.pop(tp, None)
+            progress = clock() if messages else progress
+        for tp, end in list(remaining.items()):
+            if await asyncio.wait_for(consumer.position(tp), stall_seconds) >= end:
+                del remaining[tp]
+                progress = clock()
+        if remaining and clock() - progress > stall_seconds:
+            raise TimeoutError(
+                f"reading back {', '.join(sorted({tp.topic for tp in remaining}))}: no record "
+                f"for {stall_seconds:.0f} s with {len(remaining)} partitions short of their end"
+            )
     return read
 
 
