@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, localcontext
+from operator import attrgetter
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
 
@@ -247,15 +248,13 @@ def _envelope(
     schema_version: Any,
     event_type: str,
     payload: str | bytes,
-    ids: Callable[[Any], str] = uuid_text,
 ) -> Envelope:
-    """The envelope of fields as the value gives them (both decoders' one reading of them);
-    `ids` reads each id (rows_of leaves them as given, and checks a batch's at once). A
-    recorded_at written as occurred_at is the same instant: parsed once."""
+    """The envelope of fields as the value gives them (both decoders' one reading of them).
+    A recorded_at written as occurred_at is the same instant: parsed once."""
     occurred = _utc(occurred_at)
     recorded = occurred if not recorded_at or recorded_at == occurred_at else _utc(recorded_at)
-    return Envelope(ids(event_id), event_type, ids(correlation_id),  # positional: cheaper
-                    ids(causation_id) if causation_id else None, occurred, recorded,
+    return Envelope(uuid_text(event_id), event_type, uuid_text(correlation_id),  # positional
+                    uuid_text(causation_id) if causation_id else None, occurred, recorded,
                     int(schema_version or 1), payload)
 
 
@@ -309,12 +308,11 @@ _HEAD = msgspec.json.Decoder(_Head)
 _HEAD_ERRORS = (msgspec.DecodeError, RecursionError)  # ValidationError is a DecodeError
 
 
-def _head_envelope(record: EventRecord, ids: Callable[[Any], str] = uuid_text
-                   ) -> Envelope | None:
+def _head_envelope(record: EventRecord) -> Envelope | None:
     """The envelope through the head decoder, or None for whatever it does not take as it
     is (any other JSON, a missing field, a value of another type): decode_envelope's general
     path decides those. Where both take a value, they give the same envelope: both read the
-    fields through _envelope (with `ids`)."""
+    fields through _envelope."""
     try:
         head = _HEAD.decode(record.value)
     except _HEAD_ERRORS:
@@ -322,7 +320,7 @@ def _head_envelope(record: EventRecord, ids: Callable[[Any], str] = uuid_text
     record.value.decode("utf-8")  # raises on bytes that are not UTF-8, as the general path
     event_type = head.event_type or _type_name(model_for(record.topic, None))
     return _envelope(head.event_id, head.correlation_id, head.occurred_at, head.causation_id,
-                     head.recorded_at, head.schema_version, event_type, record.value, ids)
+                     head.recorded_at, head.schema_version, event_type, record.value)
 
 
 def decode_envelope(record: EventRecord) -> Envelope:
@@ -442,10 +440,6 @@ def _quick_rows(records: list[EventRecord], now: datetime) -> list[Row | None]:
     return rows
 
 
-def _offset(record: EventRecord) -> int:
-    return record.offset
-
-
 def _safe_kafka_time(record: EventRecord) -> datetime | None:
     """A producer-set timestamp out of datetime's range is dropped, not raised."""
     try:
@@ -481,33 +475,18 @@ def unstorable_row(
             when, when, now, ts, 0, key, payload, 0)
 
 
-def typed_rows(rows: list[Row], table: pa.Table | None, types: frozenset[str], column: int
-               ) -> tuple[list[int], pa.Array | list[Any]]:
-    """The indexes of the rows whose event type is one of `types`, and their values of
-    EVENT_COLUMNS[column]: read from the rows' Arrow table when there is one (`table` holds
-    `rows` but the duplicate flag). A loop over a flush's rows costs a cache miss or more per
-    row (each row and each of its values is an object of its own); an Arrow column is one
-    array."""
+def typed_rows(rows: list[Row], table: pa.Table | None, types: frozenset[str],
+               *columns: int) -> tuple[list[int], list[pa.Array]]:
+    """The indexes of the rows whose event type is one of `types`, and their values of each
+    of EVENT_COLUMNS[column], as Arrow: read from the rows' Arrow table when there is one
+    (`table` holds `rows` but the duplicate flag). A loop over a flush's rows costs a cache
+    miss or more per row (each row and each of its values is an object of its own); an Arrow
+    column is one array. Without a table (a value Arrow could not hold: rare), the rows."""
     if table is None:
         index = [i for i, row in enumerate(rows) if row[4] in types]
-        return index, [rows[i][column] for i in index]
+        return index, [pa.array([rows[i][c] for i in index]) for c in columns]
     picked = pc.indices_nonzero(pc.is_in(table.column(4), value_set=pa.array(sorted(types))))
-    return picked.to_pylist(), table.column(column).take(picked)
-
-
-def _listed(values: pa.Array | list[Any]) -> list[Any]:
-    return values if isinstance(values, list) else values.to_pylist()
-
-
-def _distinct(values: pa.Array | list[Any]) -> list[Any]:
-    return values if isinstance(values, list) else pc.unique(values).to_pylist()
-
-
-def _days(values: pa.Array | list[Any]) -> set[date]:
-    """The UTC days of occurred_at values (aware datetimes, or Arrow timestamps in UTC)."""
-    if isinstance(values, list):
-        return {value.date() for value in values}
-    return set(pc.unique(pc.cast(values, pa.date32())).to_pylist())
+    return picked.to_pylist(), [table.column(c).take(picked) for c in columns]
 
 
 async def mark_duplicates(ch: ClickHouse, *parts: list[Row],
@@ -523,10 +502,10 @@ async def mark_duplicates(ch: ClickHouse, *parts: list[Row],
     days: set[date] = set()
     with _gc_paused():
         for rows, table in zip(parts, tables or [None] * len(parts), strict=True):
-            index, ids = typed_rows(rows, table, SUMMED_TYPES, 3)
+            index, (ids, occurred) = typed_rows(rows, table, SUMMED_TYPES, 3, 7)
             if index:
-                summed.append((rows, index, _listed(ids)))
-                days |= _days(typed_rows(rows, table, SUMMED_TYPES, 7)[1])
+                summed.append((rows, index, ids.to_pylist()))
+                days.update(pc.unique(pc.cast(occurred, pa.date32())).to_pylist())  # UTC days
         if not summed:
             return
         every = [eid for _, _, ids in summed for eid in ids]
@@ -665,7 +644,8 @@ class PnlDaily:
         """Read the sums of the batches' round trips before they are stored."""
         with _gc_paused():
             ids = sorted({str(cid) for b in batches
-                          for cid in _distinct(typed_rows(b.rows, b.table, PNL_TYPES, 5)[1])})
+                          for cid in pc.unique(typed_rows(b.rows, b.table, PNL_TYPES, 5)[1][0])
+                          .to_pylist()})
         if not ids:
             return
         self._seq += 1
@@ -971,7 +951,7 @@ class AuditWriter:
         self._extend_table(buf)  # rows added by add_many_yielding still being made
         floor = self._stored.get(key, -1)
         # offsets rise (add_many takes only higher ones): those stored are a head
-        stored = bisect_right(buf.records, floor, hi=upto, key=_offset)
+        stored = bisect_right(buf.records, floor, hi=upto, key=attrgetter("offset"))
         self._skipped += stored
         records, rows = buf.records[stored:upto], buf.rows[stored:upto]
         table = buf.table.slice(stored, upto - stored) if buf.table is not None else None
