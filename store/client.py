@@ -7,9 +7,11 @@ import logging
 import os
 import re
 import struct
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from itertools import accumulate
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -72,6 +74,7 @@ _TOO_MANY_PARTITIONS = "too many partitions for single insert block"
 # TIMESTAMP_MS (truncated as the Native encoder truncates). Registered by the table's writer.
 ARROW_TYPES: dict[str, dict[str, Any]] = {}
 TIMESTAMP_MS = pa.timestamp("ms", tz="UTC")
+_BINARY = pa.binary()
 _TIMESTAMP_US = pa.timestamp("us", tz="UTC")
 
 
@@ -110,7 +113,28 @@ def _arrow_column(
 def _convert(values: Sequence[Any], kind: Any) -> pa.Array:
     if kind == TIMESTAMP_MS:
         return pa.array(values, _TIMESTAMP_US).cast(TIMESTAMP_MS, safe=False)
+    if kind == _BINARY:
+        joined = _joined_binary(values)
+        if joined is not None:
+            return joined
     return pa.array(values, kind)
+
+
+def _joined_binary(values: Sequence[Any]) -> pa.Array | None:
+    """Bytes values as one binary array from their concatenation and its offsets: two C loops
+    (an events payload column: 0.3 against 0.7 us a value, as pa.array copies each value
+    into a buffer it grows as it goes). None when a value is not bytes (None, a str) or the
+    values pass binary's 2 GiB of offsets: pa.array decides those."""
+    offsets = array("i", [0])  # binary's offsets: int32
+    if offsets.itemsize != 4 or not all(type(v) is bytes for v in values):
+        return None
+    try:
+        offsets.extend(accumulate(map(len, values)))
+    except OverflowError:
+        return None
+    return pa.Array.from_buffers(
+        _BINARY, len(values), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(values))]
+    )
 
 
 ENCODE_ERRORS = (ValueError, TypeError, OverflowError, struct.error, pa.ArrowException)

@@ -32,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, localcontext
+from importlib import resources
 from operator import attrgetter
 from typing import Any, NamedTuple
 from uuid import UUID, uuid4
@@ -130,6 +131,11 @@ _PNL_SINCE = (
     f"SELECT {', '.join(PNL_COLUMNS)} FROM pnl_daily_since(token = {{token:String}}, "  # noqa: S608
     "recent = {recent:String}, since = {since:UInt64})"
 )
+# pnl_daily_since's rows of one-symbol round trips, and a several = 1 row for any other (sent
+# without the file's opening comment)
+_PNL_READ = "\n".join(
+    line for line in (resources.files("store") / "sql" / "pnl_daily_read.sql")
+    .read_text("utf-8").splitlines() if not line.startswith("--"))
 # From this many round trips in a flush, pnl_daily's reads go by part (pnl_daily_since):
 # below it, pnl_daily_of's one read of every id is cheaper (the primary key narrows a few
 # ids to a few granules, and the larger view costs its planning: 90 against 65 ms for 6 ids)
@@ -541,11 +547,16 @@ async def pnl_sums(ch: ClickHouse, token: str, recent: str | None = None, since:
                    ) -> PnlSums:
     """pnl_daily's rows for the round trips whose ids are stored in pnl_ids under `token`
     (read from every part of pnl_rollup), and, given `recent`, those under `recent` and not
-    `token` (read from the parts written after block `since`: 0011_pnl_recent.sql)."""
-    if recent is None:
-        rows = await ch.query(_PNL_OF, {"token": token})
-    else:
-        rows = await ch.query(_PNL_SINCE, {"token": token, "recent": recent, "since": since})
+    `token` (read from the parts written after block `since`: 0011_pnl_recent.sql).
+
+    Read by store/sql/pnl_daily_read.sql, which plans in a fraction of the views' time; when
+    a round trip has fills of several symbols, read again through the views, which split it
+    per symbol (pnl_daily_of, pnl_daily_since)."""
+    params = {"token": token, "recent": recent or "", "since": since if recent else 0}
+    rows = await ch.query(_PNL_READ, params)
+    if any(r["several"] for r in rows):
+        rows = (await ch.query(_PNL_OF, {"token": token}) if recent is None
+                else await ch.query(_PNL_SINCE, params))
     return {
         (r["day"], str(r["strategy_id"]), int(r["closed"])): tuple(r[c] for c in PNL_SUMS)
         for r in rows

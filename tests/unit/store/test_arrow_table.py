@@ -74,6 +74,28 @@ def test_a_value_that_does_not_fit_still_raises() -> None:
         arrow_table([["a", "not a time", T0, T0, T0, 0.0, 0.0, None]] * 2, NAMES, TYPES)
 
 
+BINARY_CASES = {
+    "payloads": [b'{"event_id":"a"}', b"", "é".encode(), b"\x00\xff" * 3000],
+    "one empty": [b""],
+    "none": [],
+    "a missing value": [b"a", None, b"b"],  # pa.array's way
+    "a text among bytes": [b"a", "b"],  # pa.array's way
+}
+
+
+@pytest.mark.parametrize("values", list(BINARY_CASES.values()), ids=list(BINARY_CASES))
+def test_a_binary_column_is_the_value_by_value_conversion(values: list[Any]) -> None:
+    """Bytes join into one buffer (a payload column); anything else as pa.array makes it."""
+    types = {"payload": pa.binary()}
+    table = arrow_table([[v] for v in values], ["payload"], types)
+    expected = pa.table({"payload": pa.array(values, pa.binary())})
+    table.validate(full=True)
+    assert table.equals(expected)
+    assert table.column("payload").to_pylist() == [
+        v.encode() if isinstance(v, str) else v for v in values
+    ]
+
+
 @pytest.mark.parametrize(("env", "backend"), [(None, "system"), ("jemalloc", "jemalloc")])
 def test_arrow_buffers_come_from_the_system_allocator_unless_configured(
     env: str | None, backend: str

@@ -47,6 +47,7 @@ class FakePnl:
         self.inserted: list[tuple[str, list[list[Any]], str | None]] = []
         self.fail: dict[str, int] = {}
         self.reads: list[dict[str, Any]] = []
+        self.several = 0  # the lean read's flag: a round trip of several symbols
 
     def _maybe_fail(self, kind: str) -> None:
         if self.fail.get(kind, 0) > 0:
@@ -55,7 +56,8 @@ class FakePnl:
 
     async def query(self, sql: str, parameters: dict[str, Any] | None = None
                     ) -> list[dict[str, Any]]:
-        what = ("pnl_of" if "pnl_daily_of" in sql or "pnl_daily_since" in sql
+        what = ("pnl_of" if "several" in sql  # the writer's own read
+                else "pnl_view" if "pnl_daily_of" in sql or "pnl_daily_since" in sql
                 else "block" if "system.parts" in sql
                 else "old" if "FROM pnl_rollup" in sql else "query")
         self.calls.append(what)
@@ -64,10 +66,10 @@ class FakePnl:
             return [{"n": 41}]
         if what == "old":
             return [{"correlation_id": i} for i in self.old]
-        if what != "pnl_of":
+        if what not in ("pnl_of", "pnl_view"):
             return []
         self.reads.append(dict(parameters or {}))
-        return [dict(zip(PNL_COLUMNS, (*key, *value), strict=True))
+        return [{**dict(zip(PNL_COLUMNS, (*key, *value), strict=True)), "several": self.several}
                 for key, value in self.state.items()]
 
     async def insert(self, table: str, rows: Sequence[Sequence[Any]],
@@ -189,7 +191,7 @@ async def test_ids_pnl_rollup_holds_are_read_from_every_part_before_and_after() 
     await pnl.begin([signal_batch()])
     await pnl.settle()
     before, after = ch.reads
-    assert before == {"token": f"{after['recent']}-old"}
+    assert before == {"token": f"{after['recent']}-old", "recent": "", "since": 0}
     assert after == {"token": before["token"], "recent": after["recent"], "since": 41}
     # a retried read writes both sets of ids again (they expire in pnl_ids)
     await pnl.begin([signal_batch()])
@@ -209,7 +211,26 @@ async def test_a_small_flush_reads_its_ids_from_every_part_before_and_after() ->
     await pnl.settle()
     assert ch.calls == ["repair", "ids", "pnl_of", "pnl_of"]  # no look-up of old ids
     before, after = ch.reads
-    assert before == after == {"token": after["token"]}
+    assert before == after == {"token": after["token"], "recent": "", "since": 0}
+
+
+@pytest.mark.parametrize("by_part_from", [1, 1000])
+async def test_a_round_trip_of_several_symbols_is_read_again_through_the_views(
+    by_part_from: int,
+) -> None:
+    ch = FakePnl()
+    ch.several = 1  # the writer's own read cannot split it per symbol: the views' read can
+    pnl = PnlDaily(ch, by_part_from=by_part_from)  # type: ignore[arg-type]
+    await pnl.settle()
+    await pnl.begin([signal_batch()])
+    ch.state = {(DAY, "momo", 1): sums(1, "5")}
+    await pnl.settle()
+    # before: no row, nothing to split; after: a row of several symbols, read again
+    assert [c for c in ch.calls if c.startswith("pnl_")] == ["pnl_of", "pnl_of", "pnl_view"]
+    own, view = ch.reads[1:]
+    # the views' read takes what the writer's own read took: the same ids, the same parts
+    assert view == (own if by_part_from == 1 else {"token": own["token"]})
+    assert [rows for _, rows, _ in ch.inserted] == [[[DAY, "momo", 1, *sums(1, "5")]]]
 
 
 class ViewsRun(FakePnl):
