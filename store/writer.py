@@ -427,7 +427,8 @@ def _quick_rows(records: list[EventRecord], now: datetime) -> list[Row | None]:
         try:
             head = decode(record.value)
             value = record.value
-            value.decode("utf-8")  # raises on bytes that are not UTF-8, as the general path
+            if not value.isascii():  # ASCII is UTF-8, and no str is made to say so
+                value.decode("utf-8")  # raises on bytes that are not UTF-8, as the general path
             occurred = parse(head.occurred_at)
             if occurred.tzinfo is not UTC:
                 occurred = _utc(head.occurred_at)

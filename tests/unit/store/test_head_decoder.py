@@ -163,3 +163,17 @@ def test_rows_are_left_alone_by_the_garbage_collector() -> None:
     rows = rows_of(records, NOW)
     gc.collect()
     assert [row for row in rows if gc.is_tracked(row)] == []
+
+
+def test_bytes_beyond_ascii_are_taken_as_utf8_and_refused_otherwise() -> None:
+    """The batch decoder asks UTF-8 only of values that are not ASCII: a non-ASCII value that
+    is UTF-8 is stored as it came, and one with bytes that are not (in a field the head
+    decoder skips unread) is what to_row makes of it: undecodable."""
+    value = trading_day().events[0].model_dump_json().encode()
+    assert value.isascii()
+    records = [EventRecord("signals", 0, n, None, value[:-1] + extra + b"}", None)
+               for n, extra in enumerate([b"", b',"note":"caf\xc3\xa9"', b',"note":"\xff"'])]
+    rows = rows_of(records, NOW)
+    _as_to_row(rows, records)
+    assert [r[4] for r in rows] == ["signal", "signal", "undecodable"]
+    assert rows[1][13] == records[1].value
