@@ -11,8 +11,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaConnectionError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from aiokafka.errors import KafkaError
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from agents.kafka_auth import NO_AUTH, KafkaAuth
 
@@ -47,12 +47,21 @@ async def read_all(bootstrap: str, topic: str, visit: Callable[[dict[str, Any]],
             log.warning("%s: the read-back consumer did not stop within 10 s; left", topic)
 
 
-async def partitions_of(bootstrap: str, topic: str, auth: KafkaAuth = NO_AUTH) -> list[int]:
+def _retriable(exc: BaseException) -> bool:
+    """A Kafka error that asking again may clear (aiokafka's own mark): a closed connection, a
+    node not ready, a request timed out."""
+    return isinstance(exc, KafkaError) and exc.retriable
+
+
+async def partitions_of(bootstrap: str, topic: str, auth: KafkaAuth = NO_AUTH,
+                        within: float = 30.0) -> list[int]:
     """The topic's partitions ([] when it does not exist). A broker of a cluster that goes
-    away mid-request (its connection closed) is not an answer: asked again, within 30 s."""
-    async for attempt in AsyncRetrying(stop=stop_after_delay(30), reraise=True,
+    away mid-request (its connection closed), or that the client's metadata still names after
+    it stopped (NodeNotReadyError: the broker-failure test's SIGTERM case), is not an answer:
+    asked again, within `within` seconds."""
+    async for attempt in AsyncRetrying(stop=stop_after_delay(within), reraise=True,
                                        wait=wait_exponential(multiplier=0.2, max=2),
-                                       retry=retry_if_exception_type(KafkaConnectionError)):
+                                       retry=retry_if_exception(_retriable)):
         with attempt:
             admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **auth.aiokafka_kwargs())
             await admin.start()
