@@ -136,9 +136,10 @@ _PNL_SINCE = (
 _PNL_READ = "\n".join(
     line for line in (resources.files("store") / "sql" / "pnl_daily_read.sql")
     .read_text("utf-8").splitlines() if not line.startswith("--"))
-# From this many round trips in a flush, pnl_daily's reads go by part (pnl_daily_since):
-# below it, pnl_daily_of's one read of every id is cheaper (the primary key narrows a few
-# ids to a few granules, and the larger view costs its planning: 90 against 65 ms for 6 ids)
+# From this many round trips in a flush, pnl_daily's reads go by part (pnl_daily_since's
+# parameters): below it, one read of every id from every part is cheaper (the primary key
+# narrows a few ids to a few granules, and reading by part costs two look-ups more: the
+# block number and the ids pnl_rollup holds)
 PNL_BY_PART_FROM = 1000
 # The ids under {token:String} that pnl_rollup holds rows of (its correlation_id column only)
 _ROLLUP_IDS = (
