@@ -50,8 +50,10 @@ class Pipeline:
     reconciler: Reconciler | None = None
     reconcile_interval: float = 0.5
     writer: Any = None  # store.writer.AuditWriter when this process runs the audit stage
-    audit_batch_rows: int = 5000
+    audit_batch_rows: int = 50_000
     audit_batch_seconds: float = 0.5
+    audit_group: str = "jax-audit-sink"  # the audit sink's consumer group (kafka_acls.sink_group)
+    audit_sink: Any = None  # agents.audit_sink.AuditSink, once the audit stage is built
     ticker: Callable[[], None] | None = None  # advances the in-process simulator
     tick_seconds: float = 0.0
     session_timeout: float = 10.0  # Kafka consumer group session, seconds
@@ -129,6 +131,8 @@ def build_app(app_id: str, pipeline: Pipeline, stages: Iterable[str], web_port: 
         register_control(app, emitter, pipeline, pipeline.trips)
     if pipeline.ticker is not None and pipeline.tick_seconds > 0:
         _sim_clock(app, pipeline)
+    if not app.agents:  # the audit stage alone: its sink consumes by itself, faust has no topic
+        app.boot_strategy = app.BootStrategy(app, enable_kafka_consumer=False)
     return app
 
 
@@ -282,55 +286,35 @@ def _sim_clock(app: faust.App, pipeline: Pipeline) -> None:
 
 
 def _audit(app: faust.App, pipeline: Pipeline) -> None:
-    """Every event of every topic into ClickHouse; offsets are acked only after the insert."""
-    from store.writer import EventRecord
+    """Every event of every topic into ClickHouse, by the audit sink (agents/audit_sink.py: an
+    aiokafka consumer of its own, not a faust agent); offsets are committed only after the
+    insert."""
+    from aiokafka import AIOKafkaConsumer
+
+    from agents.audit_sink import AuditSink
 
     writer = pipeline.writer
     assert writer is not None, "the audit stage needs an AuditWriter"
-    channel = app.topic(*[pipeline.physical(s.name) for s in TOPICS], value_serializer="raw",
-                        key_serializer="raw")
+    session_ms = int(pipeline.session_timeout * 1000)
 
-    async def audit(stream: faust.StreamT) -> None:
-        # noack_take is on the concrete Stream only (StreamT lacks it): batches acked by hand.
-        concrete = cast(Stream, stream)
-        async for batch in concrete.noack_take(pipeline.audit_batch_rows,
-                                             within=pipeline.audit_batch_seconds):
-            writer.add_many(
-                EventRecord(
-                    topic=pipeline.logical(e.message.topic), partition=e.message.partition,
-                    offset=e.message.offset, key=e.message.key, value=e.message.value or b"",
-                    timestamp=e.message.timestamp,
-                )
-                for e in batch
-            )
-            await _flush_until_stored(writer)
-            for event in batch:
-                await stream.ack(event)
+    def consumer() -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=pipeline.bootstrap, group_id=pipeline.audit_group,
+            client_id=pipeline.audit_group, enable_auto_commit=False,
+            auto_offset_reset="earliest", session_timeout_ms=session_ms,
+            heartbeat_interval_ms=max(session_ms // 5, 500),
+            max_partition_fetch_bytes=4 << 20, request_timeout_ms=30_000,
+            **pipeline.auth.aiokafka_kwargs())
 
-    app.agent(channel, name="jax.audit", concurrency=1)(audit)
+    sink = pipeline.audit_sink = AuditSink(
+        writer, consumer, [pipeline.physical(s.name) for s in TOPICS],
+        logical=pipeline.logical, physical=pipeline.physical)
 
-    @app.on_partitions_assigned.connect
-    async def reassigned(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
-        # Another audit worker may have stored these partitions meanwhile: re-read before adding.
-        assigned = args[0] if args else kwargs.get("assigned", set())
-        writer.forget([(pipeline.logical(tp.topic), tp.partition) for tp in assigned])
+    @app.task
+    async def audit() -> None:
+        await sink.run()
 
-
-async def _flush_until_stored(writer: Any, max_wait: float = 30.0) -> None:
-    """Back-pressure, not loss: while ClickHouse refuses, the sink waits and retries, holding
-    its offsets; the batch is never acked unstored and never escapes the agent."""
-    from store.exceptions import StoreError
-
-    delay = 0.5
-    while True:
-        try:
-            await writer.flush()
-            return
-        except StoreError as exc:
-            if getattr(exc, "transient", False):
-                log.warning("audit: ClickHouse insert failed (%s); retrying in %.1fs", exc, delay)
-            else:
-                log.error("audit: ClickHouse refuses the batch for a reason no retry fixes (%s); "
-                          "holding offsets, retrying in %.1fs", exc, delay)
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, max_wait)
+    @app.on_before_shutdown.connect
+    async def stopping(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # before faust cancels the task: the last batch stored and committed, within bounds
+        await sink.close(within=sink.call_seconds + pipeline.audit_batch_seconds + 5)

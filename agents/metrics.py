@@ -185,7 +185,8 @@ def consumer_lag(app: Any, pipeline: Any) -> list[tuple[str, int, int]]:
             continue
         done = (committed + 1) if committed is not None else 0
         out.append((pipeline.logical(tp.topic), tp.partition, max(0, int(high) - done)))
-    return out
+    sink = getattr(pipeline, "audit_sink", None)  # the audit stage's own consumer
+    return out + (sink.lag() if sink is not None else [])
 
 
 def watch(app: Any, pipeline: Any, component: str = "worker") -> None:

@@ -117,6 +117,12 @@ def stage_principal(stages: set[str] | frozenset[str]) -> str:
     return next(iter(stages)) if len(stages) == 1 else "worker"
 
 
+def sink_group(app_id: str) -> str:
+    """The audit sink's consumer group (agents/audit_sink.py: an aiokafka consumer of its own,
+    beside the audit process's faust app and its group `<app_id>-audit`)."""
+    return f"{app_id}-audit-sink"
+
+
 def group_pattern(principal: str, app_id: str) -> tuple[Pattern, str]:
     """A stage's consumer group is `<app_id>-<stage>` (jax_exec.wiring.app_id_for); `worker`
     may join any group of the app (`<app_id>` and every `<app_id>-<stages>`)."""
@@ -153,6 +159,9 @@ def bindings(prefix: str, app_id: str) -> list[Binding]:
         if rights.group:
             pattern, group = group_pattern(name, app_id)
             out.add(Binding(name, Resource.GROUP, pattern, group, Operation.READ))
+            if name == "audit":  # `worker`'s prefix covers it
+                out.add(Binding(name, Resource.GROUP, Pattern.LITERAL, sink_group(app_id),
+                                Operation.READ))
     return sorted(out)
 
 

@@ -31,7 +31,7 @@ from brokers import registry
 from brokers.bounded import BoundedVenue
 from brokers.pacing import PUBLISHED, PacedVenue
 from brokers.port import OrderService
-from jax_exec.kafka_acls import stage_principal
+from jax_exec.kafka_acls import sink_group, stage_principal
 from jax_exec.kafka_security import client_auth
 from jax_exec.keys import keyring_path, load_keyring
 from jax_exec.settings import Settings
@@ -165,6 +165,7 @@ async def build_worker(settings: Settings, stages: Iterable[str], risk: RiskSett
         trips=TripSettings() if "control" in stages else None,
         audit_batch_rows=settings.audit_batch_rows,
         audit_batch_seconds=settings.audit_batch_seconds,
+        audit_group=sink_group(settings.app_id),
         auth=auth,
     )
     if "reconciliation" in stages:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.app import _flush_until_stored
+from agents.audit_sink import AuditSink
 from store.exceptions import FlushError
 
 
@@ -26,9 +26,9 @@ async def test_flush_is_retried_until_clickhouse_takes_it(monkeypatch: pytest.Mo
     async def fake_sleep(seconds: float) -> None:
         sleeps.append(seconds)
 
-    monkeypatch.setattr("agents.app.asyncio.sleep", fake_sleep)
+    monkeypatch.setattr("agents.audit_sink.asyncio.sleep", fake_sleep)
     writer = FlakyWriter(failures=3)
-    await _flush_until_stored(writer)
+    await _sink(writer)._store()
     assert writer.calls == 4
     assert sleeps == [0.5, 1.0, 2.0]  # exponential back-off while holding the batch
 
@@ -39,4 +39,8 @@ async def test_a_bug_in_the_writer_is_not_swallowed() -> None:
             raise TypeError("not a store error")
 
     with pytest.raises(TypeError):
-        await _flush_until_stored(Broken())
+        await _sink(Broken())._store()
+
+
+def _sink(writer: object) -> AuditSink:
+    return AuditSink(writer, lambda: None, [], logical=str, physical=str)  # type: ignore[arg-type, return-value]
