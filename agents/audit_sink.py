@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -49,7 +50,8 @@ class AuditSink:
 
     def __init__(self, writer: Any, make_consumer: Callable[[], Consumer], topics: Iterable[str],
                  logical: Callable[[str], str], physical: Callable[[str], str],
-                 call_seconds: float = 30.0, max_wait: float = 30.0) -> None:
+                 call_seconds: float = 30.0, max_wait: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.writer = writer
         self._make = make_consumer
         self.topics = sorted(topics)
@@ -57,10 +59,14 @@ class AuditSink:
         self._physical = physical
         self.call_seconds = call_seconds  # commit, start and stop of the consumer
         self.max_wait = max_wait  # longest pause between two tries of a refused flush
+        self._clock = clock
         self.consumer: Consumer | None = None
         self.committed: dict[TopicPartition, int] = {}  # next offset to read, as committed
         self._stored: dict[TopicPartition, int] = {}  # next offset to read, as stored
-        self._lock = asyncio.Lock()  # one flush and commit at a time (the loop, a rebalance)
+        self._lock = asyncio.Lock()  # one store-and-commit at a time (the loop, a rebalance)
+        self._flushing: asyncio.Task[None] | None = None  # the batch being stored, if any
+        self._fresh = 0  # rows added since the last flush began
+        self._fresh_since = 0.0  # when the first of them was added (clock)
         self._stopping = asyncio.Event()
         self._finished: asyncio.Event | None = None  # made when run() starts, set at its end
 
@@ -75,19 +81,24 @@ class AuditSink:
             try:
                 while not self._stopping.is_set():
                     await self.step()
-                if self.writer.buffered_rows:
-                    async with self._lock:
-                        await asyncio.wait_for(self._store(), self.call_seconds)
+                await asyncio.wait_for(self._last(), self.call_seconds)
             except TimeoutError:
                 log.warning("audit: the buffered rows could not be stored before the stop; "
                             "they are read again at the next start")
             finally:
+                if self._flushing is not None:
+                    self._flushing.cancel()
                 try:
                     await asyncio.shield(self._commit())
                 finally:
                     await asyncio.wait_for(consumer.stop(), self.call_seconds)
         finally:
             finished.set()
+
+    async def _last(self) -> None:
+        """On stop: the batch being stored, then what is left."""
+        await self._reap()
+        await self._store_and_commit()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -103,15 +114,25 @@ class AuditSink:
             log.warning("audit: the sink did not stop within %gs", within)
 
     async def step(self) -> None:
-        """Take what has arrived (waiting no longer than the batch window has left), then
-        flush and commit if a batch is full or its oldest row old enough. Never raises but
-        for cancellation: a bad record is the writer's to record, a refused flush is retried."""
+        """Start storing the batch if it is full or its oldest row old enough (one batch is
+        stored while the next is read and decoded; a third waits for the first), then take
+        what has arrived, waiting no longer than the batch window has left. Never raises but
+        for cancellation and a bug: a bad record is the writer's to record, a refused flush
+        is retried, a failed read is tried again."""
         assert self.consumer is not None
-        writer = self.writer
-        room = max(1, writer.max_batch_rows - writer.buffered_rows)
+        writer, now = self.writer, self._clock()
+        if self._flushing is not None and self._flushing.done():
+            await self._reap()
+        due = self._fresh >= writer.max_batch_rows or (
+            self._fresh > 0 and now - self._fresh_since >= writer.max_batch_seconds)
+        if due:
+            if self._flushing is not None:  # back-pressure: one batch stored at a time
+                await self._reap()
+            self._start_flush()
+        room = max(1, writer.max_batch_rows - self._fresh)
         wait = writer.max_batch_seconds
-        if writer.buffered_rows:
-            wait = max(0.0, writer.max_batch_seconds - writer.stats.oldest_buffered_seconds)
+        if self._fresh:
+            wait = max(0.0, self._fresh_since + writer.max_batch_seconds - now)
         try:
             fetched = await self.consumer.getmany(timeout_ms=round(wait * 1000), max_records=room)
         except asyncio.CancelledError:
@@ -121,11 +142,42 @@ class AuditSink:
             await asyncio.sleep(0.5)
             return
         if fetched:
+            if not self._fresh:
+                self._fresh_since = self._clock()
+            before = writer.buffered_rows
             writer.add_many(self._records(fetched))
-        if writer.should_flush():
+            self._fresh += max(0, writer.buffered_rows - before)
+
+    def _start_flush(self) -> None:
+        """Store what is buffered now: the writer takes its marks when flush() is called, so
+        rows added while it runs wait for the next flush."""
+        first = self.writer.flush()
+        self._fresh = 0
+        self._flushing = asyncio.get_running_loop().create_task(self._store_and_commit(first))
+
+    async def _reap(self) -> None:
+        """Wait for the batch being stored (a bug in it is raised here)."""
+        flushing, self._flushing = self._flushing, None
+        if flushing is not None:
+            await flushing
+
+    async def _store_and_commit(self, first: Any = None,
+                                only: set[TopicPartition] | None = None) -> None:
+        """Store everything buffered (beginning with the flush `first`, already called) and
+        commit; `only`: those partitions."""
+        try:
             async with self._lock:
-                await self._store()
-                await self._commit()
+                if first is not None or self.writer.buffered_rows:
+                    await self._store(first)
+                    first = None
+                await self._commit(only)
+        finally:
+            if first is not None:  # cancelled before it ran: nothing of it happened
+                first.close()
+
+    async def settle(self) -> None:
+        """Wait for the batch being stored, if any (a bug in it is raised here)."""
+        await self._reap()
 
     def _records(self, fetched: dict[TopicPartition, list[Any]]) -> Iterable[EventRecord]:
         for tp, messages in fetched.items():
@@ -134,13 +186,15 @@ class AuditSink:
                 yield EventRecord(topic=topic, partition=tp.partition, offset=m.offset,
                                   key=m.key, value=m.value or b"", timestamp=m.timestamp)
 
-    async def _store(self) -> None:
-        """Flush until everything buffered is stored: while ClickHouse refuses, wait longer
-        each time (up to max_wait) and try again, holding the offsets."""
+    async def _store(self, first: Any = None) -> None:
+        """Flush until everything buffered is stored (`first`: a flush already called): while
+        ClickHouse refuses, wait longer each time (up to max_wait) and try again, holding the
+        offsets."""
         delay = 0.5
         while True:
+            attempt, first = (first if first is not None else self.writer.flush()), None
             try:
-                self._note(await self.writer.flush())
+                self._note(await attempt)
                 return
             except StoreError as exc:
                 self._note(getattr(exc, "stored", None) or {})
@@ -184,9 +238,10 @@ class AuditSink:
         the new owner starts after it. Bounded: a store that stays down leaves the rows to be
         read again by the new owner."""
         async def store_and_commit() -> None:
-            async with self._lock:
-                await self._store()
-                await self._commit(partitions)
+            if self._flushing is not None:  # its outcome is the loop's to see
+                await asyncio.wait([self._flushing])
+            self._fresh = 0
+            await self._store_and_commit(only=partitions)
 
         try:
             await asyncio.wait_for(store_and_commit(), self.call_seconds)

@@ -32,7 +32,7 @@ for p in (ROOT, ROOT / "bench"):
 import report  # noqa: E402
 from aiokafka import AIOKafkaProducer  # noqa: E402
 from bench_clickhouse import PARTITIONS, records  # noqa: E402
-from pipeline_stack import cpu_seconds, own_broker, rss_mib  # noqa: E402
+from pipeline_stack import broker, cpu_seconds, rss_mib  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 
@@ -69,6 +69,7 @@ def drain(home: Path, bootstrap: str, prefix: str, events: int, batch_rows: int,
     task = progress.add_task(f"{batch_rows:>7,} rows a flush", total=events)
     worker.start(180)
     started = last_change = time.monotonic()
+    first_row: float | None = None  # the group joined, the first batch stored
     rows = 0
     try:
         while rows < events and time.monotonic() - last_change < STALL_SECONDS:
@@ -76,6 +77,7 @@ def drain(home: Path, bootstrap: str, prefix: str, events: int, batch_rows: int,
             now = worker.sql("SELECT count() AS n FROM events")[0]["n"]
             if now != rows:
                 rows, last_change = int(now), time.monotonic()
+                first_row = first_row or last_change
                 progress.update(task, completed=rows)
         assert worker.proc is not None
         peak = _peak_rss_mib(worker.proc.pid)
@@ -85,6 +87,7 @@ def drain(home: Path, bootstrap: str, prefix: str, events: int, batch_rows: int,
     seconds = last_change - started
     return {"batch_rows": batch_rows, "events": events, "rows": rows,
             "seconds": round(seconds, 2), "events_per_second": round(rows / seconds),
+            "seconds_to_first_rows": round((first_row or last_change) - started, 2),
             "worker_cpu_seconds": round(cpu, 1), "worker_peak_rss_mib": peak}
 
 
@@ -107,13 +110,7 @@ def parse() -> argparse.Namespace:
 def main() -> int:
     args = parse()
     home = Path(tempfile.mkdtemp(prefix="jax-drain-"))
-    kafka = None
-    if args.bootstrap:
-        bootstrap = args.bootstrap
-    else:
-        console.print("starting a Kafka broker of the benchmark's own ...")
-        kafka = own_broker(home)
-        bootstrap = kafka.bootstrap
+    bootstrap, kafka = broker(home, args.bootstrap, console.print)
     runs = []
     try:
         with Progress(TextColumn("{task.description}"), BarColumn(),
@@ -135,10 +132,12 @@ def main() -> int:
               "runs": runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    console.print("| rows a flush | events | seconds | events/s | worker CPU s | peak RSS MiB |")
-    console.print("|---|---|---|---|---|---|")
+    console.print("| rows a flush | events | seconds | first rows after | events/s | worker CPU s "
+                  "| peak RSS MiB |")
+    console.print("|---|---|---|---|---|---|---|")
     for r in runs:
         console.print(f"| {r['batch_rows']:,} | {r['rows']:,} | {r['seconds']} | "
+                      f"{r['seconds_to_first_rows']} s | "
                       f"{r['events_per_second']:,} | {r['worker_cpu_seconds']} | "
                       f"{r['worker_peak_rss_mib']} |")
     console.print(f"wrote {args.out}")

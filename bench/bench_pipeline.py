@@ -46,7 +46,7 @@ from loadgen import (  # noqa: E402
     percentiles,
     schedule,
 )
-from pipeline_stack import Stack, Usage, own_broker  # noqa: E402
+from pipeline_stack import Stack, Usage, broker  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.progress import (  # noqa: E402
     BarColumn,
@@ -441,17 +441,11 @@ def main() -> int:
     started = time.monotonic()
     described = report.machine()
     home = Path(tempfile.mkdtemp(prefix="jax-bench-"))
-    kafka = None
     argv = sys.argv[1:]
     given = [a for i, a in enumerate(argv)
              if not a.startswith("--out") and not (i and argv[i - 1] == "--out")]
     command = "make bench" if not given else f"bench/bench_pipeline.py {' '.join(given)}"
-    if args.bootstrap:
-        bootstrap = args.bootstrap
-    else:
-        console.print("starting a Kafka broker of the benchmark's own ...")
-        kafka = own_broker(home)
-        bootstrap = kafka.bootstrap
+    bootstrap, kafka = broker(home, args.bootstrap, console.print)
     stack = Stack(home, bootstrap, f"b{uuid.uuid4().hex[:8]}-", with_audit=not args.no_audit,
                   extra_env={"LOG_LEVEL": args.log_level}, venue=args.venue)
     try:

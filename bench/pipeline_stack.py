@@ -11,6 +11,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -49,6 +50,16 @@ def own_broker(home: Path) -> LocalKafka:
         link.symlink_to(cache.resolve())
     kafka.start(timeout=180)
     return kafka
+
+
+def broker(home: Path, bootstrap: str | None, say: Any = print) -> tuple[str, LocalKafka | None]:
+    """The broker a benchmark uses: `bootstrap` when given, else one of its own under `home`
+    (returned, to be stopped)."""
+    if bootstrap:
+        return bootstrap, None
+    say("starting a Kafka broker of the benchmark's own ...")
+    kafka = own_broker(home)
+    return kafka.bootstrap, kafka
 
 
 @dataclass

@@ -34,3 +34,18 @@ def test_the_benchmark_runs_and_writes_its_three_artifacts(tmp_path: Path) -> No
         step["usage"]["mean_ms"])
     assert "| offered /s |" in (out / "latest.md").read_text()
     assert (out / "latest.png").stat().st_size > 0
+
+
+def test_the_audit_drain_benchmark_stores_every_event_of_its_backlog(tmp_path: Path) -> None:
+    """The audit stage over a backlog on the real broker: every event produced is a row (the
+    benchmark exits 1 otherwise); the figures are printed, not checked."""
+    out = tmp_path / "audit_drain.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_audit_drain.py"), "--events", "3000",
+         "--batch-rows", "1000", "--bootstrap", BOOTSTRAP, "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    print(done.stdout[-3000:], done.stderr[-3000:])
+    assert done.returncode == 0
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["rows"] == run["events"] == 3000
+    assert run["batch_rows"] == 1000

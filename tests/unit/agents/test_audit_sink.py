@@ -28,11 +28,6 @@ class Message:
 
 
 @dataclass
-class Stats:
-    oldest_buffered_seconds: float = 0.0
-
-
-@dataclass
 class FakeWriter:
     max_batch_rows: int = 3
     max_batch_seconds: float = 0.5
@@ -40,32 +35,30 @@ class FakeWriter:
     stored: list[EventRecord] = field(default_factory=list)
     refuse: list[FlushError] = field(default_factory=list)  # raised by the next flushes
     forgotten: list[tuple[str, int]] = field(default_factory=list)
-    age: float = 0.0
 
     @property
     def buffered_rows(self) -> int:
         return len(self.added)
 
-    @property
-    def stats(self) -> Stats:
-        return Stats(self.age if self.added else 0.0)
-
-    def should_flush(self) -> bool:
-        return len(self.added) >= self.max_batch_rows or (bool(self.added) and (
-            self.age >= self.max_batch_seconds))
-
     def add_many(self, records: Any) -> None:
         self.added.extend(records)
 
-    async def flush(self) -> dict[tuple[str, int], int]:
-        if self.refuse:
-            raise self.refuse.pop(0)
-        last: dict[tuple[str, int], int] = {}
-        for r in self.added:
-            last[(r.topic, r.partition)] = max(last.get((r.topic, r.partition), -1), r.offset)
-        self.stored.extend(self.added)
-        self.added.clear()
-        return last
+    def flush(self) -> Any:
+        taken = len(self.added)  # as the writer: its marks are taken when flush() is called
+
+        async def storing() -> dict[tuple[str, int], int]:
+            await asyncio.sleep(0)
+            if self.refuse:
+                raise self.refuse.pop(0)
+            last: dict[tuple[str, int], int] = {}
+            for r in self.added[:taken]:
+                key = (r.topic, r.partition)
+                last[key] = max(last.get(key, -1), r.offset)
+            self.stored.extend(self.added[:taken])
+            del self.added[:taken]
+            return last
+
+        return storing()
 
     def forget(self, keys: list[tuple[str, int]]) -> None:
         self.forgotten.extend(keys)
@@ -119,12 +112,27 @@ def tp(topic: str, partition: int = 0) -> TopicPartition:
     return TopicPartition(PREFIX + topic, partition)
 
 
-def sink_of(writer: FakeWriter, consumer: FakeConsumer) -> AuditSink:
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def sink_of(writer: FakeWriter, consumer: FakeConsumer, clock: Clock | None = None
+            ) -> AuditSink:
     sink = AuditSink(writer, lambda: consumer, [PREFIX + "orders", PREFIX + "fills"],
                      logical=lambda t: t.removeprefix(PREFIX), physical=lambda t: PREFIX + t,
-                     call_seconds=1.0, max_wait=0.01)
+                     call_seconds=1.0, max_wait=0.01, clock=clock or Clock())
     sink.consumer = consumer
     return sink
+
+
+async def flushed(sink: AuditSink) -> None:
+    """One step more (a batch due is stored at the start of a step), then its end."""
+    await sink.step()
+    await sink.settle()
 
 
 @pytest.fixture(autouse=True)
@@ -148,32 +156,71 @@ async def test_records_reach_the_writer_under_their_logical_topic_and_are_commit
     await sink.step()
     assert [(r.topic, r.partition, r.offset) for r in writer.added] == [("orders", 0, 5),
                                                                          ("orders", 0, 6)]
-    assert consumer.commits == []  # not full, not old: nothing stored, nothing committed
     await sink.step()
+    await sink.settle()
+    assert consumer.commits == []  # full, but not yet stored: nothing committed
+    await flushed(sink)
     assert [r.offset for r in writer.stored] == [5, 6, 0]
     assert consumer.commits == [{tp("orders"): 7, tp("fills", 1): 1}]  # the next to read
     record = writer.stored[0]
     assert (record.key, record.value, record.timestamp) == (b"k", b"{}", 1_700_000_000_000)
 
 
+async def test_the_next_batch_is_read_while_one_is_stored_and_waits_for_it() -> None:
+    writer, consumer = FakeWriter(max_batch_rows=2), FakeConsumer(held={tp("orders")})
+    consumer.fetches = [{tp("orders"): [Message(0), Message(1)]},
+                        {tp("orders"): [Message(2), Message(3)]},
+                        {tp("orders"): [Message(4)]}]
+    gate = asyncio.Event()
+    flush = writer.flush
+
+    def slow_flush() -> Any:
+        inner = flush()
+
+        async def held() -> Any:
+            await gate.wait()
+            return await inner
+
+        return held()
+
+    writer.flush = slow_flush  # type: ignore[method-assign]
+    sink = sink_of(writer, consumer)
+    await sink.step()  # reads 0, 1
+    await sink.step()  # stores 0, 1 (held) and reads 2, 3 meanwhile
+    assert [r.offset for r in writer.added] == [0, 1, 2, 3]
+    reading = asyncio.create_task(sink.step())  # 2, 3 due: waits for 0, 1 first
+    await asyncio.sleep(0)
+    assert not reading.done()
+    gate.set()
+    await reading
+    await sink.settle()
+    assert [r.offset for r in writer.stored] == [0, 1, 2, 3]
+    assert consumer.commits == [{tp("orders"): 2}, {tp("orders"): 4}]
+    assert [r.offset for r in writer.added] == [4]
+
+
 async def test_an_empty_value_is_stored_as_empty_bytes_not_dropped() -> None:
     writer, consumer = FakeWriter(max_batch_rows=1), FakeConsumer(held={tp("orders")})
     consumer.fetches = [{tp("orders"): [Message(3, value=None)]}]
-    await sink_of(writer, consumer).step()
+    sink = sink_of(writer, consumer)
+    await sink.step()
+    await flushed(sink)
     assert writer.stored[0].value == b""
 
 
-async def test_a_batch_is_flushed_when_its_oldest_row_is_old_enough() -> None:
+async def test_a_batch_is_stored_when_its_oldest_row_is_old_enough() -> None:
+    clock = Clock()
     writer, consumer = FakeWriter(max_batch_rows=100), FakeConsumer(held={tp("orders")})
     consumer.fetches = [{tp("orders"): [Message(0)]}]
-    sink = sink_of(writer, consumer)
+    sink = sink_of(writer, consumer, clock)
     await sink.step()
+    assert consumer.waits == [500]  # nothing buffered: the whole window
+    clock.now += 0.4
+    await flushed(sink)
     assert writer.stored == []
-    writer.age = 0.4
-    await sink.step()
     assert consumer.waits[-1] == 100  # waits only what the window has left
-    writer.age = 0.6
-    await sink.step()
+    clock.now += 0.1
+    await flushed(sink)
     assert [r.offset for r in writer.stored] == [0]
     assert consumer.commits == [{tp("orders"): 1}]
 
@@ -182,7 +229,9 @@ async def test_while_clickhouse_refuses_the_offsets_are_held(no_sleep: list[floa
     writer, consumer = FakeWriter(max_batch_rows=2), FakeConsumer(held={tp("orders")})
     writer.refuse = [FlushError("down", {}), FlushError("down", {}), FlushError("down", {})]
     consumer.fetches = [{tp("orders"): [Message(0), Message(1)]}]
-    await sink_of(writer, consumer).step()
+    sink = sink_of(writer, consumer)
+    await sink.step()
+    await flushed(sink)
     assert [s for s in no_sleep if s] == [0.5, 0.01, 0.01]  # backs off, never gives up
     assert [r.offset for r in writer.stored] == [0, 1]
     assert consumer.commits == [{tp("orders"): 2}]
@@ -194,6 +243,7 @@ async def test_what_a_partial_flush_stored_is_committed_even_while_the_rest_is_r
     consumer.fetches = [{tp("orders"): [Message(8)], tp("fills"): [Message(2)]}]
     sink = sink_of(writer, consumer)
     await sink.step()
+    await flushed(sink)
     assert consumer.commits == [{tp("orders"): 9, tp("fills"): 3}]
 
 
@@ -203,9 +253,10 @@ async def test_a_failed_commit_is_tried_again_at_the_next_flush_and_never_raises
     consumer.fetches = [{tp("orders"): [Message(0)]}, {tp("orders"): [Message(1)]}]
     sink = sink_of(writer, consumer)
     await sink.step()
+    await flushed(sink)  # stores 0, commit fails; reads 1
     assert consumer.commits == []
     assert sink.committed == {}
-    await sink.step()
+    await flushed(sink)
     assert consumer.commits == [{tp("orders"): 2}]
 
 
@@ -216,13 +267,16 @@ async def test_a_failed_read_is_reported_and_the_loop_goes_on() -> None:
     sink = sink_of(writer, consumer)
     await sink.step()
     await sink.step()
+    await flushed(sink)
     assert [r.offset for r in writer.stored] == [0]
 
 
 async def test_a_partition_not_held_is_not_committed() -> None:
     writer, consumer = FakeWriter(max_batch_rows=1), FakeConsumer(held={tp("orders")})
     consumer.fetches = [{tp("orders"): [Message(0)], tp("fills"): [Message(4)]}]
-    await sink_of(writer, consumer).step()
+    sink = sink_of(writer, consumer)
+    await sink.step()
+    await flushed(sink)
     assert consumer.commits == [{tp("orders"): 1}]
 
 
@@ -240,10 +294,25 @@ async def test_before_a_rebalance_the_buffer_is_stored_and_the_revoked_partition
     assert sink.committed == {}  # a new owner may have committed since
 
 
+async def test_a_rebalance_waits_for_the_batch_being_stored() -> None:
+    writer, consumer = FakeWriter(max_batch_rows=1), FakeConsumer(held={tp("orders")})
+    consumer.fetches = [{tp("orders"): [Message(0)]}, {tp("orders"): [Message(1)]}]
+    sink = sink_of(writer, consumer)
+    await sink.step()
+    await sink.step()  # 0 being stored, 1 read
+    await sink.revoked({tp("orders")})
+    assert [r.offset for r in writer.stored] == [0, 1]
+    assert consumer.commits[-1] == {tp("orders"): 2}
+
+
 async def test_a_rebalance_that_cannot_store_in_time_gives_up_without_raising() -> None:
     class Down(FakeWriter):
-        async def flush(self) -> dict[tuple[str, int], int]:
-            raise FlushError("down", {})
+        def flush(self) -> Any:
+            async def refused() -> Any:
+                await asyncio.sleep(0)
+                raise FlushError("down", {})
+
+            return refused()
 
     writer, consumer = Down(max_batch_rows=100), FakeConsumer(held={tp("orders")})
     consumer.fetches = [{tp("orders"): [Message(0)]}]
@@ -259,15 +328,15 @@ async def test_lag_is_the_highwater_less_what_is_committed() -> None:
     consumer.fetches = [{tp("orders"): [Message(3)]}]
     sink = sink_of(writer, consumer)
     await sink.step()
+    await flushed(sink)
     assert sink.lag() == [("orders", 0, 6)]
 
 
 async def test_run_subscribes_every_topic_and_commits_on_the_way_out() -> None:
-    writer, consumer = FakeWriter(max_batch_rows=100), FakeConsumer(held={tp("orders")})
+    writer, consumer = FakeWriter(max_batch_rows=1), FakeConsumer(held={tp("orders")})
     consumer.fetches = [{tp("orders"): [Message(0)]}]
     sink = sink_of(writer, consumer)
     sink.consumer = None
-    writer.age = 1.0  # the first record read is old enough to flush
     committed = asyncio.Event()
     commit = consumer.commit
 
@@ -298,6 +367,22 @@ async def test_a_bug_in_the_writer_stops_the_sink_loudly_with_offsets_uncommitte
         await asyncio.wait_for(sink.run(), 1)
     assert consumer.commits == []
     assert consumer.stopped
+
+
+async def test_a_bug_in_a_flush_is_raised_by_the_loop() -> None:
+    class Broken(FakeWriter):
+        def flush(self) -> Any:
+            async def bug() -> Any:
+                raise TypeError("a bug")
+
+            return bug()
+
+    consumer = FakeConsumer(held={tp("orders")}, fetches=[{tp("orders"): [Message(0)]}])
+    sink = sink_of(Broken(max_batch_rows=1), consumer)
+    await sink.step()
+    await sink.step()
+    with pytest.raises(TypeError):
+        await sink.settle()
 
 
 async def test_close_stores_what_is_buffered_commits_it_and_waits_for_the_loop() -> None:
