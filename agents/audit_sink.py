@@ -24,7 +24,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from store.exceptions import StoreError
-from store.writer import EventRecord
+from store.writer import EventRecord, gc_paused
 
 log = logging.getLogger("jax.audit")
 
@@ -133,20 +133,27 @@ class AuditSink:
         wait = writer.max_batch_seconds
         if self._fresh:
             wait = max(0.0, self._fresh_since + writer.max_batch_seconds - now)
-        try:
-            fetched = await self.consumer.getmany(timeout_ms=round(wait * 1000), max_records=room)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the fetcher reconnects by itself: say so, and go on
-            log.warning("audit: reading Kafka failed (%r); trying again", exc)
+        # aiokafka makes an object per record, tens of thousands at a time, alive until the
+        # writer has them: the cyclic collector they set off took 15% of the stage (py-spy)
+        failed = False
+        with gc_paused():
+            try:
+                fetched = await self.consumer.getmany(timeout_ms=round(wait * 1000),
+                                                      max_records=room)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the fetcher reconnects by itself: say so, and go on
+                log.warning("audit: reading Kafka failed (%r); trying again", exc)
+                fetched, failed = {}, True
+            if fetched:
+                if not self._fresh:
+                    self._fresh_since = self._clock()
+                before = writer.buffered_rows
+                writer.add_many(self._records(fetched))
+                self._fresh += max(0, writer.buffered_rows - before)
+                fetched.clear()  # the records go now, before the collector is back
+        if failed:
             await asyncio.sleep(0.5)
-            return
-        if fetched:
-            if not self._fresh:
-                self._fresh_since = self._clock()
-            before = writer.buffered_rows
-            writer.add_many(self._records(fetched))
-            self._fresh += max(0, writer.buffered_rows - before)
 
     def _start_flush(self) -> None:
         """Store what is buffered now: the writer takes its marks when flush() is called, so

@@ -508,7 +508,7 @@ async def mark_duplicates(ch: ClickHouse, *parts: list[Row],
     events rows calls this first; the writer does, once per batch."""
     summed: list[tuple[list[Row], list[int], list[str]]] = []
     days: set[date] = set()
-    with _gc_paused():
+    with gc_paused():
         for rows, table in zip(parts, tables or [None] * len(parts), strict=True):
             index, (ids, occurred) = typed_rows(rows, table, SUMMED_TYPES, 3, 7)
             if index:
@@ -524,7 +524,7 @@ async def mark_duplicates(ch: ClickHouse, *parts: list[Row],
     seen = {str(r["event_id"]) for r in stored}
     if not seen and len(unique) == len(every):
         return  # no fill stored before, none twice among these: nothing to flag
-    with _gc_paused():
+    with gc_paused():
         for rows, index, ids in summed:
             for i, eid in zip(index, ids, strict=True):
                 if eid in seen:
@@ -655,7 +655,7 @@ class PnlDaily:
 
     async def begin(self, batches: list[Batch]) -> None:
         """Read the sums of the batches' round trips before they are stored."""
-        with _gc_paused():
+        with gc_paused():
             ids = sorted({str(cid) for b in batches
                           for cid in pc.unique(typed_rows(b.rows, b.table, PNL_TYPES, 5)[1][0])
                           .to_pylist()})
@@ -762,7 +762,7 @@ class WriterStats:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """No cyclic garbage collection while a batch's rows are made: a row makes no cycle, and
     the collections that tens of thousands of new lists set off cost a fifth of the time."""
     was_enabled = gc.isenabled()
@@ -861,7 +861,7 @@ class AuditWriter:
         floors: dict[Key, list[Any]] = {}
         taken: list[EventRecord] = []
         into: list[_Buffer] = []
-        with _gc_paused():
+        with gc_paused():
             for record in records:
                 key = (record.topic, record.partition)
                 floor = floors.get(key)
@@ -894,7 +894,7 @@ class AuditWriter:
         start = buf.table.num_rows if buf.table is not None else 0
         if start == len(buf.rows):
             return
-        with _gc_paused():
+        with gc_paused():
             new = body_table(buf.rows[start:])
         if new is None:
             buf.table, buf.no_table = None, True
