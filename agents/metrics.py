@@ -168,12 +168,15 @@ class WorkerCollector(Collector):
 
 
 def consumer_lag(app: Any, pipeline: Any) -> list[tuple[str, int, int]]:
-    """(logical topic, partition, highwater - committed) for each assigned partition."""
+    """(logical topic, partition, highwater - committed) for each assigned partition: faust's
+    consumer's, then the audit sink's (an audit-only worker starts no faust consumer)."""
+    sink = getattr(pipeline, "audit_sink", None)
+    own = sink.lag() if sink is not None else []
     try:
         consumer = app.consumer
-        assigned = consumer.assignment()
+        assigned = consumer.assignment() if app.agents else set()
     except Exception:  # not started yet
-        return []
+        return own
     out = []
     for tp in sorted(assigned):
         try:
@@ -185,8 +188,7 @@ def consumer_lag(app: Any, pipeline: Any) -> list[tuple[str, int, int]]:
             continue
         done = (committed + 1) if committed is not None else 0
         out.append((pipeline.logical(tp.topic), tp.partition, max(0, int(high) - done)))
-    sink = getattr(pipeline, "audit_sink", None)  # the audit stage's own consumer
-    return out + (sink.lag() if sink is not None else [])
+    return out + own
 
 
 def watch(app: Any, pipeline: Any, component: str = "worker") -> None:

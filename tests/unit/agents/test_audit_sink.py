@@ -402,3 +402,18 @@ async def test_close_stores_what_is_buffered_commits_it_and_waits_for_the_loop()
 
 async def test_close_of_a_sink_never_started_returns_at_once() -> None:
     await sink_of(FakeWriter(), FakeConsumer()).close(within=5)
+
+
+async def test_the_workers_consumer_lag_includes_the_sinks_partitions() -> None:
+    from types import SimpleNamespace
+
+    from agents.metrics import consumer_lag
+
+    writer, consumer = FakeWriter(max_batch_rows=1), FakeConsumer(held={tp("orders")})
+    consumer.fetches = [{tp("orders"): [Message(3)]}]
+    sink = sink_of(writer, consumer)
+    await sink.step()
+    await flushed(sink)
+    audit_only = SimpleNamespace(agents=[], consumer=None)  # faust starts no consumer there
+    assert consumer_lag(audit_only, SimpleNamespace(audit_sink=sink)) == [("orders", 0, 6)]
+    assert consumer_lag(audit_only, SimpleNamespace()) == []
