@@ -131,7 +131,7 @@ def build_app(app_id: str, pipeline: Pipeline, stages: Iterable[str], web_port: 
         register_control(app, emitter, pipeline, pipeline.trips)
     if pipeline.ticker is not None and pipeline.tick_seconds > 0:
         _sim_clock(app, pipeline)
-    if not app.agents:  # the audit stage alone: its sink consumes by itself, faust has no topic
+    if not metrics.faust_consumes(app):  # faust would have no topic to subscribe
         app.boot_strategy = app.BootStrategy(app, enable_kafka_consumer=False)
     return app
 

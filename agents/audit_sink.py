@@ -97,7 +97,7 @@ class AuditSink:
 
     async def _last(self) -> None:
         """On stop: the batch being stored, then what is left."""
-        await self._reap()
+        await self.settle()
         await self._store_and_commit()
 
     def stop(self) -> None:
@@ -121,13 +121,11 @@ class AuditSink:
         is retried, a failed read is tried again."""
         assert self.consumer is not None
         writer, now = self.writer, self._clock()
-        if self._flushing is not None and self._flushing.done():
-            await self._reap()
         due = self._fresh >= writer.max_batch_rows or (
             self._fresh > 0 and now - self._fresh_since >= writer.max_batch_seconds)
+        if self._flushing is not None and (due or self._flushing.done()):
+            await self.settle()  # back-pressure when due: one batch stored at a time
         if due:
-            if self._flushing is not None:  # back-pressure: one batch stored at a time
-                await self._reap()
             self._start_flush()
         room = max(1, writer.max_batch_rows - self._fresh)
         wait = writer.max_batch_seconds
@@ -162,8 +160,8 @@ class AuditSink:
         self._fresh = 0
         self._flushing = asyncio.get_running_loop().create_task(self._store_and_commit(first))
 
-    async def _reap(self) -> None:
-        """Wait for the batch being stored (a bug in it is raised here)."""
+    async def settle(self) -> None:
+        """Wait for the batch being stored, if any (a bug in it is raised here)."""
         flushing, self._flushing = self._flushing, None
         if flushing is not None:
             await flushing
@@ -181,10 +179,6 @@ class AuditSink:
         finally:
             if first is not None:  # cancelled before it ran: nothing of it happened
                 first.close()
-
-    async def settle(self) -> None:
-        """Wait for the batch being stored, if any (a bug in it is raised here)."""
-        await self._reap()
 
     def _records(self, fetched: dict[TopicPartition, list[Any]]) -> Iterable[EventRecord]:
         for tp, messages in fetched.items():

@@ -167,6 +167,12 @@ class WorkerCollector(Collector):
         yield family
 
 
+def faust_consumes(app: Any) -> bool:
+    """Whether the worker's faust app runs a consumer: only with agents (an audit-only worker
+    has none; its audit sink consumes by itself)."""
+    return bool(app.agents)
+
+
 def consumer_lag(app: Any, pipeline: Any) -> list[tuple[str, int, int]]:
     """(logical topic, partition, highwater - committed) for each assigned partition: faust's
     consumer's, then the audit sink's (an audit-only worker starts no faust consumer)."""
@@ -174,7 +180,7 @@ def consumer_lag(app: Any, pipeline: Any) -> list[tuple[str, int, int]]:
     own = sink.lag() if sink is not None else []
     try:
         consumer = app.consumer
-        assigned = consumer.assignment() if app.agents else set()
+        assigned = consumer.assignment() if faust_consumes(app) else set()
     except Exception:  # not started yet
         return own
     out = []

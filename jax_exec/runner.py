@@ -136,7 +136,7 @@ class AnnouncingWorker(faust.Worker):
         not wait for that, and what it misses is redone at the next start. A message stuck
         in a handler is never acked, so it is not committed: it is redone too. (Not faust's
         Consumer.wait_empty: it swallows cancellation, so no timeout can bound it.)"""
-        if not self.app.agents:  # no faust consumer: the audit sink commits what it stored
+        if not metrics.faust_consumes(self.app):  # the audit sink commits what it stored
             return
         consumer = self.app.consumer
         loop = asyncio.get_running_loop()

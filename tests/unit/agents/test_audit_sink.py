@@ -323,12 +323,18 @@ async def test_a_rebalance_that_cannot_store_in_time_gives_up_without_raising() 
     assert consumer.commits == []  # the new owner reads it again
 
 
-async def test_lag_is_the_highwater_less_what_is_committed() -> None:
+async def committed_through_3() -> AuditSink:
+    """A sink that stored and committed orders[0] up to offset 3 (its highwater: 10)."""
     writer, consumer = FakeWriter(max_batch_rows=1), FakeConsumer(held={tp("orders")})
     consumer.fetches = [{tp("orders"): [Message(3)]}]
     sink = sink_of(writer, consumer)
     await sink.step()
     await flushed(sink)
+    return sink
+
+
+async def test_lag_is_the_highwater_less_what_is_committed() -> None:
+    sink = await committed_through_3()
     assert sink.lag() == [("orders", 0, 6)]
 
 
@@ -409,11 +415,7 @@ async def test_the_workers_consumer_lag_includes_the_sinks_partitions() -> None:
 
     from agents.metrics import consumer_lag
 
-    writer, consumer = FakeWriter(max_batch_rows=1), FakeConsumer(held={tp("orders")})
-    consumer.fetches = [{tp("orders"): [Message(3)]}]
-    sink = sink_of(writer, consumer)
-    await sink.step()
-    await flushed(sink)
+    sink = await committed_through_3()
     audit_only = SimpleNamespace(agents=[], consumer=None)  # faust starts no consumer there
     assert consumer_lag(audit_only, SimpleNamespace(audit_sink=sink)) == [("orders", 0, 6)]
     assert consumer_lag(audit_only, SimpleNamespace()) == []
