@@ -396,26 +396,50 @@ def rows_of(records: list[EventRecord], now: datetime) -> list[Row]:
     by the head decoder alone, and the ids' canonical form checked for all values at once (in
     Arrow). Whatever that way does not take as it is (an id to normalise, a missing field, a
     value the head decoder refuses) is made by to_row, which decides it."""
-    rows = _quick_rows(records, now)
-    taken = [(index, row) for index, row in enumerate(rows) if row is not None]
-    for bad in _not_canonical([row for _, row in taken]):
-        rows[taken[bad][0]] = None
+    rows = unchecked_rows(records, now)
+    remake(rows, records, _not_canonical(rows))
+    return rows
+
+
+def unchecked_rows(records: list[EventRecord], now: datetime) -> list[Row]:
+    """rows_of's rows before their ids are checked: a row's ids may still need to_row
+    (`remake` the indexes `_not_canonical` or `bad_ids` give)."""
     return [row if row is not None else to_row(record, now)
-            for record, row in zip(records, rows, strict=True)]
+            for record, row in zip(records, _quick_rows(records, now), strict=True)]
+
+
+def remake(rows: list[Row], records: Sequence[EventRecord], bad: list[int]) -> int:
+    """Make rows[i] again by to_row (at the time it was taken in) for each index in `bad`;
+    returns how many of them are undecodable."""
+    undecodable = 0
+    for i in bad:
+        rows[i] = to_row(records[i], rows[i][9])
+        undecodable += rows[i][4] == UNDECODABLE
+    return undecodable
+
+
+# The id columns whose canonical form bad_ids checks (the causation id may be missing)
+ID_COLUMNS = ("event_id", "correlation_id", "causation_id")
+
+
+def bad_ids(columns: Sequence[pa.Array | pa.ChunkedArray]) -> list[int]:
+    """The indexes where an id of these text columns is not in its canonical form: what
+    uuid_text would change or refuse (a missing one passes)."""
+    every: Any = None
+    for ids in columns:
+        ok = pc.fill_null(pc.match_substring_regex(ids, _UUID_PATTERN), True)
+        every = ok if every is None else pc.and_(every, ok)
+    if every is None:
+        return []
+    return [int(i) for i in pc.indices_nonzero(pc.invert(every)).to_pylist()]
 
 
 def _not_canonical(rows: list[Row]) -> list[int]:
-    """The indexes of the rows with an id not in its canonical form (the causation id may be
-    missing): what uuid_text would change or refuse."""
+    """bad_ids of rows (their id columns made into Arrow here)."""
     if not rows:
         return []
-
-    def canonical(column: int) -> pa.ChunkedArray:
-        ids = pa.array([row[column] for row in rows], _TEXT)
-        return pc.fill_null(pc.match_substring_regex(ids, _UUID_PATTERN), True)
-
-    every = pc.and_(pc.and_(canonical(3), canonical(5)), canonical(6))
-    return [int(i) for i in pc.indices_nonzero(pc.invert(every)).to_pylist()]
+    return bad_ids([pa.array([row[EVENT_COLUMNS.index(name)] for row in rows], _TEXT)
+                    for name in ID_COLUMNS])
 
 
 def _quick_rows(records: list[EventRecord], now: datetime) -> list[Row | None]:
@@ -738,7 +762,8 @@ class Batch:
 class _Buffer:
     records: list[EventRecord] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)  # rows[i] is records[i]'s row
-    # rows[:table.num_rows] as Arrow but the duplicate flag (made on add, completed at seal)
+    # rows[:table.num_rows] as Arrow but the duplicate flag (made on add, completed at seal);
+    # a row's ids are checked when its part of the table is made (or on add, without one)
     table: pa.Table | None = None
     no_table: bool = False  # a part of rows could not be made: they are encoded at insert
     since: float | None = None
@@ -880,7 +905,10 @@ class AuditWriter:
                 buf.records.append(record)
                 taken.append(record)
                 into.append(buf)
-            rows = rows_of(taken, datetime.now(UTC))
+            rows = unchecked_rows(taken, datetime.now(UTC))
+            if not self._arrow or any(buf.no_table for buf in into):
+                # rows no Arrow table will be made of (where _extend_table checks the ids)
+                remake(rows, taken, _not_canonical(rows))  # counted below
             for buf, row in zip(into, rows, strict=True):
                 buf.rows.append(row)
             self._undecodable += sum(1 for row in rows if row[4] == UNDECODABLE)
@@ -888,14 +916,23 @@ class AuditWriter:
 
     def _extend_table(self, buf: _Buffer) -> None:
         """Make the Arrow table of the buffer's rows that have none yet (none at all once a
-        part cannot be made: those rows are encoded at insert, and a refused one isolated)."""
+        part cannot be made: those rows are encoded at insert, and a refused one isolated),
+        remaking by to_row first any row with an id not in its canonical form."""
         if not self._arrow or buf.no_table:
             return
         start = buf.table.num_rows if buf.table is not None else 0
         if start == len(buf.rows):
             return
         with gc_paused():
-            new = body_table(buf.rows[start:])
+            rows = buf.rows[start:]
+            new = body_table(rows)
+            # the ids' canonical form, checked on the table's own columns (rows_of's check
+            # made them into Arrow a second time)
+            bad = _not_canonical(rows) if new is None else bad_ids([new[c] for c in ID_COLUMNS])
+            if bad:
+                self._undecodable += remake(rows, buf.records[start:], bad)
+                buf.rows[start:] = rows
+                new = body_table(rows) if new is not None else None
         if new is None:
             buf.table, buf.no_table = None, True
         else:

@@ -16,6 +16,8 @@ import pytest
 
 from store.synthetic import TOPIC_OF, trading_day
 from store.writer import (
+    EVENT_COLUMNS,
+    AuditWriter,
     Envelope,
     EventRecord,
     Row,
@@ -177,3 +179,64 @@ def test_bytes_beyond_ascii_are_taken_as_utf8_and_refused_otherwise() -> None:
     _as_to_row(rows, records)
     assert [r[4] for r in rows] == ["signal", "signal", "undecodable"]
     assert rows[1][13] == records[1].value
+
+
+class _RowsSink:
+    """A ClickHouse that takes the events inserts as rows (no Arrow): keeps them."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+
+    async def query(self, sql: str, parameters: Any = None, settings: Any = None) -> list[Any]:
+        return []  # nothing stored: no offsets, no fills
+
+    async def insert(self, table: str, rows: Any, column_names: Any,
+                     dedup_token: str | None = None) -> int:
+        if table == "events":
+            self.rows += [tuple(r) for r in rows]
+        return len(rows)
+
+
+class _ArrowSink(_RowsSink):
+    """The same, taking them as Arrow tables (the writer then makes a table as rows come)."""
+
+    async def insert_arrow(self, table: str, data: Any, dedup_token: str | None = None) -> int:
+        if table == "events":
+            self.rows += [tuple(r.values()) for r in data.to_pylist()]
+        return int(data.num_rows)
+
+
+@pytest.mark.parametrize("sink", [_ArrowSink, _RowsSink], ids=["arrow", "rows"])
+async def test_the_writer_stores_each_row_as_to_row_makes_it(sink: type[_RowsSink]) -> None:
+    """The writer's own path: the ids' canonical form is checked on the Arrow table's columns
+    when a table is made (on the rows otherwise), added a few records at a time. Every edit of
+    every kind, each stored as to_row makes it, and each undecodable one counted once."""
+    records = [_edited(*case.values, offset=n) for n, case in enumerate(_cases())]
+    records.append(EventRecord("fills", 0, len(records), None, b"\xff not json", None))
+    ch = sink()
+    writer = AuditWriter(ch, max_batch_rows=100_000, max_batch_seconds=60,  # type: ignore[arg-type]
+                         pnl_daily=False)
+    await writer.add_many_yielding(records, slice_rows=7)
+    await writer.flush()
+    stored = sorted(ch.rows, key=lambda r: r[2])
+    assert len(stored) == len(records)
+    payload = EVENT_COLUMNS.index("payload")
+    made = []
+    for row, record in zip(stored, records, strict=True):
+        now = row[EVENT_COLUMNS.index("ingested_at")]  # the writer's clock when taken in
+        first, second = to_row(record, now), to_row(record, now)
+        made.append(first)
+        # the payload in to_row's type (text or bytes), and not the duplicate flag (the edits
+        # of one fill share its event_id: copies, flagged)
+        row = (*row[:payload], _like(row[payload], first[payload]), 0)
+        same = [i for i, (a, b) in enumerate(zip(first, second, strict=True)) if a == b]
+        assert [row[i] for i in same] == [first[i] for i in same]
+    undecodable = sum(1 for m in made if m[4] == "undecodable")
+    assert undecodable > 5
+    assert writer.stats.undecodable == undecodable
+
+
+def _like(value: str | bytes, model: str | bytes) -> str | bytes:
+    if isinstance(value, bytes) and isinstance(model, str):
+        return value.decode()
+    return value.encode() if isinstance(value, str) and isinstance(model, bytes) else value
