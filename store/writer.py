@@ -413,13 +413,15 @@ def remake(rows: list[Row], records: Sequence[EventRecord], bad: list[int]) -> i
     returns how many of them are undecodable."""
     undecodable = 0
     for i in bad:
-        rows[i] = to_row(records[i], rows[i][9])
+        rows[i] = to_row(records[i], rows[i][_INGESTED_AT])
         undecodable += rows[i][4] == UNDECODABLE
     return undecodable
 
 
 # The id columns whose canonical form bad_ids checks (the causation id may be missing)
 ID_COLUMNS = ("event_id", "correlation_id", "causation_id")
+_ID_INDEXES = tuple(EVENT_COLUMNS.index(name) for name in ID_COLUMNS)
+_INGESTED_AT = EVENT_COLUMNS.index("ingested_at")
 
 
 def bad_ids(columns: Sequence[pa.Array | pa.ChunkedArray]) -> list[int]:
@@ -438,8 +440,7 @@ def _not_canonical(rows: list[Row]) -> list[int]:
     """bad_ids of rows (their id columns made into Arrow here)."""
     if not rows:
         return []
-    return bad_ids([pa.array([row[EVENT_COLUMNS.index(name)] for row in rows], _TEXT)
-                    for name in ID_COLUMNS])
+    return bad_ids([pa.array([row[column] for row in rows], _TEXT) for column in _ID_INDEXES])
 
 
 def _quick_rows(records: list[EventRecord], now: datetime) -> list[Row | None]:
