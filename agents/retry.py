@@ -9,6 +9,7 @@ first attempt. The sleep is injectable, so unit tests do not sleep.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -53,10 +54,12 @@ class RetryPolicy:
     jitter: float = 0.1
     sleep: Sleep = asyncio.sleep
 
-    def retrying(self, attempts: Attempts | None = None) -> AsyncRetrying:
+    def retrying(self, attempts: Attempts | None = None, spent: float = 0.0) -> AsyncRetrying:
+        """The policy as tenacity's loop; `spent`: seconds of the total time already gone."""
         tally = attempts if attempts is not None else Attempts()
         return AsyncRetrying(
-            stop=stop_after_attempt(self.attempts) | stop_after_delay(self.total_seconds),
+            stop=stop_after_attempt(self.attempts)
+            | stop_after_delay(self.total_seconds - spent),
             wait=wait_exponential_jitter(multiplier=self.initial, max=self.max_wait,
                                          jitter=self.jitter),
             retry=retry_if_exception_type(TransientBrokerError),
@@ -68,9 +71,26 @@ class RetryPolicy:
 
     async def call(self, fn: Callable[[], Awaitable[T]], attempts: Attempts | None = None) -> T:
         """fn() until it succeeds, fails permanently, or the policy gives up (re-raising the
-        last transient error)."""
-        async for attempt in self.retrying(attempts):
+        last transient error).
+
+        The first attempt is made outside tenacity's loop: almost every call succeeds at once,
+        and the loop costs about 24 us a call (measured), on several calls per approval. A
+        transient failure enters the loop as its first attempt (counted, noted, waited after
+        and bounded there as any other), and the loop makes the rest."""
+        started = time.monotonic()
+        try:
+            result = await fn()
+        except TransientBrokerError as exc:
+            failed: TransientBrokerError | None = exc
+        else:
+            if attempts is not None:
+                attempts.count = 1
+            return result
+        async for attempt in self.retrying(attempts, time.monotonic() - started):
             with attempt:
+                if failed is not None:  # the first attempt's failure, as the loop's first
+                    first, failed = failed, None
+                    raise first
                 return await fn()
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 

@@ -55,3 +55,50 @@ async def test_attempts_are_bounded_and_the_last_error_is_raised() -> None:
     with pytest.raises(TransientBrokerError, match="down 3"):
         await RetryPolicy(attempts=3, sleep=Clock().sleep).call(down, tally)
     assert tally.count == 3
+
+
+async def test_a_call_that_succeeds_at_once_is_one_attempt_and_no_wait() -> None:
+    clock, calls, tally = Clock(), [], Attempts(count=7)
+
+    async def fine() -> str:
+        calls.append(1)
+        return "ok"
+
+    assert await RetryPolicy(sleep=clock.sleep).call(fine, tally) == "ok"
+    assert (len(calls), tally.count, tally.errors, clock.slept) == (1, 1, [], [])
+
+
+@pytest.mark.parametrize("failures", [1, 2])
+async def test_a_first_attempt_made_outside_the_loop_counts_as_the_loops_first(
+        failures: int) -> None:
+    """The first attempt is made directly (no tenacity loop when it succeeds); its transient
+    failure is the loop's first: counted, noted, and waited after as before."""
+    clock, calls, tally = Clock(), [], Attempts()
+
+    async def flaky() -> str:
+        calls.append(1)
+        if len(calls) <= failures:
+            raise TransientBrokerError(f"blip {len(calls)}", code="1100")
+        return "ok"
+
+    policy = RetryPolicy(attempts=5, initial=0.1, jitter=0, sleep=clock.sleep)
+    assert await policy.call(flaky, tally) == "ok"
+    assert tally.count == failures + 1
+    assert tally.errors == [f"TransientBrokerError: blip {n}" for n in range(1, failures + 1)]
+    assert clock.slept == pytest.approx([0.1, 0.2][:failures])
+
+
+@pytest.mark.parametrize("policy", [RetryPolicy(attempts=1), RetryPolicy(total_seconds=0.0)],
+                         ids=["one attempt", "no time"])
+async def test_a_policy_without_a_second_attempt_raises_the_first_failure(
+        policy: RetryPolicy) -> None:
+    clock, calls, tally = Clock(), [], Attempts()
+
+    async def down() -> None:
+        calls.append(1)
+        raise TransientBrokerError("down", code="1100")
+
+    with pytest.raises(TransientBrokerError, match="down"):
+        await RetryPolicy(attempts=policy.attempts, total_seconds=policy.total_seconds,
+                          sleep=clock.sleep).call(down, tally)
+    assert (len(calls), tally.count, len(tally.errors), clock.slept) == (1, 1, 1, [])
