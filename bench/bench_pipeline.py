@@ -166,7 +166,8 @@ async def run_step(run: Run, rate: float, duration: float, label: str) -> dict[s
         if sender.done():
             if acked + rejected == count and filled >= acked:
                 break
-            deadline = deadline if deadline is not None else time.monotonic() + settle
+            if deadline is None:
+                deadline = time.monotonic() + settle
         await asyncio.sleep(0.2)
     late = await sender
     used = usage.end()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from agents.retry import Attempts, RetryPolicy
@@ -99,6 +101,5 @@ async def test_a_policy_without_a_second_attempt_raises_the_first_failure(
         raise TransientBrokerError("down", code="1100")
 
     with pytest.raises(TransientBrokerError, match="down"):
-        await RetryPolicy(attempts=policy.attempts, total_seconds=policy.total_seconds,
-                          sleep=clock.sleep).call(down, tally)
+        await replace(policy, sleep=clock.sleep).call(down, tally)
     assert (len(calls), tally.count, len(tally.errors), clock.slept) == (1, 1, 1, [])
