@@ -61,6 +61,9 @@ RECENT_LIMIT = 10_000
 
 PositionKey = tuple[str, str]  # account, symbol
 Suspect = tuple[Decimal, Decimal, int]  # venue quantity, fills quantity, reads in a row
+# An open order's report judged to move nothing, with the watched event and final state it
+# was judged against (see Reconciler._unchanged).
+Quiet = tuple[OrderReport, OrderEvent | None, OrderState | None]
 
 
 def _correlated(coid: str, parent: str | None = None) -> dict[str, UUID]:
@@ -118,6 +121,7 @@ class _Pass:
     checked: bool = False  # a position check ran: `suspects` replaces the reconciler's
     suspects: dict[PositionKey, Suspect] = field(default_factory=dict)
     epoch: int = 0  # the reconciler's event count when this pass began reading the venue
+    quiet: dict[str, Quiet] = field(default_factory=dict)  # open reports that moved nothing
 
     def emit(self, topic: str, event: OrderEvent | Fill | Alert) -> None:
         self.outputs.append((topic, event))
@@ -158,6 +162,7 @@ class Reconciler:
     # that way (kept only while a pass that began before it may still judge a report of it).
     events_learned: int = 0
     moved_at: dict[str, int] = field(default_factory=dict)
+    quiet: dict[str, Quiet] = field(default_factory=dict)  # the last committed pass's
 
     def __post_init__(self) -> None:
         if self.overlap <= self.commission_grace:
@@ -214,18 +219,11 @@ class Reconciler:
 
     async def _reconcile(self, found: _Pass) -> None:
         await self._fills(found)
-        reports: dict[str, OrderReport] = {}
-        for report in await self.venue.open_orders():
-            if is_ours(report.client_order_id, report.parent_client_order_id):
-                reports[report.client_order_id] = report
-            else:
-                self._external(found, report.venue_order_id, report.account_id, report.symbol,
-                               {"client_order_id": report.client_order_id,
-                                "side": report.side.value, "quantity": str(report.quantity),
-                                "status": report.status.value})
+        reports = await self._open_reports(found)
         held = {f.client_order_id for f in found.held}
         # A fill may belong to an order no poll saw open (placed and filled in between).
         check = (self.orders.keys() | {f.client_order_id for f in found.fills}) - reports.keys()
+        check -= found.quiet.keys()
         for coid in sorted(check - held):
             status = await self._status(coid, found)
             if status is not None:
@@ -243,6 +241,40 @@ class Reconciler:
         for coid, report in reports.items():
             if coid not in held:
                 self._order(report, found)
+
+    async def _open_reports(self, found: _Pass) -> dict[str, OrderReport]:
+        """Our open orders to judge (not those unchanged since a committed pass); another's
+        becomes an alert."""
+        reports: dict[str, OrderReport] = {}
+        for report in await self.venue.open_orders():
+            if self._unchanged(report, found):
+                continue
+            if is_ours(report.client_order_id, report.parent_client_order_id):
+                reports[report.client_order_id] = report
+            else:
+                self._external(found, report.venue_order_id, report.account_id, report.symbol,
+                               {"client_order_id": report.client_order_id,
+                                "side": report.side.value, "quantity": str(report.quantity),
+                                "status": report.status.value})
+        return reports
+
+    def _unchanged(self, report: OrderReport, found: _Pass) -> bool:
+        """The report a committed pass judged and found nothing in, against the state it was
+        judged against: judging it again would find nothing again (the judgement is a pure
+        function of the two). Adapters that build a report again only when the order changed
+        (IB, the simulator) hand back the same object for an unchanged open order, so this
+        is an identity check and a pass costs what changed, not every resting order of the
+        day; elsewhere the tuples compare by value."""
+        coid = report.client_order_id
+        memo = self.quiet.get(coid)
+        if memo is None or memo != (report, self.orders.get(coid), self.finished.get(coid)):
+            return False
+        found.quiet[coid] = memo
+        return True
+
+    def _judged_quiet(self, report: OrderReport, found: _Pass) -> None:
+        coid = report.client_order_id
+        found.quiet[coid] = (report, self.orders.get(coid), self.finished.get(coid))
 
     async def _fills(self, found: _Pass) -> None:
         for report in await self.venue.fills_since(found.since):
@@ -339,7 +371,9 @@ class Reconciler:
             event = order_event(report, self.venue.venue, found.now)
             found.orders.append(event)
             found.emit("orders", event)
-        elif isinstance(outcome, Illegal):
+        elif not isinstance(outcome, Illegal):
+            self._judged_quiet(report, found)
+        else:
             if self.moved_at.get(coid, 0) > found.epoch:
                 # The venue was read before an event on `orders` (the submission stage's
                 # answer, read from the same venue) moved this order on: a stale read, not the
@@ -422,6 +456,7 @@ class Reconciler:
         self.moved_at = {c: n for c, n in self.moved_at.items() if n > found.epoch}
         if found.checked:
             self.suspects = found.suspects
+        self.quiet = found.quiet  # the orders open at this pass only: bounded
         if found.starting:
             self.started = True
 

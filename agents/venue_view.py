@@ -6,19 +6,57 @@ burst minutes. A snapshot is read at most `max_age` before a decision instead; w
 since at our own hand (intents decided but not yet visible) is counted by the reservation book,
 so a snapshot younger than `max_age` never lets a limit be talked past. The reads go in an order
 that never undercounts (see `read_snapshot`).
+
+The orders sent in the look-back (24 h) are many by the end of a day, and every snapshot used
+to read and index them all: work per snapshot that grew with the day's orders. `VenueView`
+reads them whole only every `full_every`; in between it reads the orders created since its last
+read (less `overlap`) and merges them into what it holds (see `VenueView`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from bisect import bisect_left
-from dataclasses import dataclass
+from bisect import bisect_left, bisect_right
+from collections.abc import Container, Iterable, Mapping, Set
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
 
 from agents.decisions.limits import working_entries
 from brokers.port import AccountSnapshot, InstrumentRules, OrderReport, OrderService, Position
 from schemas.events import OrderLeg
+
+# An order shows in orders_since within this long of its creation time (clock skew between
+# the venue and us, a placement in flight while we read): each merging read starts this far
+# before the last one.
+OVERLAP = timedelta(seconds=5)
+# Every this long the view reads the whole look-back again (what a merging read may have
+# missed, older orders' statuses, the look-back's start moving on).
+FULL_EVERY = timedelta(minutes=1)
+# The entry orders a snapshot indexes for entries_since: the rate limit's window (one minute)
+# and the snapshot's age fit in it; an older `since` is counted from `sent` instead.
+RECENT = timedelta(minutes=2)
+
+
+@dataclass(frozen=True)
+class SentIndex:
+    """The sent orders by client id, and the creation times of the entry orders created at or
+    after `entries_from` (ascending, one per client id: its latest): made by VenueView as it
+    merges its reads, so a snapshot does not index every order of the look-back again."""
+
+    by_id: Mapping[str, OrderReport]
+    entries_from: datetime
+    entry_times: tuple[datetime, ...]
+
+
+class _Either(Container[str]):
+    """Membership in any of some sets, without making their union."""
+
+    def __init__(self, *parts: Container[str]) -> None:
+        self.parts = parts
+
+    def __contains__(self, item: object) -> bool:
+        return any(item in part for part in self.parts)
 
 
 @dataclass(frozen=True)
@@ -32,23 +70,35 @@ class VenueSnapshot:
     open_orders: tuple[OrderReport, ...]
     account: AccountSnapshot | None  # None when only orders were asked for
     positions: tuple[Position, ...]
+    index: SentIndex | None = field(default=None, repr=False, compare=False)
 
     def known(self, client_order_id: str) -> OrderReport | None:
-        """The order with this client id, if the venue had it when the snapshot was taken."""
-        return self._by_id.get(client_order_id)
+        """The order with this client id, if the venue had it when the snapshot was taken
+        (its open order's report first, as read)."""
+        found = self._open_by_id.get(client_order_id)
+        return found if found is not None else self._sent_by_id.get(client_order_id)
 
     @cached_property
-    def _by_id(self) -> dict[str, OrderReport]:
-        """Client id -> order (an open order's report first, as read): a snapshot serves
-        every decision of a burst, each asking for its own id."""
+    def _open_by_id(self) -> dict[str, OrderReport]:
         found: dict[str, OrderReport] = {}
-        for order in (*self.open_orders, *self.sent):
+        for order in self.open_orders:
             found.setdefault(order.client_order_id, order)
         return found
 
     @cached_property
-    def sent_ids(self) -> set[str]:
-        return {o.client_order_id for o in self.sent}
+    def _sent_by_id(self) -> Mapping[str, OrderReport]:
+        """Client id -> order: a snapshot serves every decision of a burst, each asking for
+        its own id."""
+        if self.index is not None:
+            return self.index.by_id
+        found: dict[str, OrderReport] = {}
+        for order in self.sent:
+            found.setdefault(order.client_order_id, order)
+        return found
+
+    @property
+    def sent_ids(self) -> Set[str]:
+        return self._sent_by_id.keys()
 
     @cached_property
     def open_entries(self) -> tuple[OrderReport, ...]:
@@ -67,14 +117,18 @@ class VenueSnapshot:
             found.setdefault(order.symbol, []).append(order)
         return found
 
-    @cached_property
-    def visible_ids(self) -> set[str]:
+    @property
+    def visible_ids(self) -> Container[str]:
         """Client ids of every order the snapshot shows (sent or open)."""
-        return self.sent_ids | {o.client_order_id for o in self.open_orders}
+        return _Either(self._sent_by_id, self._open_by_id)
 
     def entries_since(self, since: datetime) -> int:
         """Distinct entry orders in `sent` created at or after `since` (sizing.count_recent
         over `sent`), from an index made once per snapshot: each decision of a burst asks."""
+        index = self.index
+        if index is not None and since >= index.entries_from:
+            recent = index.entry_times
+            return len(recent) - bisect_left(recent, since)
         times, distinct = self._entry_index
         return distinct[bisect_left(times, since)]
 
@@ -130,16 +184,38 @@ async def account_and_positions(venue: OrderService) -> tuple[AccountSnapshot, l
 
 
 class VenueView:
-    """A snapshot no older than `max_age`; concurrent callers share one read."""
+    """A snapshot no older than `max_age`; concurrent callers share one read.
+
+    The look-back's orders are read whole at the first read and every `full_every` after;
+    a read in between asks only for the orders created since the last read less `overlap`,
+    and merges them (a later report of an order replaces the earlier one) into the orders it
+    holds. Open orders, account and positions are read whole every time, after the orders, as
+    `read_snapshot` reads them, so the order of reading that never undercounts holds: every id
+    the view holds was sent before this read's open orders and positions were read. An order
+    a merging read would miss (shown by the venue more than `overlap` after its creation time)
+    is one the next full read finds; until then an order of ours stays a reservation, counted
+    as pending (the conservative way), and its client id is refused again by the venue."""
 
     def __init__(self, venue: OrderService, max_age: timedelta, lookback: timedelta,
-                 accounts: bool = True) -> None:
+                 accounts: bool = True, overlap: timedelta = OVERLAP,
+                 full_every: timedelta = FULL_EVERY, recent: timedelta = RECENT) -> None:
         self.venue = venue
         self.max_age = max_age
         self.lookback = lookback
         self.accounts = accounts
+        self.overlap = overlap
+        self.full_every = full_every
+        self.recent = recent
         self._snapshot: VenueSnapshot | None = None
         self._lock = asyncio.Lock()
+        self._sent: dict[str, OrderReport] = {}  # every order read since `_covers`
+        self._entry_at: dict[str, datetime] = {}  # entry order -> its latest creation time
+        self._times: list[datetime] = []  # the entry orders' creation times, ascending
+        self._coids: list[str] = []  # beside `_times`
+        self._covers: datetime | None = None  # the `since` of the last full read
+        self._full_at: datetime | None = None
+        self._read_at: datetime | None = None
+        self.reads = {"full": 0, "merged": 0}
 
     async def get(self, now: datetime, since: datetime | None = None) -> VenueSnapshot:
         """A fresh enough snapshot covering orders sent since `since` (default the look-back)."""
@@ -147,8 +223,7 @@ class VenueView:
         async with self._lock:
             snap = self.fresh(now, wanted)
             if snap is None:
-                snap = await read_snapshot(self.venue, min(wanted, now - self.lookback), now,
-                                           self.accounts)
+                snap = await self._read(now, min(wanted, now - self.lookback))
                 self._snapshot = snap
             return snap
 
@@ -163,7 +238,53 @@ class VenueView:
         return snap
 
     def invalidate(self) -> None:
+        """The next read is a full one."""
         self._snapshot = None
+        self._full_at = None
+
+    async def _read(self, now: datetime, since: datetime) -> VenueSnapshot:
+        full = (self._full_at is None or self._read_at is None or self._covers is None
+                or now - self._full_at >= self.full_every or now < self._read_at
+                or since < self._covers)
+        start = since if full or self._read_at is None else self._read_at - self.overlap
+        if self.accounts:
+            sent, open_orders = await orders_and_open_orders(self.venue, start)
+            account: AccountSnapshot | None
+            account, positions = await account_and_positions(self.venue)
+        else:
+            sent, open_orders, account, positions = await self.venue.orders_since(start), [], \
+                None, []
+        # Only once every read answered: a failed read leaves the view as it was.
+        if full:
+            self._sent, self._entry_at, self._times, self._coids = {}, {}, [], []
+            self._covers, self._full_at = since, now
+        self.reads["full" if full else "merged"] += 1
+        self._merge(sent)
+        self._read_at = now
+        assert self._covers is not None
+        cut = bisect_left(self._times, now - self.recent)
+        index = SentIndex(dict(self._sent), now - self.recent, tuple(self._times[cut:]))
+        return VenueSnapshot(now, self._covers, tuple(self._sent.values()), tuple(open_orders),
+                             account, tuple(positions), index)
+
+    def _merge(self, sent: Iterable[OrderReport]) -> None:
+        for order in sent:
+            coid = order.client_order_id
+            self._sent[coid] = order
+            if order.leg is not OrderLeg.ENTRY:
+                continue
+            before = self._entry_at.get(coid)
+            if before is not None:
+                if order.created_at <= before:
+                    continue
+                at = bisect_left(self._times, before)
+                while self._coids[at] != coid:
+                    at += 1
+                del self._times[at], self._coids[at]
+            self._entry_at[coid] = order.created_at
+            at = bisect_right(self._times, order.created_at)
+            self._times.insert(at, order.created_at)
+            self._coids.insert(at, coid)
 
 
 class InstrumentRulesCache:

@@ -15,7 +15,7 @@ Pure: the Kafka tailer that feeds it (agents.decision_memory) rebuilds it at sta
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable, Set
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -85,7 +85,7 @@ class ReservationBook:
     def oldest(self, reservations: Iterable[OrderIntent]) -> datetime | None:
         return min((r.occurred_at for r in reservations), default=None)
 
-    def settle(self, visible: set[str]) -> None:
+    def settle(self, visible: Set[str]) -> None:
         """The venue shows these orders: it counts them itself from now on."""
         for coid in visible & self.intents.keys():
             del self.intents[coid]
@@ -111,7 +111,7 @@ class ReservationBook:
             del self.resolved[coid]
 
 
-def pending_orders(reservations: Iterable[OrderIntent], visible: set[str],
+def pending_orders(reservations: Iterable[OrderIntent], visible: Container[str],
                    exclude: str | None = None) -> list[OrderReport]:
     """Reservations the venue does not show yet, as pending entry orders the limits count."""
     return [as_pending_order(r) for r in reservations

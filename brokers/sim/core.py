@@ -69,6 +69,7 @@ from brokers.sim.prices import (
 )
 from brokers.sim.reasons import Reason, refusal
 from brokers.sim.store import QuoteRow, SimStore, StoreBatch, StoredState
+from brokers.sim.timeline import Timeline
 from brokers.sim.universe import Instrument, Universe, make_instrument
 from schemas.events import OrderLeg, OrderStatus, OrderType, Side, TimeInForce
 
@@ -181,7 +182,8 @@ class Exchange:
         # an account's entries, a parent's children, an OCA group), kept by _index: a day's
         # resting exits are thousands, and every placement and print asks.
         self._open_by: dict[tuple[str, ...], dict[Key, SimOrder]] = {}
-        self._fills: dict[str, list[FillReport]] = {}
+        self._fills: dict[str, Timeline[FillReport]] = {}
+        self._placed: dict[str, Timeline[SimOrder]] = {}  # each account's orders, by creation
         self._liquidity: dict[str, Decimal] = {}
         self._subscribers: list[Callable[[SimUpdate], None]] = []
         self._counters = {"order_seq": 0, "exec_seq": 0, "venue_id": _FIRST_VENUE_ID}
@@ -269,12 +271,12 @@ class Exchange:
         for text in state.accounts:
             account = _ACCOUNT.validate_json(text)
             self._accounts[account.account_id] = account
-            self._fills.setdefault(account.account_id, [])
+            self._fills.setdefault(account.account_id, Timeline())
         for text in state.orders:
             self._index(_ORDER.validate_json(text))
         for text in state.fills:
             fill = FillReport.model_validate_json(text)
-            self._fills.setdefault(fill.account_id, []).append(fill)
+            self._fills.setdefault(fill.account_id, Timeline()).add(fill, fill.executed_at)
         for name in self._counters:
             self._counters[name] = int(state.meta.get(name, self._counters[name]))
         quotes = {
@@ -284,6 +286,8 @@ class Exchange:
 
     def _index(self, order: SimOrder) -> None:
         key = (order.account_id, order.client_order_id)
+        if key not in self._orders:
+            self._placed.setdefault(order.account_id, Timeline()).add(order, order.created_at)
         self._orders[key] = order
         self._by_venue_id[(order.account_id, order.venue_order_id)] = order
         if order.is_open:
@@ -329,7 +333,7 @@ class Exchange:
 
     def _new_account(self, account_id: str, cash: Decimal, kind: AccountKind) -> None:
         self._accounts[account_id] = SimAccount(account_id, kind, cash)
-        self._fills.setdefault(account_id, [])
+        self._fills.setdefault(account_id, Timeline())
         self._dirty_accounts.add(account_id)
 
     def open_account(
@@ -544,20 +548,19 @@ class Exchange:
         """The account's orders in placement order (created at or after `since`, if given)."""
         with self._lock:
             self._account(account_id)
-            source = self._open if open_only else self._orders
-            chosen = sorted(
-                (o for o in source.values() if o.account_id == account_id
-                 and (since is None or o.created_at >= since)),
-                key=lambda o: o.seq,
-            )
+            if open_only:
+                chosen = [o for o in self._open.values() if o.account_id == account_id
+                          and (since is None or o.created_at >= since)]
+            else:
+                chosen = self._placed.get(account_id, Timeline()).since(since)
+            chosen.sort(key=lambda o: o.seq)
             return [o.report() for o in chosen]
 
     def fills(self, account_id: str, since: datetime | None = None) -> list[FillReport]:
-        """Executions at or after `since`, oldest first."""
+        """Executions at or after `since`, in the order they happened."""
         with self._lock:
             self._account(account_id)
-            every = self._fills.get(account_id, [])
-            return [f for f in every if since is None or f.executed_at >= since]
+            return self._fills.get(account_id, Timeline()).since(since)
 
     # ----------------------------------------------------------------- orders: placing
 
@@ -1010,7 +1013,7 @@ class Exchange:
             commission=commission,
             executed_at=self._clock(),
         )
-        self._fills.setdefault(account.account_id, []).append(fill)
+        self._fills.setdefault(account.account_id, Timeline()).add(fill, fill.executed_at)
         self._new_fills.append(fill)
         self._updates.append(SimUpdate(account.account_id, fill=fill))
 

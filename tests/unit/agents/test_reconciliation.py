@@ -544,3 +544,61 @@ async def test_an_exit_its_sibling_cancelled_between_two_passes_is_published(
     venue.looked_up.clear()
     kafka.deliver(await rec.poll(T0 + 3 * S))
     assert f"{parent}-sl" not in venue.looked_up
+
+
+def counting_judgements(rec: Reconciler, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    judged: list[str] = []
+    judge = rec._order
+
+    def counted(report: OrderReport, found: Any) -> None:
+        judged.append(report.client_order_id)
+        judge(report, found)
+
+    monkeypatch.setattr(rec, "_order", counted)
+    return judged
+
+
+async def test_an_open_order_unchanged_since_a_committed_pass_is_not_judged_again(
+        venue: Venue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A day's resting orders are thousands: a pass judges what changed, not all of them."""
+    coids = [await placed(venue, signal_id(n)) for n in range(50)]
+    kafka = Kafka()
+    rec = await started(venue, kafka)
+    kafka.deliver(await rec.poll(T0 + S))  # judged against the states start-up published
+    judged = counting_judgements(rec, monkeypatch)
+    assert kafka.deliver(await rec.poll(T0 + 2 * S)) == []
+    assert judged == []
+    venue.part(coids[7], "33", "150.00", "exec-1", at=T0 + 2 * S)
+    out = kafka.deliver(await rec.poll(T0 + 3 * S))
+    assert judged == [coids[7]]
+    assert kinds(out) == [("fills", "fill"), ("orders", OrderStatus.PARTIALLY_FILLED)]
+
+
+async def test_a_pass_not_committed_judges_its_orders_again(venue: Venue) -> None:
+    coid = await placed(venue)
+    kafka = Kafka()
+    rec = await started(venue, kafka)
+    kafka.deliver(await rec.poll(T0 + S))
+    venue.part(coid, "33", "150.00", "exec-1", at=T0 + S)
+    lost = await rec.poll(T0 + 2 * S)  # its sends failed: never committed
+    again = kafka.deliver(await rec.poll(T0 + 3 * S))
+    assert kinds(again) == kinds(lost.outputs) == [("fills", "fill"),
+                                                   ("orders", OrderStatus.PARTIALLY_FILLED)]
+
+
+async def test_an_unchanged_report_is_judged_again_once_the_order_moved_on(
+        venue: Venue) -> None:
+    """The venue still shows an order accepted after `orders` said it filled: the same report
+    object as before, judged again against the new state (the venue going back: alerted)."""
+    coid = await placed(venue)
+    kafka = Kafka()
+    rec = await started(venue, kafka)
+    kafka.deliver(await rec.poll(T0 + S))
+    accepted = venue.orders[coid]
+    filled = accepted.model_copy(update={"status": OrderStatus.FILLED,
+                                         "filled_quantity": accepted.quantity,
+                                         "avg_fill_price": Decimal(150)})
+    rec.on_order_event(order_event(filled, venue.venue, T0 + S))
+    out = kafka.deliver(await rec.poll(T0 + 2 * S))
+    assert venue.orders[coid] is accepted
+    assert kinds(out) == [("alerts", AlertKind.ILLEGAL_TRANSITION)]
