@@ -178,6 +178,9 @@ class Exchange:
         self._orders: dict[Key, SimOrder] = {}
         self._by_venue_id: dict[Key, SimOrder] = {}
         self._open: dict[Key, SimOrder] = {}
+        # Each account's open orders' reports, in the order they opened, kept by _changed (which
+        # makes an order's report after every change): listing them costs no report per order.
+        self._open_reports: dict[str, dict[Key, OrderReport]] = {}
         # The open orders again, by what the matching looks them up by (a symbol's orders,
         # an account's entries, a parent's children, an OCA group), kept by _index: a day's
         # resting exits are thousands, and every placement and print asks.
@@ -274,6 +277,8 @@ class Exchange:
             self._fills.setdefault(account.account_id, Timeline())
         for text in state.orders:
             self._index(_ORDER.validate_json(text))
+        for key, order in sorted(self._open.items(), key=lambda item: item[1].seq):
+            self._book_open(key, order, order.report())
         for text in state.fills:
             fill = FillReport.model_validate_json(text)
             self._fills.setdefault(fill.account_id, Timeline()).add(fill, fill.executed_at)
@@ -318,8 +323,18 @@ class Exchange:
         """Record an order state change: persist it and tell subscribers."""
         order.updated_at = self._clock()
         self._index(order)
-        self._dirty_orders[(order.account_id, order.client_order_id)] = order
-        self._updates.append(SimUpdate(order.account_id, order=order.report()))
+        key = (order.account_id, order.client_order_id)
+        self._dirty_orders[key] = order
+        report = order.report()
+        self._book_open(key, order, report)
+        self._updates.append(SimUpdate(order.account_id, order=report))
+
+    def _book_open(self, key: Key, order: SimOrder, report: OrderReport) -> None:
+        book = self._open_reports.setdefault(order.account_id, {})
+        if order.is_open:
+            book[key] = report
+        else:
+            book.pop(key, None)
 
     def _next(self, counter: str) -> int:
         self._counters[counter] += 1
@@ -549,10 +564,9 @@ class Exchange:
         with self._lock:
             self._account(account_id)
             if open_only:
-                chosen = [o for o in self._open.values() if o.account_id == account_id
-                          and (since is None or o.created_at >= since)]
-            else:
-                chosen = self._placed.get(account_id, Timeline()).since(since)
+                book = self._open_reports.get(account_id, {})
+                return [r for r in book.values() if since is None or r.created_at >= since]
+            chosen = self._placed.get(account_id, Timeline()).since(since)
             chosen.sort(key=lambda o: o.seq)
             return [o.report() for o in chosen]
 
