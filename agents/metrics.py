@@ -49,6 +49,9 @@ END_TO_END_SECONDS = Histogram(
 VENUE_CALLS = Counter("jax_venue_calls", "Venue calls by operation", ["venue", "operation"])
 VENUE_ERRORS = Counter("jax_venue_errors", "Venue calls that failed or timed out",
                        ["venue", "operation", "error"])
+VENUE_SNAPSHOTS = Counter(
+    "jax_venue_snapshots", "Venue snapshots read (agents.venue_view), by kind: full (the "
+    "look-back's orders whole) or merged (the orders created since the last read)", ["kind"])
 VENUE_SECONDS = Histogram("jax_venue_call_seconds", "Venue call latency by operation",
                           ["venue", "operation"], buckets=LATENCY_BUCKETS)
 ALERTS = Counter("jax_alerts", "Alerts raised (reconciliation, venue), by kind", ["kind"])

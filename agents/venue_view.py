@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 
 from agents.decisions.limits import working_entries
+from agents.metrics import VENUE_SNAPSHOTS
 from brokers.port import AccountSnapshot, InstrumentRules, OrderReport, OrderService, Position
 from schemas.events import OrderLeg
 
@@ -258,7 +259,9 @@ class VenueView:
         if full:
             self._sent, self._entry_at, self._times, self._coids = {}, {}, [], []
             self._covers, self._full_at = since, now
-        self.reads["full" if full else "merged"] += 1
+        kind = "full" if full else "merged"
+        self.reads[kind] += 1
+        VENUE_SNAPSHOTS.labels(kind).inc()
         self._merge(sent)
         self._read_at = now
         assert self._covers is not None

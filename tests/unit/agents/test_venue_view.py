@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from prometheus_client import REGISTRY
 
 from agents.sizing import RATE_WINDOW, count_recent
 from agents.venue_view import OVERLAP, VenueView, read_snapshot
@@ -89,15 +90,23 @@ async def test_a_merging_view_shows_what_a_full_read_shows(seed: int) -> None:
     print("reads:", view.reads, "orders:", n)
 
 
+def snapshots_counted() -> dict[str, float]:
+    return {kind: REGISTRY.get_sample_value("jax_venue_snapshots_total", {"kind": kind}) or 0
+            for kind in ("full", "merged")}
+
+
 async def test_a_merging_read_asks_from_the_last_read_less_the_overlap() -> None:
     venue = Venue()
     view = VenueView(venue, timedelta(0), DAY, full_every=timedelta(minutes=1))
+    counted = snapshots_counted()
     await view.get(T0)
     await view.get(T0 + S)
     await view.get(T0 + 30 * S)
     await view.get(T0 + 61 * S)  # a full read again
     assert venue.asked == [T0 - DAY, T0 - OVERLAP, T0 + S - OVERLAP, T0 + 61 * S - DAY]
     assert view.reads == {"full": 2, "merged": 2}
+    after = snapshots_counted()
+    assert {k: after[k] - counted[k] for k in after} == {"full": 2, "merged": 2}  # /metrics
 
 
 async def test_a_failed_read_leaves_the_view_as_it_was() -> None:
