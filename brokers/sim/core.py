@@ -181,6 +181,11 @@ class Exchange:
         # Each account's open orders' reports, in the order they opened, kept by _changed (which
         # makes an order's report after every change): listing them costs no report per order.
         self._open_reports: dict[str, dict[Key, OrderReport]] = {}
+        # Matching (see _match): per symbol, the state of its last pass, and the open orders
+        # changed since. quick_match False: every pass looks at every resting order.
+        self._settled: dict[str, tuple[object, ...]] = {}
+        self._touched: dict[str, dict[Key, SimOrder]] = {}
+        self.quick_match = True
         # The open orders again, by what the matching looks them up by (a symbol's orders,
         # an account's entries, a parent's children, an OCA group), kept by _index: a day's
         # resting exits are thousands, and every placement and print asks.
@@ -325,6 +330,8 @@ class Exchange:
         self._index(order)
         key = (order.account_id, order.client_order_id)
         self._dirty_orders[key] = order
+        if order.is_open:
+            self._touched.setdefault(order.symbol, {})[key] = order
         report = order.report()
         self._book_open(key, order, report)
         self._updates.append(SimUpdate(order.account_id, order=report))
@@ -920,19 +927,33 @@ class Exchange:
     # ----------------------------------------------------------------- matching
 
     def _match(self, symbol: str) -> None:
-        """Fill what the last print allows, again while fills keep unlocking bracket exits."""
+        """Fill what the last print allows, again while fills keep unlocking bracket exits.
+
+        Whether a resting order can fill depends on the order itself and on the print, the
+        step (liquidity per step) and the liquidity rule: `_settled` remembers, per symbol,
+        the state at the last pass, after which every open order it did not fill could not
+        fill in that state. While the state is the same, a pass looks only at the orders
+        that changed since (`_touched`: placed, changed, activated, partly filled), in the
+        same order as a pass over all of them, which would find nothing in the others: a
+        placement costs what changed, not every resting order of its symbol."""
         price = self.prices.price(symbol)
         for _ in range(_MATCH_PASSES):
-            working = sorted(
-                (o for o in self._open_in("symbol", symbol) if o.active),
-                key=lambda o: o.seq,
-            )
+            state = self._match_state(symbol, price)
+            touched = self._touched.pop(symbol, {})
+            pool = (touched.values() if self.quick_match and self._settled.get(symbol) == state
+                    else self._open_in("symbol", symbol))
+            working = sorted((o for o in pool if o.active and o.is_open), key=lambda o: o.seq)
+            self._settled[symbol] = state
             progressed = False
             for order in working:
                 if order.is_open and order.active:
                     progressed = self._try_fill(order, price) or progressed
             if not progressed:
                 return
+
+    def _match_state(self, symbol: str, price: Decimal) -> tuple[object, ...]:
+        volume = self.prices.quote(symbol).volume
+        return price, self._epoch, self._liquidity.get(symbol), volume
 
     def _try_fill(self, order: SimOrder, price: Decimal) -> bool:
         if not self._triggered(order, price) or not self._marketable(order, price):

@@ -9,6 +9,8 @@ import random
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from brokers.exceptions import BrokerError
 from brokers.port import OrderReport
 from brokers.sim.core import Exchange, SimConfig
@@ -75,3 +77,53 @@ def test_a_restarted_simulator_lists_the_same_open_orders(tmp_path: Path,
     again = Exchange(SimConfig(seed=5), store=SimStore(path), clock=clock)
     assert again.orders(ACCOUNT, open_only=True) == made_now(again) == before
     shake(again, clock, random.Random(10), 50)
+
+
+@pytest.mark.parametrize("seed", [1, 3, 21])
+def test_matching_only_what_changed_fills_as_matching_every_resting_order(seed: int) -> None:
+    """Two simulators on one script of operations, one looking at every resting order of
+    the symbol at each pass: the same orders, fills and execution ids after every step."""
+    clocks = (FakeClock(), FakeClock())
+    quick, full = (Exchange(SimConfig(seed=11), clock=c) for c in clocks)
+    full.quick_match = False
+    rng = random.Random(seed)
+    for n in range(600):
+        script = rng.random(), rng.choice(SYMBOLS), rng.choice([Side.BUY, Side.SELL])
+        pick, qty = rng.random(), rng.randrange(1, 400)
+        for exchange, clock in ((quick, clocks[0]), (full, clocks[1])):
+            step(exchange, n, script, pick, qty)
+            clock.tick(0.5)
+        assert quick.orders(ACCOUNT) == full.orders(ACCOUNT), n
+        assert quick.fills(ACCOUNT) == full.fills(ACCOUNT), n
+    assert len(full.fills(ACCOUNT)) > 100
+
+
+def step(exchange: Exchange, n: int, script: tuple[float, str, Side], pick: float,
+         qty: int) -> None:
+    action, symbol, side = script
+    price = exchange.last_price(symbol)
+    try:
+        if action < 0.5:
+            up, down = price * Decimal("1.004"), price * Decimal("0.996")
+            tp, sl = (up, down) if side is Side.BUY else (down, up)
+            limit = price * Decimal("0.999" if side is Side.BUY else "1.001")
+            exchange.place(ACCOUNT, req(
+                f"o{n}", symbol, side, qty=qty,
+                order_type=OrderType.LMT if pick < 0.5 else OrderType.MKT,
+                limit_price=f"{limit:.2f}" if pick < 0.5 else None,
+                take_profit=f"{tp:.2f}", stop_loss=f"{sl:.2f}"))
+        elif action < 0.7:
+            exchange.advance(1 + int(pick * 3))
+        elif action < 0.8:
+            exchange.set_liquidity(symbol, Decimal(50) if pick < 0.5 else None)
+        elif action < 0.9:
+            move = Decimal("0.997") if pick < 0.5 else Decimal("1.003")
+            exchange.set_price(symbol, price * move, hold=pick < 0.25)
+        elif action < 0.97:
+            resting = exchange.orders(ACCOUNT, open_only=True)
+            if resting:
+                exchange.cancel(ACCOUNT, resting[int(pick * len(resting))].client_order_id)
+        else:
+            exchange.end_of_day()
+    except BrokerError:
+        pass
