@@ -28,8 +28,9 @@ from brokers.port import AccountSnapshot, InstrumentRules, OrderReport, OrderSer
 from schemas.events import OrderLeg
 
 # An order shows in orders_since within this long of its creation time (clock skew between
-# the venue and us, a placement in flight while we read): each merging read starts this far
-# before the last one.
+# the venue and us, a placement in flight while we read), plus what the venue says it may
+# take (`orders_shown_within`, optional beside the port: IB's adapter asks TWS for every
+# order only every IB_FULL_READ_SECONDS): each merging read starts this far before the last.
 OVERLAP = timedelta(seconds=5)
 # Every this long the view reads the whole look-back again (what a merging read may have
 # missed, older orders' statuses, the look-back's start moving on).
@@ -188,12 +189,13 @@ class VenueView:
     """A snapshot no older than `max_age`; concurrent callers share one read.
 
     The look-back's orders are read whole at the first read and every `full_every` after;
-    a read in between asks only for the orders created since the last read less `overlap`,
+    a read in between asks only for the orders created since the last read less `overlap`
+    (and less the time the venue says an order may take to show),
     and merges them (a later report of an order replaces the earlier one) into the orders it
     holds. Open orders, account and positions are read whole every time, after the orders, as
     `read_snapshot` reads them, so the order of reading that never undercounts holds: every id
     the view holds was sent before this read's open orders and positions were read. An order
-    a merging read would miss (shown by the venue more than `overlap` after its creation time)
+    a merging read would miss (shown by the venue later than that after its creation time)
     is one the next full read finds; until then an order of ours stays a reservation, counted
     as pending (the conservative way), and its client id is refused again by the venue."""
 
@@ -204,7 +206,7 @@ class VenueView:
         self.max_age = max_age
         self.lookback = lookback
         self.accounts = accounts
-        self.overlap = overlap
+        self.overlap = overlap + orders_shown_within(venue)
         self.full_every = full_every
         self.recent = recent
         self._snapshot: VenueSnapshot | None = None
@@ -288,6 +290,13 @@ class VenueView:
             at = bisect_right(self._times, order.created_at)
             self._times.insert(at, order.created_at)
             self._coids.insert(at, coid)
+
+
+def orders_shown_within(venue: OrderService) -> timedelta:
+    """How long after its creation time an order may first show in the venue's orders_since
+    (`orders_shown_within`, optional beside the port; none: at once)."""
+    found = getattr(venue, "orders_shown_within", None)
+    return found if isinstance(found, timedelta) else timedelta(0)
 
 
 class InstrumentRulesCache:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol, TypeVar
 
 from brokers.exceptions import VenueTimeout
@@ -62,6 +62,12 @@ class BoundedVenue:
         except TimeoutError as exc:
             described = f"{operation} {subject}" if subject else operation
             raise VenueTimeout(described, self.timeout, self.venue) from exc
+
+    @property
+    def orders_shown_within(self) -> timedelta | None:
+        """The inner adapter's, if it says (agents.venue_view)."""
+        found = getattr(self.inner, "orders_shown_within", None)
+        return found if isinstance(found, timedelta) else None
 
     def wire_messages(self, operation: str, *args: object) -> int | None:
         """The inner adapter's count of what a call will send, if it gives one (PacedVenue

@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from brokers.port import (
@@ -149,6 +149,12 @@ class PacedVenue:
         """Paced at the venue's published limit, one pacer per venue (and connection)."""
         name = f"{service.venue}:{connection}" if connection else service.venue
         return cls(service, pacer_for(name))
+
+    @property
+    def orders_shown_within(self) -> timedelta | None:
+        """The inner adapter's, if it says (agents.venue_view)."""
+        found = getattr(self.inner, "orders_shown_within", None)
+        return found if isinstance(found, timedelta) else None
 
     def _cost(self, operation: str, default: int, *args: object) -> int:
         """Messages the call will send: the adapter's own count when it gives one

@@ -17,7 +17,7 @@ import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from types import ModuleType
@@ -227,6 +227,12 @@ class IbOrderService:
         wrapper.completedOrder = completed_order
 
     # ------------------------------------------------------------ venue requests
+
+    @property
+    def orders_shown_within(self) -> timedelta:
+        """Another client's order shows at the next full read (agents.venue_view reads that
+        far back): a completed one is dated by its completion, up to this long before."""
+        return timedelta(seconds=self.full_read_seconds)
 
     async def _open_trades(self, fresh: bool = False) -> list[Any]:
         """reqAllOpenOrders (fixed key "openOrders"), at most every `full_read_seconds`: in

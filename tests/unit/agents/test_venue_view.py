@@ -193,3 +193,38 @@ async def test_an_entry_reported_again_with_a_later_creation_time_counts_by_the_
     snap = await view.get(T0 + 2 * S)
     assert snap.entries_since(T0 + 2 * S - RATE_WINDOW) == 1
     assert snap.entries_since(T0 + 2 * S) == 0
+
+
+async def test_a_venue_that_shows_orders_late_is_read_that_far_back() -> None:
+    """IB's adapter asks TWS for every order only every IB_FULL_READ_SECONDS, and dates
+    another client's completed order by its completion: the view reads that much further
+    back, so no merged read misses it."""
+    venue = Venue()
+    venue.hidden = 15 * S
+    venue.orders_shown_within = 20 * S  # type: ignore[attr-defined]
+    view = VenueView(venue, timedelta(0), DAY, full_every=timedelta(minutes=10))
+    await view.get(T0)
+    venue.now = T0 + S
+    await venue.place(request(1))
+    for t in range(2, 40):
+        venue.clock = T0 + t * S
+        snap = await view.get(venue.clock)
+        shown = venue.clock >= T0 + 16 * S
+        assert (snap.known("c1") is not None) == shown, t
+    assert view.reads["full"] == 1
+    assert venue.asked[-1] == T0 + 38 * S - OVERLAP - 20 * S
+
+
+def test_the_ib_adapter_says_how_late_an_order_may_show() -> None:
+    from brokers.bounded import BoundedVenue
+    from brokers.ib.service import IbOrderService
+    from brokers.pacing import PacedVenue
+
+    class Fake:
+        venue = "ib"
+        full_read_seconds = 7.0
+        orders_shown_within = IbOrderService.orders_shown_within
+
+    wrapped = BoundedVenue(PacedVenue.published(Fake()), timeout=1)  # type: ignore[arg-type]
+    view = VenueView(wrapped, timedelta(0), DAY)
+    assert view.overlap == OVERLAP + 7 * S
