@@ -206,7 +206,8 @@ class VenueView:
         self.max_age = max_age
         self.lookback = lookback
         self.accounts = accounts
-        self.overlap = overlap + orders_shown_within(venue)
+        self.overlap = overlap  # and what the venue says of itself, asked at the first read
+        self._reach: timedelta | None = None
         self.full_every = full_every
         self.recent = recent
         self._snapshot: VenueSnapshot | None = None
@@ -249,7 +250,9 @@ class VenueView:
         full = (self._full_at is None or self._read_at is None or self._covers is None
                 or now - self._full_at >= self.full_every or now < self._read_at
                 or since < self._covers)
-        start = since if full or self._read_at is None else self._read_at - self.overlap
+        if self._reach is None:  # not before: a process that trades nothing has no venue
+            self._reach = self.overlap + orders_shown_within(self.venue)
+        start = since if full or self._read_at is None else self._read_at - self._reach
         if self.accounts:
             sent, open_orders = await orders_and_open_orders(self.venue, start)
             account: AccountSnapshot | None

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from agents.sizing import RATE_WINDOW, count_recent
-from agents.venue_view import OVERLAP, VenueView, read_snapshot
+from agents.venue_view import OVERLAP, VenueView, orders_shown_within, read_snapshot
 from brokers.exceptions import TransientBrokerError
 from brokers.port import OrderReport, OrderRequest
 from brokers.sim.timeline import Timeline
@@ -226,5 +226,14 @@ def test_the_ib_adapter_says_how_late_an_order_may_show() -> None:
         orders_shown_within = IbOrderService.orders_shown_within
 
     wrapped = BoundedVenue(PacedVenue.published(Fake()), timeout=1)  # type: ignore[arg-type]
-    view = VenueView(wrapped, timedelta(0), DAY)
-    assert view.overlap == OVERLAP + 7 * S
+    assert orders_shown_within(wrapped) == 7 * S
+
+
+def test_a_process_without_a_venue_makes_its_views_without_asking_it() -> None:
+    """The validation and audit processes have no venue: using it is a bug, and it says so
+    to any question (agents.context.NoVenue)."""
+    from agents.context import NoVenue, StageContext
+    from agents.decisions.config import RiskSettings
+
+    ctx = StageContext(risk=RiskSettings(), venue=NoVenue())  # type: ignore[arg-type]
+    assert ctx.view.fresh(T0) is None
