@@ -265,16 +265,15 @@ class Reconciler:
         (IB, the simulator) hand back the same object for an unchanged open order, so this
         is an identity check and a pass costs what changed, not every resting order of the
         day; elsewhere the tuples compare by value."""
-        coid = report.client_order_id
-        memo = self.quiet.get(coid)
-        if memo is None or memo != (report, self.orders.get(coid), self.finished.get(coid)):
+        memo = self.quiet.get(report.client_order_id)
+        if memo is None or memo != self._judged_against(report):
             return False
-        found.quiet[coid] = memo
+        found.quiet[report.client_order_id] = memo
         return True
 
-    def _judged_quiet(self, report: OrderReport, found: _Pass) -> None:
+    def _judged_against(self, report: OrderReport) -> Quiet:
         coid = report.client_order_id
-        found.quiet[coid] = (report, self.orders.get(coid), self.finished.get(coid))
+        return report, self.orders.get(coid), self.finished.get(coid)
 
     async def _fills(self, found: _Pass) -> None:
         for report in await self.venue.fills_since(found.since):
@@ -372,7 +371,7 @@ class Reconciler:
             found.orders.append(event)
             found.emit("orders", event)
         elif not isinstance(outcome, Illegal):
-            self._judged_quiet(report, found)
+            found.quiet[coid] = self._judged_against(report)
         else:
             if self.moved_at.get(coid, 0) > found.epoch:
                 # The venue was read before an event on `orders` (the submission stage's

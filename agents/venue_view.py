@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from bisect import bisect_left, bisect_right
 from collections.abc import Container, Iterable, Mapping, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cached_property
 
@@ -247,19 +247,13 @@ class VenueView:
         self._full_at = None
 
     async def _read(self, now: datetime, since: datetime) -> VenueSnapshot:
-        full = (self._full_at is None or self._read_at is None or self._covers is None
+        full = (self._covers is None or self._full_at is None or self._read_at is None
                 or now - self._full_at >= self.full_every or now < self._read_at
                 or since < self._covers)
         if self._reach is None:  # not before: a process that trades nothing has no venue
             self._reach = self.overlap + orders_shown_within(self.venue)
         start = since if full or self._read_at is None else self._read_at - self._reach
-        if self.accounts:
-            sent, open_orders = await orders_and_open_orders(self.venue, start)
-            account: AccountSnapshot | None
-            account, positions = await account_and_positions(self.venue)
-        else:
-            sent, open_orders, account, positions = await self.venue.orders_since(start), [], \
-                None, []
+        read = await read_snapshot(self.venue, start, now, self.accounts)
         # Only once every read answered: a failed read leaves the view as it was.
         if full:
             self._sent, self._entry_at, self._times, self._coids = {}, {}, [], []
@@ -267,13 +261,12 @@ class VenueView:
         kind = "full" if full else "merged"
         self.reads[kind] += 1
         VENUE_SNAPSHOTS.labels(kind).inc()
-        self._merge(sent)
+        self._merge(read.sent)
         self._read_at = now
         assert self._covers is not None
         cut = bisect_left(self._times, now - self.recent)
         index = SentIndex(dict(self._sent), now - self.recent, tuple(self._times[cut:]))
-        return VenueSnapshot(now, self._covers, tuple(self._sent.values()), tuple(open_orders),
-                             account, tuple(positions), index)
+        return replace(read, since=self._covers, sent=tuple(self._sent.values()), index=index)
 
     def _merge(self, sent: Iterable[OrderReport]) -> None:
         for order in sent:
