@@ -43,7 +43,12 @@ from store.client import ClickHouse  # noqa: E402
 from store.migrate import migrate  # noqa: E402
 from store.queries import Queries  # noqa: E402
 from store.synthetic import EVENTS_PER_TRADE, synthetic_trade  # noqa: E402
-from store.writer import AuditWriter, EventRecord, rebuild_pnl_daily  # noqa: E402
+from store.writer import (  # noqa: E402
+    WRITER_SWITCH_SECONDS,
+    AuditWriter,
+    EventRecord,
+    rebuild_pnl_daily,
+)
 
 RESULTS = ROOT / "bench" / "results"
 OLD_TRADES = "SELECT * FROM trades ORDER BY opened_at DESC LIMIT 100"
@@ -82,6 +87,7 @@ def machine_info(engine: str) -> dict[str, Any]:
         "chdb": engine,
         "chdb_core_package": version("chdb-core"),
         "clickhouse_connect": clickhouse_connect.__version__,
+        "gil_switch_seconds": sys.getswitchinterval(),
     }
 
 
@@ -286,6 +292,8 @@ async def main(args: argparse.Namespace) -> None:
         shutil.rmtree(data, ignore_errors=True)
     console.print(f"chdb path {data}, {args.events:,} events, batches of {args.batch:,}")
     before: dict[str, Any] | None = args.before_figures
+    # as the audit stage's own process runs the writer (jax_exec.runner.switch_interval)
+    sys.setswitchinterval(args.gil_switch)
     load_start = os.getloadavg()[0]
     async with ClickHouse(f"chdb://{data}", database="bench") as ch:
         await migrate(ch)
@@ -329,6 +337,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--out", default=str(RESULTS / "clickhouse"),
                    help="where to write the results: OUT.json and OUT.png")
     p.add_argument("--keep", action="store_true", help="keep the chdb data afterwards")
+    p.add_argument("--gil-switch", type=float, default=WRITER_SWITCH_SECONDS,
+                   help="the process's GIL switch interval in seconds (default: the audit "
+                        "stage's, store.writer.WRITER_SWITCH_SECONDS; Python's own is 0.005)")
     p.add_argument("--before", default=str(RESULTS / "clickhouse.json"),
                    help="a previous clickhouse.json to report beside this run (default: the "
                    "last results, if any; 'none' for no comparison)")

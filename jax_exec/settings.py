@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     kafka_session_timeout_seconds: float = Field(
         10.0, ge=3, description="How soon a dead worker's partitions go to another worker")
     log_level: str = Field("warning", description="Worker log level (faust, agents)")
+    gil_switch_seconds: float | None = Field(
+        None, gt=0, le=0.1, description="Python's GIL switch interval in a worker; unset: "
+        "0.5 ms for the audit stage alone (store.writer.WRITER_SWITCH_SECONDS), else Python's "
+        "5 ms")
 
     @field_validator("venue")
     @classmethod
