@@ -42,11 +42,17 @@ if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
     pa.set_memory_pool(pa.system_memory_pool())
 
 DEFAULT_DATABASE = "jax"
-# parallel_view_processing: the materialized views of one insert run on several threads
+# parallel_view_processing: the materialized views of one insert run on several threads.
+# optimize_on_insert = 0: a part is written as its block came, not first collapsed the way a
+# merge of its table's engine would (Replacing, Aggregating, Summing). Every reader already
+# collapses (FINAL, or the aggregate functions over the parts), because rows of one key also
+# come in different inserts. The collapse cost the engine 0.85 us of CPU per events row with
+# its views (8.13 against 7.28, 100,000-row inserts, four runs each).
 INSERT_SETTINGS: dict[str, Any] = {
     "async_insert": 0,
     "insert_deduplicate": 1,
     "parallel_view_processing": 1,
+    "optimize_on_insert": 0,
 }
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CODE = re.compile(r"Code: (\d+)")
