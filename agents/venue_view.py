@@ -24,7 +24,14 @@ from functools import cached_property
 
 from agents.decisions.limits import working_entries
 from agents.metrics import VENUE_SNAPSHOTS
-from brokers.port import AccountSnapshot, InstrumentRules, OrderReport, OrderService, Position
+from brokers.port import (
+    AccountSnapshot,
+    InstrumentRules,
+    OrderReport,
+    OrderService,
+    Position,
+    orders_shown_within,
+)
 from schemas.events import OrderLeg
 
 # An order shows in orders_since within this long of its creation time (clock skew between
@@ -286,13 +293,6 @@ class VenueView:
             at = bisect_right(self._times, order.created_at)
             self._times.insert(at, order.created_at)
             self._coids.insert(at, coid)
-
-
-def orders_shown_within(venue: OrderService) -> timedelta:
-    """How long after its creation time an order may first show in the venue's orders_since
-    (`orders_shown_within`, optional beside the port; none: at once)."""
-    found = getattr(venue, "orders_shown_within", None)
-    return found if isinstance(found, timedelta) else timedelta(0)
 
 
 class InstrumentRulesCache:

@@ -24,6 +24,7 @@ from brokers.port import (
     OrderRequest,
     OrderService,
     Position,
+    orders_shown_within,
 )
 
 T = TypeVar("T")
@@ -64,10 +65,9 @@ class BoundedVenue:
             raise VenueTimeout(described, self.timeout, self.venue) from exc
 
     @property
-    def orders_shown_within(self) -> timedelta | None:
-        """The inner adapter's, if it says (agents.venue_view)."""
-        found = getattr(self.inner, "orders_shown_within", None)
-        return found if isinstance(found, timedelta) else None
+    def orders_shown_within(self) -> timedelta:
+        """The inner adapter's (agents.venue_view)."""
+        return orders_shown_within(self.inner)
 
     def wire_messages(self, operation: str, *args: object) -> int | None:
         """The inner adapter's count of what a call will send, if it gives one (PacedVenue

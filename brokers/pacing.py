@@ -36,6 +36,7 @@ from brokers.port import (
     OrderRequest,
     OrderService,
     Position,
+    orders_shown_within,
 )
 
 T = TypeVar("T")
@@ -151,10 +152,9 @@ class PacedVenue:
         return cls(service, pacer_for(name))
 
     @property
-    def orders_shown_within(self) -> timedelta | None:
-        """The inner adapter's, if it says (agents.venue_view)."""
-        found = getattr(self.inner, "orders_shown_within", None)
-        return found if isinstance(found, timedelta) else None
+    def orders_shown_within(self) -> timedelta:
+        """The inner adapter's (agents.venue_view)."""
+        return orders_shown_within(self.inner)
 
     def _cost(self, operation: str, default: int, *args: object) -> int:
         """Messages the call will send: the adapter's own count when it gives one

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -46,6 +46,14 @@ class OrderRequest(_Value):
     @property
     def is_bracket(self) -> bool:
         return self.take_profit is not None or self.stop_loss is not None
+
+
+def orders_shown_within(service: object) -> timedelta:
+    """How long after its creation time an order may first show in the venue's orders_since
+    (`orders_shown_within`, optional beside the port: IB's adapter reads every order only so
+    often; undeclared: at once). The wrappers pass their inner adapter's on."""
+    found = getattr(service, "orders_shown_within", None)
+    return found if isinstance(found, timedelta) else timedelta(0)
 
 
 def child_client_order_id(parent: str, leg: OrderLeg) -> str:

@@ -166,10 +166,8 @@ class AnnouncingWorker(faust.Worker):
 def switch_interval(settings: Settings, stages: Iterable[str]) -> float | None:
     """The GIL switch interval a worker of these stages sets, or None for Python's (5 ms):
     GIL_SWITCH_SECONDS when set; otherwise the writer's for a process of the audit stage
-    alone. There the embedded engine's thread needs the GIL between its steps while the
-    event loop decodes the next records: at 5 ms it waits, at 0.5 ms a 600,000-event backlog
-    drained at 42,150 events/s against 34,019 to 35,058 (bench/bench_audit_drain.py). Not in
-    a trading process: its two event loops (faust's consumer thread and the stages) hand
+    alone (store.writer.WRITER_SWITCH_SECONDS says why and what it measured). Not in a
+    trading process: its two event loops (faust's consumer thread and the stages) hand
     messages over, and at 0.5 ms the pipeline benchmark used more CPU per approval."""
     if settings.gil_switch_seconds is not None:
         return settings.gil_switch_seconds

@@ -61,8 +61,9 @@ log = logging.getLogger(__name__)
 # jax_exec.runner.switch_interval; the ingest benchmark). A flush's steps run on the embedded
 # engine's thread, which needs the GIL between steps (a result handed back, the Arrow table
 # read in place) while the event loop decodes the next records; at Python's 5 ms it waits up
-# to that long each time. Alternating runs of bench/bench_clickhouse.py at 2,000,000 events:
-# 59,497 to 75,950 events/s at 5 ms, 77,616 to 83,659 at 0.5 ms (README, SQL analytics).
+# to that long each time. bench/bench_clickhouse.py, runs interleaved: 2,000,000 events at a
+# mean of 73,451 events/s at 5 ms against 78,519 at 0.5 to 1 ms; 10,000,000 at 71,195 against
+# 75,876. The audit stage's drain (bench/bench_audit_drain.py) was within its noise (README).
 WRITER_SWITCH_SECONDS = 0.0005
 
 EVENT_COLUMNS: tuple[str, ...] = (
