@@ -8,17 +8,15 @@ from brokers.ib.settings import IbSettings
 from brokers.port import OrderService
 from brokers.registry import VenuePlugin
 
-# Of the stages' deadline per venue call, the adapter gets a third for its own library calls:
-# its look-up after an unanswered placement then still fits in the outer deadline.
-ADAPTER_SHARE = 3
-
 
 def build(settings: IbSettings, timeout: float) -> OrderService:
-    from brokers.ib.service import IbOrderService
+    from brokers.ib.service import PLACEMENT_DEADLINES, IbOrderService
 
+    # Of the stages' deadline per venue call, the adapter gets a share for its own library
+    # calls: a placement's wait and its look-up after no answer then fit in the outer deadline.
     return IbOrderService(
         host=settings.host, port=settings.port, client_id=settings.client_id,
-        account=settings.account, timeout=timeout / ADAPTER_SHARE,
+        account=settings.account, timeout=timeout / PLACEMENT_DEADLINES,
         full_read_seconds=settings.full_read_seconds,
     )  # fmt: skip
 

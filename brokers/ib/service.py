@@ -66,6 +66,11 @@ def _default_lib() -> ModuleType:
     return ib_async
 
 
+# A placement is answered, or looked up after no answer, within this many adapter deadlines
+# (plugin.build gives the adapter this share of the stages' deadline per venue call).
+PLACEMENT_DEADLINES = 3
+
+
 class IbOrderService:
     """One IB account through TWS / IB Gateway (or the simulator's TWS front door); safe for
     any number of concurrent callers on one event loop."""
@@ -230,20 +235,25 @@ class IbOrderService:
 
     @property
     def orders_shown_within(self) -> timedelta:
-        """Another client's order shows at the next full read (agents.venue_view reads that
-        far back): a completed one is dated by its completion, up to this long before."""
-        return timedelta(seconds=self.full_read_seconds)
+        """How long after its creation time an order may first show (agents.venue_view reads
+        that far back): another client's at the next full read (a completed one is dated by
+        its completion, up to `full_read_seconds` before), ours once the venue acknowledges
+        it (_at_venue): a placement's answer comes within the adapter's deadline, or its
+        look-up after no answer within two more (the session's readiness, then the scan),
+        all within the stage's deadline for the call (plugin.build)."""
+        return timedelta(seconds=self.full_read_seconds + PLACEMENT_DEADLINES * self.timeout)
 
     async def _open_trades(self, fresh: bool = False) -> list[Any]:
         """reqAllOpenOrders (fixed key "openOrders"), at most every `full_read_seconds`: in
-        between, the session's live trades (this client's as TWS pushes their status; other
+        between, the session's live trades the venue acknowledged (this client's as TWS
+        pushes their status, not a placement still in flight: see _at_venue; other
         clients' as the last full read saw them: an order of theirs that ended since still
         counts as open, never the reverse; one placed since shows at the next full read).
         A read served from pushed state returns at once, so a caller that learns of an
         order's progress elsewhere (another stage's answer) while it works may hold an older
         report: reconciliation judges a report by what it knew when it read."""
         if not fresh and self._full_read("open") is not None:
-            return [t for t in self.ib.openTrades() if not self._never_placed(t)]
+            return [t for t in self.ib.openTrades() if self._at_venue(t)]
         trades: list[Any] = await self._call(
             "reqAllOpenOrders", self.ib.reqAllOpenOrdersAsync, OPEN_ORDERS
         )
@@ -301,6 +311,16 @@ class IbOrderService:
         return not order.permId and (
             order.orderId in self._order_errors or order.orderId in self._abandoned
         )
+
+    @staticmethod
+    def _at_venue(trade: Any) -> bool:
+        """Acknowledged by the venue (a permId): an order it has. A placement still in flight
+        is not one yet, and may never be (a refusal, even a transient one, may follow): an
+        answer that showed it would have reconciliation publish an order the venue never took,
+        and have the venue snapshot count it as placed (releasing its reservation) until the
+        refusal hid it again, while the stage was still retrying it. A full read
+        (reqAllOpenOrders) never shows one either."""
+        return bool(trade.order.permId)
 
     def _local_trades(self, ref: str) -> list[Any]:
         return [
@@ -665,12 +685,12 @@ class IbOrderService:
 
     async def orders_since(self, since: datetime) -> list[OrderReport]:
         """Every order of the account created at or after `since`, any status, oldest first:
-        the session's trades (placed here, or reported by openOrder / completedOrder) after
-        asking for all open and completed orders; only orders with an orderRef (ours), one
-        per orderRef. IB has no creation time on the wire, so created_at is the Trade log's
-        first entry (the placement, for orders placed in this session; first sight, for
-        another client's open order) or else the completed order's completedTime (it never
-        precedes creation, so a rate window is not under-counted)."""
+        the session's trades the venue acknowledged (placed here, or reported by openOrder /
+        completedOrder) after asking for all open and completed orders; only orders with an
+        orderRef (ours), one per orderRef. IB has no creation time on the wire, so
+        created_at is the Trade log's first entry (the placement, for orders placed in this
+        session; first sight, for another client's open order) or else the completed order's
+        completedTime (it never precedes creation, so a rate window is not under-counted)."""
         await self._ready()
         await self._open_trades()
         return await self._orders_since(since)
@@ -693,7 +713,7 @@ class IbOrderService:
         by_ref: dict[str, list[Any]] = {}
         for trade in trades:
             order = trade.order
-            if not order.orderRef or self._never_placed(trade):
+            if not order.orderRef or not self._at_venue(trade):
                 continue
             if (order.account or self.account_id) != self.account_id:
                 continue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import ib_async
 import ib_insync
 import pytest
 
+from brokers.exceptions import VenueTimeout
 from brokers.ib import IbOrderService
 from brokers.port import OrderRequest
 from brokers.sim.core import Exchange, SimConfig
@@ -137,6 +139,49 @@ async def test_outage_1100_1102_and_adapter_recovers(lib: Any, exchange: Exchang
         assert report.client_order_id == "out-1"
         assert (await svc.status("out-1")).status is OrderStatus.FILLED
         assert len([o for o in exchange.orders(ACCOUNT) if o.client_order_id == "out-1"]) == 1
+    finally:
+        await svc.close()
+        await server.close()
+
+
+@pytest.mark.parametrize("lib", LIBS)
+async def test_a_placement_in_flight_is_no_order_at_the_venue(lib: Any, exchange: Exchange
+                                                               ) -> None:
+    """Until the venue acknowledges a placement, no read shows it: reconciliation would
+    publish an order the venue may yet refuse (a transient refusal, retried by the stage), and
+    the venue snapshot would count it as placed, releasing its reservation, until the refusal
+    hid it again. Here the venue swallows the placement (a stall): it never becomes an order."""
+    server = await run_tws_server(exchange, port=0, faults=exchange.faults)
+    svc = IbOrderService("127.0.0.1", server.port, client_id=24, ib_module=lib, timeout=2,
+                         full_read_seconds=60)  # reads between full reads: pushed state
+    since = datetime.now(UTC) - timedelta(minutes=1)
+
+    def order(coid: str) -> OrderRequest:
+        return OrderRequest(client_order_id=coid, symbol="AAPL", side=Side.BUY,
+                            quantity=Decimal(3), order_type=OrderType.LMT,
+                            limit_price=Decimal("100.00"))  # rests: below the market
+
+    async def shown() -> set[str]:
+        sent, open_now = await svc.orders_and_open_orders(since)
+        return ({r.client_order_id for r in [*sent, *open_now, *await svc.open_orders()]}
+                | {r.client_order_id for r in await svc.orders_since(since)})
+
+    try:
+        await svc.connect()
+        exchange.set_price("AAPL", Decimal("150.00"))
+        await svc.place(order("rest-1"))  # qualifies AAPL before the stall
+        assert await shown() == {"rest-1"}  # and makes the full reads
+        exchange.faults.set(stall=True)
+        placing = asyncio.create_task(svc.place(order("flight-1")))
+        await until(lambda: any(t.order.orderRef == "flight-1" for t in svc.ib.trades()))
+        assert await shown() == {"rest-1"}
+        exchange.faults.set(stall=False)
+        with pytest.raises(VenueTimeout):  # unanswered, and not found at the venue either
+            await placing
+        assert await shown() == {"rest-1"}
+        await svc.place(order("flight-1"))  # the stage's retry: now an order, and shown
+        assert await shown() == {"rest-1", "flight-1"}
+        assert [o.client_order_id for o in exchange.orders(ACCOUNT)] == ["rest-1", "flight-1"]
     finally:
         await svc.close()
         await server.close()

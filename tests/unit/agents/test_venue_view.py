@@ -223,10 +223,11 @@ def test_the_ib_adapter_says_how_late_an_order_may_show() -> None:
     class Fake:
         venue = "ib"
         full_read_seconds = 7.0
+        timeout = 3.0  # ours show once acknowledged: answered or looked up in 3 deadlines
         orders_shown_within = IbOrderService.orders_shown_within
 
     wrapped = BoundedVenue(PacedVenue.published(Fake()), timeout=1)  # type: ignore[arg-type]
-    assert orders_shown_within(wrapped) == 7 * S
+    assert orders_shown_within(wrapped) == 16 * S
 
 
 def test_a_process_without_a_venue_makes_its_views_without_asking_it() -> None:
