@@ -121,6 +121,8 @@ def build_app(app_id: str, pipeline: Pipeline, stages: Iterable[str], web_port: 
     for stage, (topic, handler) in handlers.items():
         if stage in stages:
             _stage_agent(app, emitter, pipeline, stage, topic, handler)
+    if stages & {"sizing", "submission"}:
+        _read_afresh_when_partitions_move(app, pipeline)
     if "reconciliation" in stages:
         _reconciliation(app, emitter, pipeline)
     if "audit" in stages:
@@ -239,6 +241,16 @@ def _stage_agent(app: faust.App, emitter: Emitter, pipeline: Pipeline, stage: st
             await manual.ack(event)
 
     app.agent(channel, name=f"jax.{stage}", concurrency=1)(agent)
+
+
+def _read_afresh_when_partitions_move(app: faust.App, pipeline: Pipeline) -> None:
+    ctx = pipeline.ctx
+    assert ctx is not None, "sizing and submission need a StageContext"
+
+    @app.on_partitions_assigned.connect
+    async def moved(sender: Any, /, *args: Any, **kwargs: Any) -> None:
+        ctx.partitions_moved()
+        log.info("partitions assigned: the next venue snapshots are full reads, asked afresh")
 
 
 def _reconciliation(app: faust.App, emitter: Emitter, pipeline: Pipeline) -> None:

@@ -12,6 +12,7 @@ from agents.decisions.reservations import ReservationBook
 from agents.decisions.signatures import KeyRing
 from agents.retry import RetryPolicy
 from agents.venue_view import InstrumentRulesCache, VenueView
+from brokers.port import read_afresh
 from schemas.events import Event
 
 if TYPE_CHECKING:
@@ -67,6 +68,15 @@ class StageContext:
     @property
     def venue_retry_attempts(self) -> int:
         return self.retry.attempts
+
+    def partitions_moved(self) -> None:
+        """This process was given partitions (a worker's start, or another's death or stop):
+        an intent redelivered here may have been placed by the process that held it before,
+        through a session of its own. The next snapshots are full reads asked of the venue,
+        so that order shows and the intent is not placed twice."""
+        self.view.invalidate()
+        self.orders_view.invalidate()
+        read_afresh(self.venue)
 
 
 class NoVenue:

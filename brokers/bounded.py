@@ -25,6 +25,7 @@ from brokers.port import (
     OrderService,
     Position,
     orders_shown_within,
+    read_afresh,
 )
 
 T = TypeVar("T")
@@ -68,6 +69,10 @@ class BoundedVenue:
     def orders_shown_within(self) -> timedelta:
         """The inner adapter's (agents.venue_view)."""
         return orders_shown_within(self.inner)
+
+    def read_afresh(self) -> None:
+        """The inner adapter's (agents.context.StageContext.partitions_moved)."""
+        read_afresh(self.inner)
 
     def wire_messages(self, operation: str, *args: object) -> int | None:
         """The inner adapter's count of what a call will send, if it gives one (PacedVenue

@@ -37,6 +37,7 @@ from brokers.port import (
     OrderService,
     Position,
     orders_shown_within,
+    read_afresh,
 )
 
 T = TypeVar("T")
@@ -155,6 +156,10 @@ class PacedVenue:
     def orders_shown_within(self) -> timedelta:
         """The inner adapter's (agents.venue_view)."""
         return orders_shown_within(self.inner)
+
+    def read_afresh(self) -> None:
+        """The inner adapter's (agents.context.StageContext.partitions_moved)."""
+        read_afresh(self.inner)
 
     def _cost(self, operation: str, default: int, *args: object) -> int:
         """Messages the call will send: the adapter's own count when it gives one

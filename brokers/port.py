@@ -56,6 +56,16 @@ def orders_shown_within(service: object) -> timedelta:
     return found if isinstance(found, timedelta) else timedelta(0)
 
 
+def read_afresh(service: object) -> None:
+    """Have the venue's next reads ask the venue, not what the adapter holds between its full
+    reads (`read_afresh`, optional beside the port: IB's adapter answers from the state TWS
+    pushes to its own session, in which another process's orders show only at its next full
+    read). The wrappers pass it on to their inner adapter."""
+    ask = getattr(service, "read_afresh", None)
+    if callable(ask):
+        ask()
+
+
 def child_client_order_id(parent: str, leg: OrderLeg) -> str:
     """The client id IB and the simulator give a bracket exit (`<id>-tp` / `<id>-sl`)."""
     suffix = {OrderLeg.TAKE_PROFIT: "tp", OrderLeg.STOP_LOSS: "sl"}[leg]

@@ -243,6 +243,12 @@ class IbOrderService:
         all within the stage's deadline for the call (plugin.build)."""
         return timedelta(seconds=self.full_read_seconds + PLACEMENT_DEADLINES * self.timeout)
 
+    def read_afresh(self) -> None:
+        """The next read of each kind asks TWS (all clients), as after a lost connection:
+        another process's orders (one whose partitions this process now holds) are not in
+        this session's pushed state until then."""
+        self._full_reads.clear()
+
     async def _open_trades(self, fresh: bool = False) -> list[Any]:
         """reqAllOpenOrders (fixed key "openOrders"), at most every `full_read_seconds`: in
         between, the session's live trades the venue acknowledged (this client's as TWS

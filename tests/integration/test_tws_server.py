@@ -187,6 +187,37 @@ async def test_a_placement_in_flight_is_no_order_at_the_venue(lib: Any, exchange
         await server.close()
 
 
+async def test_read_afresh_shows_another_sessions_order_before_the_next_full_read(
+        exchange: Exchange) -> None:
+    """Between its full reads an IB session answers from what TWS pushes to it, which holds
+    none of another session's orders: a worker given the partitions of one that stopped
+    would not see an order that worker placed, and would place its redelivered intent
+    again. After read_afresh (agents.context.StageContext.partitions_moved) it sees it."""
+    server = await run_tws_server(exchange, port=0)
+    placer = IbOrderService("127.0.0.1", server.port, client_id=25, timeout=2)
+    heir = IbOrderService("127.0.0.1", server.port, client_id=26, timeout=2,
+                          full_read_seconds=60)
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    try:
+        await placer.connect()
+        await heir.connect()
+        exchange.set_price("AAPL", Decimal("150.00"))
+        assert await heir.orders_since(since) == []  # a full read: the next ones use pushes
+        await placer.place(OrderRequest(client_order_id="moved-1", symbol="AAPL", side=Side.BUY,
+                                        quantity=Decimal(3), order_type=OrderType.LMT,
+                                        limit_price=Decimal("100.00")))
+        assert await heir.orders_since(since) == []
+        assert heir.wire_messages("orders_since") == 0
+        heir.read_afresh()
+        assert heir.wire_messages("orders_since") == 2  # open and completed orders
+        assert [r.client_order_id for r in await heir.orders_since(since)] == ["moved-1"]
+        assert [r.client_order_id for r in await heir.open_orders()] == ["moved-1"]
+    finally:
+        await placer.close()
+        await heir.close()
+        await server.close()
+
+
 async def test_adapter_reconnects_after_server_drop(exchange: Exchange) -> None:
     server = await run_tws_server(exchange, port=0)
     svc = IbOrderService("127.0.0.1", server.port, client_id=22, timeout=3)

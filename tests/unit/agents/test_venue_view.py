@@ -238,3 +238,34 @@ def test_a_process_without_a_venue_makes_its_views_without_asking_it() -> None:
 
     ctx = StageContext(risk=RiskSettings(), venue=NoVenue())  # type: ignore[arg-type]
     assert ctx.view.fresh(T0) is None
+
+
+async def test_partitions_moved_makes_the_next_snapshots_full_reads_asked_afresh() -> None:
+    """A process given partitions (another worker died or stopped) may be redelivered an intent
+    that worker placed through its own session: both views read the look-back whole next,
+    and the venue is told to ask (IB: not the state its own session was pushed)."""
+    from agents.context import StageContext
+    from agents.decisions.config import RiskSettings
+    from brokers.bounded import BoundedVenue
+    from brokers.pacing import PacedVenue
+
+    class Told(Venue):
+        venue = "ib"  # a published pace
+        afresh = 0
+
+        def read_afresh(self) -> None:
+            self.afresh += 1
+
+    venue = Told()
+    wrapped = BoundedVenue(PacedVenue.published(venue), timeout=5)  # as the worker builds it
+    ctx = StageContext(risk=RiskSettings(), venue=wrapped, snapshot_max_age=timedelta(0))
+    for view in (ctx.view, ctx.orders_view):
+        await view.get(T0)
+        await view.get(T0 + S)
+        assert view.reads == {"full": 1, "merged": 1}
+    ctx.partitions_moved()
+    assert venue.afresh == 1
+    for view in (ctx.view, ctx.orders_view):
+        assert view.fresh(T0 + S) is None
+        await view.get(T0 + 2 * S)
+        assert view.reads == {"full": 2, "merged": 1}
