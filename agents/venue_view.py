@@ -227,6 +227,7 @@ class VenueView:
         self._full_at: datetime | None = None
         self._read_at: datetime | None = None
         self.reads = {"full": 0, "merged": 0}
+        self._invalidated = 0  # how many times invalidate() was called
 
     async def get(self, now: datetime, since: datetime | None = None) -> VenueSnapshot:
         """A fresh enough snapshot covering orders sent since `since` (default the look-back)."""
@@ -235,7 +236,6 @@ class VenueView:
             snap = self.fresh(now, wanted)
             if snap is None:
                 snap = await self._read(now, min(wanted, now - self.lookback))
-                self._snapshot = snap
             return snap
 
     def fresh(self, now: datetime, since: datetime | None = None) -> VenueSnapshot | None:
@@ -249,9 +249,11 @@ class VenueView:
         return snap
 
     def invalidate(self) -> None:
-        """The next read is a full one."""
+        """The next read is a full one (also when a read is under way: what it returns is
+        its caller's, but is not kept to serve others)."""
         self._snapshot = None
         self._full_at = None
+        self._invalidated += 1
 
     async def _read(self, now: datetime, since: datetime) -> VenueSnapshot:
         full = (self._covers is None or self._full_at is None or self._read_at is None
@@ -260,6 +262,7 @@ class VenueView:
         if self._reach is None:  # not before: a process that trades nothing has no venue
             self._reach = self.overlap + orders_shown_within(self.venue)
         start = since if full or self._read_at is None else self._read_at - self._reach
+        invalidated = self._invalidated
         read = await read_snapshot(self.venue, start, now, self.accounts)
         # Only once every read answered: a failed read leaves the view as it was.
         if full:
@@ -273,7 +276,12 @@ class VenueView:
         assert self._covers is not None
         cut = bisect_left(self._times, now - self.recent)
         index = SentIndex(dict(self._sent), now - self.recent, tuple(self._times[cut:]))
-        return replace(read, since=self._covers, sent=tuple(self._sent.values()), index=index)
+        snap = replace(read, since=self._covers, sent=tuple(self._sent.values()), index=index)
+        if invalidated == self._invalidated:
+            self._snapshot = snap
+        else:  # invalidated while reading: the next read is a full one after all
+            self._full_at = None
+        return snap
 
     def _merge(self, sent: Iterable[OrderReport]) -> None:
         for order in sent:

@@ -269,3 +269,33 @@ async def test_partitions_moved_makes_the_next_snapshots_full_reads_asked_afresh
         assert view.fresh(T0 + S) is None
         await view.get(T0 + 2 * S)
         assert view.reads == {"full": 2, "merged": 1}
+
+
+async def test_a_read_under_way_when_partitions_move_is_not_kept() -> None:
+    """invalidate() while a read is in flight: that read answers its caller, but the next
+    caller gets a full read made after the invalidation, not the one begun before it."""
+    import asyncio
+
+    class Slow(Venue):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gate: asyncio.Event | None = None
+
+        async def orders_since(self, since: datetime) -> list[OrderReport]:
+            if self.gate is not None:
+                await self.gate.wait()
+            return await super().orders_since(since)
+
+    venue = Slow()
+    view = VenueView(venue, timedelta(seconds=10), DAY)
+    await view.get(T0)
+    venue.gate = asyncio.Event()
+    reading = asyncio.create_task(view.get(T0 + 20 * S))  # a merged read, held
+    await asyncio.sleep(0)
+    view.invalidate()
+    venue.gate.set()
+    await reading
+    assert view.reads == {"full": 1, "merged": 1}
+    assert view.fresh(T0 + 21 * S) is None  # not kept to serve others
+    await view.get(T0 + 21 * S)
+    assert view.reads == {"full": 2, "merged": 1}
