@@ -123,10 +123,10 @@ class IbOrderService:
         """Record order errors by order id and track connectivity (1100 / 1101 / 1102)."""
         if code == errors.CONNECTION_LOST:
             self._outage = True
-            self._full_reads.clear()  # pushes may be missed: the next read asks TWS
+            self.read_afresh()  # pushes may be missed: the next read asks TWS
         elif code in errors.CONNECTION_RESTORED:
             self._outage = False
-            self._full_reads.clear()
+            self.read_afresh()
         if req_id > 0 and errors.classify(code) is not errors.ErrorKind.INFORMATIONAL:
             self._order_errors[req_id] = (code, message)
 
@@ -155,7 +155,7 @@ class IbOrderService:
         if not self.account_id:
             self.account_id = self.ib.managedAccounts()[0]
         self._outage = False
-        self._full_reads.clear()  # a new session: the first reads ask TWS
+        self.read_afresh()  # a new session: the first reads ask TWS
 
     def _drop_session(self, why: str) -> None:
         """Disconnect, failing every pending request as a socket loss would (an explicit
@@ -376,7 +376,7 @@ class IbOrderService:
 
     def _acknowledged(self, ref: str) -> Any | None:
         """The best trade with this orderRef that the venue has acknowledged (a permId)."""
-        return self._best([t for t in self._local_trades(ref) if t.order.permId])
+        return self._best([t for t in self._local_trades(ref) if self._at_venue(t)])
 
     async def _scan(self, ref: str) -> Any | None:
         """Ask the venue: open orders, completed orders, then executions, for this orderRef;
