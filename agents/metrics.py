@@ -28,6 +28,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from agents.gc_pauses import measure_pauses
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -210,6 +212,7 @@ def watch(app: Any, pipeline: Any, component: str = "worker") -> None:
     REGISTRY.register(_COLLECTOR)
     INFO.labels(component).set(1)
     READY.labels(component).set(0)
+    measure_pauses()
 
 
 _COLLECTOR: WorkerCollector | None = None
@@ -275,6 +278,7 @@ def serve(port: int, host: str = "127.0.0.1", component: str = "process") -> Thr
 
         add_checks(checks)
     INFO.labels(component).set(1)
+    measure_pauses()
     threading.Thread(target=server.serve_forever, name="jax-metrics", daemon=True).start()
     return server
 

@@ -116,7 +116,8 @@ class Stack:
     def timings(self) -> dict[str, tuple[float, int]]:
         """The trading worker's timing histograms as (sum of seconds, count) by series: each
         stage's handler (`handler:<stage>`), input queueing included (`end_to_end:<stage>`),
-        and each venue call (`venue:<operation>`); {} when /metrics does not answer."""
+        each venue call (`venue:<operation>`) and the garbage collector's pauses by generation
+        (`gc:<generation>`); {} when /metrics does not answer."""
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         try:
             with urllib.request.urlopen(url, timeout=5) as answer:
@@ -125,7 +126,8 @@ class Stack:
             return {}
         names = {"jax_stage_decision_seconds": ("handler", "stage"),
                  "jax_stage_end_to_end_seconds": ("end_to_end", "stage"),
-                 "jax_venue_call_seconds": ("venue", "operation")}
+                 "jax_venue_call_seconds": ("venue", "operation"),
+                 "jax_gc_pause_seconds": ("gc", "generation")}
         out: dict[str, tuple[float, int]] = {}
         for family in text_string_to_metric_families(text):
             kind = names.get(family.name)

@@ -47,6 +47,9 @@ def _where(step: dict[str, Any]) -> list[str]:
     place = timed.get("venue:place", {}).get("mean_ms")
     if place is not None:
         out.append(f"venue place {place:.1f}")
+    full = timed.get("gc:2")
+    if full is not None:
+        out.append(f"full GC {full['n']}x {full['mean_ms']:.0f} ms")
     return out or ["not read"]
 
 
@@ -110,7 +113,8 @@ def markdown(result: dict[str, Any]) -> str:
         + " ms.",
         "- Where the time goes (mean ms per input in the trading worker, from its "
         "/metrics: `handler` = the stage's work, venue calls included; `queued+handler` = "
-        "from the input's Kafka timestamp to its outputs being ready): " + "; ".join(
+        "from the input's Kafka timestamp to its outputs being ready; `full GC` = the "
+        "garbage collector's full collections in the step and their mean pause): " + "; ".join(
             f"{r['rate']:g}/s " + ", ".join(_where(r)) for r in result["rates"]) + ".",
         "- IB pacing: ib_async sends at most 45 messages/s per connection and a bracket is 3 "
         "placeOrder messages, so one IB session places at most ~15 brackets/s whatever the "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -24,7 +25,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.panel import Panel
 
-from agents import metrics
+from agents import gc_pauses, metrics
 from agents.decisions.config import RiskSettings
 from brokers import registry
 from brokers.registry import VenuePlugin
@@ -120,6 +121,7 @@ class AnnouncingWorker(faust.Worker):
 
     banner: list[str]
     hard_stop: HardStop | None = None
+    freeze_gc: bool = False
 
     def install_signal_handlers(self) -> None:
         super().install_signal_handlers()
@@ -155,6 +157,9 @@ class AnnouncingWorker(faust.Worker):
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
+        if self.freeze_gc:
+            frozen = gc_pauses.freeze_long_lived()
+            logging.getLogger(__name__).info("gc: %d objects alive at start frozen", frozen)
         console.print(Panel("\n".join(self.banner), title="Jax Execution ready", expand=False))
         print("ready", flush=True)  # machine-readable marker for scripts and tests
         metrics.mark_ready("worker")
@@ -223,6 +228,7 @@ def run_worker(settings: Settings, stages: Iterable[str], web_port: int | None =
                               redirect_stdouts=False)
     worker.banner = lines
     worker.hard_stop = hard_stop
+    worker.freeze_gc = settings.gc_freeze
     worker.execute_from_commandline()
 
 

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
         None, gt=0, le=0.1, description="Python's GIL switch interval in a worker; unset: "
         "0.5 ms for the audit stage alone (store.writer.WRITER_SWITCH_SECONDS), else Python's "
         "5 ms")
+    gc_freeze: bool = Field(
+        True, description="Once a worker serves, exempt what it holds then from the garbage "
+        "collector's full collections (agents.gc_pauses): they no longer pause for it")
 
     @field_validator("venue")
     @classmethod

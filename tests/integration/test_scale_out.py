@@ -11,6 +11,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -24,12 +25,21 @@ pytestmark = pytest.mark.integration
 TRADING = ["--stage", "validation", "--stage", "sizing", "--stage", "submission"]
 
 
+def families(port: int) -> list[Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        return list(text_string_to_metric_families(resp.read().decode()))
+
+
 def assigned(port: int, topic: str) -> int:
     """Partitions of `topic` the worker behind this metrics port holds (its lag series)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return sum(1 for f in text_string_to_metric_families(text) if f.name == "jax_consumer_lag"
+    return sum(1 for f in families(port) if f.name == "jax_consumer_lag"
                for s in f.samples if s.labels.get("topic") == topic)
+
+
+def frozen(port: int) -> float:
+    """Objects the worker exempted from full collections once it served (agents/gc_pauses)."""
+    return sum(s.value for f in families(port) if f.name == "jax_gc_frozen_objects"
+               for s in f.samples)
 
 
 async def test_three_trading_workers_one_killed_every_approval_once(
@@ -54,6 +64,7 @@ async def test_three_trading_workers_one_killed_every_approval_once(
             break
         await asyncio.sleep(0.5)
     before = [assigned(p, "approvals") for p in ports]
+    assert all(frozen(p) > 10_000 for p in ports), [frozen(p) for p in ports]
     flow = approvals(150, SYMBOLS)
     ids = {approval_id(a) for a in flow}
     await publish_all(f"{prefix}approvals", flow[:75])
