@@ -8,6 +8,16 @@ room for its messages. The window is a sliding log of send times, so no interval
 let two buckets' worth through one window). `queue_depth()` is how many calls wait now;
 `queue_depths()` gives it per pacer, for the metrics exporter.
 
+Calls made in the background (`background()`: an instrument's rules asked again before they
+expire) wait behind every other call, which are served first come, first served, and fill a
+window only up to `limit - reserve` (IB: 40 of 45), waiting for that without holding the
+turn: they take what orders and the reads a decision waits for leave. Over IB at 10
+approvals/s (30 messages a second on placements), look-ups that came due together took the
+budget from the placements for seconds; first come first served, or merely queued last, they
+still did (2026-12-05, agents.venue_view.InstrumentRulesCache has the figures). Serving
+orders ahead of reads changed nothing measurable, and would let placements starve
+reconciliation's reads, whose answers some acknowledgements are.
+
 Published limits (each adapter's own library may pace too; this is the guarantee the stage
 does not have to trust every adapter for):
 - IB TWS API: 50 messages per second per connection; a bracket is three orders (3 messages).
@@ -21,9 +31,13 @@ does not have to trust every adapter for):
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import heapq
+import itertools
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
@@ -70,8 +84,57 @@ def bracket_messages(order: OrderRequest) -> int:
     return 1 + (order.take_profit is not None) + (order.stop_loss is not None)
 
 
+# The kinds of call, in the order they take their turn (smaller first).
+READ, BACKGROUND = 0, 1
+
+_BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar("paced_background",
+                                                                   default=False)
+
+
+@contextmanager
+def background() -> Iterator[None]:
+    """Venue calls made inside (in this task) wait behind every other call."""
+    token = _BACKGROUND.set(True)
+    try:
+        yield
+    finally:
+        _BACKGROUND.reset(token)
+
+
+class _Turns:
+    """One holder at a time; waiters take the turn by kind, then in arrival order. A waiter
+    cancelled while waiting is skipped; one cancelled as it was handed the turn passes it on."""
+
+    def __init__(self) -> None:
+        self._held = False
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
+
+    async def take(self, kind: int) -> None:
+        if not self._held:
+            self._held = True
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (kind, next(self._arrivals), turn))
+        try:
+            await turn
+        except BaseException:
+            if turn.done() and not turn.cancelled():
+                self.give()
+            raise
+
+    def give(self) -> None:
+        while self._waiters:
+            turn = heapq.heappop(self._waiters)[2]
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self._held = False
+
+
 class Pacer:
-    """A sliding-window limiter with a FIFO queue; the clock and sleep are injectable."""
+    """A sliding-window limiter whose queue serves calls in arrival order, background calls
+    after every other; the clock and sleep are injectable."""
 
     def __init__(self, name: str, pace: Pace, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
@@ -80,7 +143,9 @@ class Pacer:
         self._clock = clock
         self._sleep = sleep
         self._sent: deque[float] = deque()
-        self._turn = asyncio.Lock()  # asyncio.Lock wakes waiters in arrival order
+        self._turns = _Turns()
+        # what background calls leave to the others in every window
+        self.reserve = max(1, pace.limit // 9)
         self.waiting = 0
         self.max_waiting = 0
         self.sent_total = 0
@@ -90,27 +155,45 @@ class Pacer:
         """Calls waiting for their turn now."""
         return self.waiting
 
-    async def acquire(self, messages: int = 1) -> None:
-        """Wait until `messages` more fit in the window, then count them as sent now."""
+    async def acquire(self, messages: int = 1, kind: int = READ) -> None:
+        """Wait for the turn (by kind: READ, then BACKGROUND) and until `messages` more fit in
+        the window, then count them as sent now. A background call fills the window only up
+        to `limit - reserve` and waits for that without holding the turn."""
         cost = min(max(messages, 1), self.pace.limit)
+        limit = self.pace.limit if kind != BACKGROUND else max(self.pace.limit - self.reserve,
+                                                               cost)
         self.waiting += 1
         self.max_waiting = max(self.max_waiting, self.waiting)
+        started = self._clock()
         try:
-            async with self._turn:
-                started = self._clock()
-                while True:
+            while True:
+                await self._turns.take(kind)
+                try:
                     now = self._clock()
-                    while self._sent and now - self._sent[0] >= self.pace.period:
-                        self._sent.popleft()
-                    if len(self._sent) + cost <= self.pace.limit:
-                        break
-                    await self._sleep(self._sent[len(self._sent) + cost - self.pace.limit - 1]
-                                      + self.pace.period - now)
-                self._sent.extend([now] * cost)
-                self.sent_total += cost
-                self.waited_seconds += now - started
+                    wait = self._room(now, cost, limit)
+                    while wait > 0 and kind != BACKGROUND:  # the others wait holding the turn
+                        await self._sleep(wait)
+                        now = self._clock()
+                        wait = self._room(now, cost, limit)
+                    if wait <= 0:
+                        self._sent.extend([now] * cost)
+                        self.sent_total += cost
+                        self.waited_seconds += now - started
+                        return
+                finally:
+                    self._turns.give()
+                await self._sleep(wait)
         finally:
             self.waiting -= 1
+
+    def _room(self, now: float, cost: int, limit: int) -> float:
+        """0 when `cost` more messages fit under `limit` now, else how long until they do."""
+        while self._sent and now - self._sent[0] >= self.pace.period:
+            self._sent.popleft()
+        if len(self._sent) + cost <= limit:
+            return 0.0
+        return max(self._sent[len(self._sent) + cost - limit - 1] + self.pace.period - now,
+                   1e-6)
 
 
 # Messages one instrument() call sends: on IB contract details (first time), the market-data
@@ -172,7 +255,8 @@ class PacedVenue:
     async def _paced(self, call: Callable[[], Awaitable[T]], messages: int = 1) -> T:
         """A call that sends nothing does not wait: it takes no turn and spends no budget."""
         if messages > 0:
-            await self.pacer.acquire(messages)
+            kind = BACKGROUND if _BACKGROUND.get() else READ
+            await self.pacer.acquire(messages, kind)
         return await call()
 
     async def connect(self) -> None:

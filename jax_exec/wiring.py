@@ -168,6 +168,8 @@ async def build_worker(settings: Settings, stages: Iterable[str], risk: RiskSett
         audit_group=sink_group(settings.app_id),
         auth=auth,
     )
+    assert pipeline.ctx is not None
+    closers.append(pipeline.ctx.rules.close)  # its refreshes stop before the venue closes
     if "reconciliation" in stages:
         assert venue is not None
         pipeline.reconciler = Reconciler(

@@ -151,10 +151,10 @@ def _count_pacing(path: str) -> None:
             json.dump(charged, f)
         os.replace(f"{out}.tmp", out)
 
-    async def counted(self: Any, messages: int = 1) -> None:
+    async def counted(self: Any, messages: int = 1, *args: Any, **kwargs: Any) -> None:
         caller = sys._getframe(2).f_code.co_name
         before = time.monotonic()
-        await acquire(self, messages)
+        await acquire(self, messages, *args, **kwargs)
         charged[f"messages:{caller}"] += messages
         charged[f"calls:{caller}"] += 1
         charged["wait_ms"] += round((time.monotonic() - before) * 1000)

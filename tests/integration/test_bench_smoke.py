@@ -34,6 +34,8 @@ def test_the_benchmark_runs_and_writes_its_three_artifacts(tmp_path: Path) -> No
         step["usage"]["mean_ms"])
     assert "| offered /s |" in (out / "latest.md").read_text()
     assert (out / "latest.png").stat().st_size > 0
+    each = json.loads((out / "latencies.json").read_text())  # every approval, in send order
+    assert len(each[f"{step['rate']:g}"]["ack"]) == step["acked"]
 
 
 def test_the_audit_drain_benchmark_stores_every_event_of_its_backlog(tmp_path: Path) -> None:

@@ -9,7 +9,17 @@ from datetime import datetime
 
 import pytest
 
-from brokers.pacing import PUBLISHED, Pace, PacedVenue, Pacer, pacer_for, queue_depths
+from brokers.pacing import (
+    BACKGROUND,
+    PUBLISHED,
+    READ,
+    Pace,
+    PacedVenue,
+    Pacer,
+    background,
+    pacer_for,
+    queue_depths,
+)
 from brokers.port import OrderService
 from brokers.sim.core import Exchange
 from brokers.sim.service import SimOrderService
@@ -147,3 +157,122 @@ async def test_a_call_that_sends_nothing_is_not_charged_and_does_not_wait(
     await service.positions()  # not counted by the adapter: its published cost, 1
     assert pacer.sent_total == 5
     assert clock.now > started
+
+
+async def test_background_calls_take_the_turn_after_every_other(clock: FakeClock) -> None:
+    now, sleep = virtual(clock)
+    pacer = Pacer("ib:kinds", Pace(1, 1.0), now, sleep)  # type: ignore[arg-type]
+    served: list[str] = []
+
+    async def call(name: str, kind: int) -> None:
+        await pacer.acquire(1, kind)
+        served.append(name)
+
+    await pacer.acquire(1)  # the window is full: every call below waits
+    arrivals = [("bg1", BACKGROUND), ("read1", READ), ("bg2", BACKGROUND), ("order1", READ),
+                ("read2", READ)]
+    await asyncio.gather(*(call(n, k) for n, k in arrivals))
+    # bg1 came to a free turn, found no room and gave the turn up while it waits: the others
+    # in arrival order, the background calls last
+    assert served[:3] == ["read1", "order1", "read2"]
+    assert sorted(served[3:]) == ["bg1", "bg2"]
+    assert pacer.queue_depth() == 0
+
+
+async def test_background_calls_leave_the_reserve_of_every_window_to_the_others(
+        clock: FakeClock) -> None:
+    now, _ = virtual(clock)
+    gate = asyncio.Event()
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # time moves when the test says
+        slept.append(seconds)
+        await gate.wait()
+        clock.tick(max(seconds, 0))
+
+    pacer = Pacer("ib:reserve", Pace(45, 1.0), now, sleep)  # type: ignore[arg-type]
+    assert pacer.reserve == 5
+    for _ in range(38):
+        await pacer.acquire(1)
+    await pacer.acquire(2, BACKGROUND)  # 40 in the window: fits under 45 - 5
+    assert slept == []
+    waited = asyncio.create_task(pacer.acquire(1, BACKGROUND))  # 41 would not: it waits
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert len(slept) == 1
+    assert not waited.done()
+    # it waits without the turn: the others still get the whole limit, at once
+    await asyncio.wait_for(pacer.acquire(5), 1)
+    assert len(slept) == 1
+    gate.set()
+    await asyncio.wait_for(waited, 1)
+    assert pacer.sent_total == 38 + 2 + 5 + 1
+
+
+async def test_a_waiter_cancelled_in_the_queue_or_holding_the_turn_blocks_no_one(
+        clock: FakeClock) -> None:
+    now, sleep = virtual(clock)
+    pacer = Pacer("ib:cancel", Pace(1, 1.0), now, sleep)  # type: ignore[arg-type]
+    await pacer.acquire(1)
+    holder = asyncio.create_task(pacer.acquire(1, READ))
+    queued = asyncio.create_task(pacer.acquire(1, READ))
+    last = asyncio.create_task(pacer.acquire(1, READ))
+    await asyncio.sleep(0)
+    queued.cancel()
+    holder.cancel()
+    await asyncio.wait_for(last, 1)
+    assert holder.cancelled()
+    assert queued.cancelled()
+    assert pacer.queue_depth() == 0
+    await asyncio.wait_for(pacer.acquire(1), 1)  # the turn is free again
+
+
+class _Recorder:
+    """A venue that notes the order its calls reach it in."""
+
+    venue = "ib"
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def place(self, order: object) -> None:
+        self.calls.append("place")
+
+    async def instrument(self, symbol: str) -> None:
+        self.calls.append(f"instrument {symbol}")
+
+    async def open_orders(self) -> list[object]:
+        self.calls.append("open_orders")
+        return []
+
+
+async def test_a_background_read_waits_behind_orders_and_reads(
+        clock: FakeClock) -> None:
+    now, _ = virtual(clock)
+    window = asyncio.Event()  # the window stays full until the test opens it
+
+    async def sleep(seconds: float) -> None:
+        await window.wait()
+        clock.tick(max(seconds, 0))
+
+    pacer = Pacer("ib:bg", Pace(1, 1.0), now, sleep)  # type: ignore[arg-type]
+    inner = _Recorder()
+    venue = PacedVenue(inner, pacer)  # type: ignore[arg-type]
+    window.set()
+    await pacer.acquire(1)  # the window is full
+    window.clear()
+
+    async def refresh() -> None:
+        with background():
+            await venue.instrument("AAPL")
+
+    calls = [asyncio.create_task(venue.open_orders()),  # takes the free turn, waits for room
+             asyncio.create_task(refresh()),
+             asyncio.create_task(venue.open_orders()),
+             asyncio.create_task(venue.place(req("o1", take_profit="999", stop_loss="1")))]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert pacer.queue_depth() == 4
+    window.set()
+    await asyncio.gather(*calls)
+    assert inner.calls == ["open_orders", "open_orders", "place", "instrument AAPL"]

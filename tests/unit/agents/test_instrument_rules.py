@@ -1,0 +1,133 @@
+"""What the venue says of an instrument is kept for max_age; past half of it an entry is still
+served at once and asked again in the background, so a decision never waits for a look-up of
+a symbol some decision asked about within max_age (agents/venue_view.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from agents.venue_view import InstrumentRulesCache
+from brokers.exceptions import TransientBrokerError
+from brokers.port import InstrumentRules
+from tests.fakes import T0, FakeVenue
+
+MAX_AGE = timedelta(seconds=60)
+
+
+class Venue(FakeVenue):
+    """Answers instrument() with whether the stock may be shorted now; holds its answer while
+    `held` is set, fails while `failing`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[str] = []
+        self.shortable = True
+        self.held: asyncio.Event | None = None
+        self.failing = False
+
+    async def instrument(self, symbol: str) -> InstrumentRules | None:
+        self.asked.append(symbol)
+        if self.held is not None:
+            await self.held.wait()
+        if self.failing:
+            raise TransientBrokerError("venue down", code="1100")
+        return InstrumentRules(symbol=symbol, shortable=self.shortable)
+
+
+def shortable(rules: InstrumentRules | None) -> bool | None:
+    assert rules is not None
+    return rules.shortable
+
+
+async def settled(cache: InstrumentRulesCache) -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not cache._refreshing
+
+
+@pytest.fixture
+def venue() -> Venue:
+    return Venue()
+
+
+async def test_a_fresh_entry_is_served_without_asking(venue: Venue) -> None:
+    cache = InstrumentRulesCache(venue, MAX_AGE)
+    assert shortable(await cache.get("AAPL", T0)) is True
+    assert shortable(await cache.get("AAPL", T0 + timedelta(seconds=29))) is True
+    await settled(cache)
+    assert venue.asked == ["AAPL"]
+
+
+async def test_late_in_its_age_an_entry_is_served_at_once_and_asked_again_behind(
+        venue: Venue) -> None:
+    cache = InstrumentRulesCache(venue, MAX_AGE)
+    await cache.get("AAPL", T0)
+    venue.shortable = False
+    venue.held = asyncio.Event()  # the venue's answer takes its time
+    later = T0 + timedelta(seconds=46)
+    # served from the entry while the venue has not answered: the decision does not wait
+    assert shortable(await asyncio.wait_for(cache.get("AAPL", later), 1)) is True
+    again = await asyncio.wait_for(cache.get("AAPL", later + timedelta(seconds=1)), 1)
+    assert shortable(again) is True
+    assert venue.asked == ["AAPL", "AAPL"]  # one refresh under way per symbol
+    venue.held.set()
+    await settled(cache)
+    assert shortable(await cache.get("AAPL", later + timedelta(seconds=2))) is False
+    # the refresh dated the entry when it was asked: not asked again for 30 s
+    await cache.get("AAPL", later + timedelta(seconds=29))
+    await settled(cache)
+    assert venue.asked == ["AAPL", "AAPL"]
+
+
+async def test_past_max_age_a_decision_waits_for_the_venue(venue: Venue) -> None:
+    cache = InstrumentRulesCache(venue, MAX_AGE)
+    await cache.get("AAPL", T0)
+    venue.shortable = False
+    venue.held = asyncio.Event()
+    late = cache.get("AAPL", T0 + MAX_AGE + timedelta(seconds=1))
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(asyncio.ensure_future(late)), 0.05)
+    venue.held.set()
+    await settled(cache)
+    assert shortable(await cache.get("AAPL", T0 + MAX_AGE + timedelta(seconds=2))) is False
+
+
+async def test_a_failed_refresh_keeps_the_entry_until_max_age(venue: Venue) -> None:
+    cache = InstrumentRulesCache(venue, MAX_AGE)
+    await cache.get("AAPL", T0)
+    venue.failing = True
+    assert shortable(await cache.get("AAPL", T0 + timedelta(seconds=46))) is True
+    await settled(cache)  # the refresh failed, logged, and nothing escaped
+    assert shortable(await cache.get("AAPL", T0 + timedelta(seconds=59))) is True
+    with pytest.raises(TransientBrokerError):  # past max_age the failure is the decision's
+        await cache.get("AAPL", T0 + MAX_AGE + timedelta(seconds=1))
+
+
+async def test_close_stops_the_refreshes_under_way(venue: Venue) -> None:
+    cache = InstrumentRulesCache(venue, MAX_AGE)
+    await cache.get("AAPL", T0)
+    venue.held = asyncio.Event()
+    await cache.get("AAPL", T0 + timedelta(seconds=50))
+    assert cache._refreshing
+    await asyncio.wait_for(cache.close(), 1)
+    await settled(cache)
+
+
+async def test_entries_due_together_are_asked_again_one_at_a_time(venue: Venue) -> None:
+    cache = InstrumentRulesCache(venue, MAX_AGE)
+    symbols = ["AAPL", "MSFT", "NVDA"]
+    for symbol in symbols:  # read together, as in a burst: due together
+        await cache.get(symbol, T0)
+    venue.held = asyncio.Event()
+    due = T0 + timedelta(seconds=50)
+    for symbol in symbols:
+        assert shortable(await cache.get(symbol, due)) is True  # none waits
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert venue.asked == [*symbols, "AAPL"]  # the others wait their turn
+    venue.held.set()
+    await settled(cache)
+    assert venue.asked == [*symbols, *symbols]
