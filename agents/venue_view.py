@@ -332,7 +332,7 @@ class InstrumentRulesCache:
         self.refresh_after = max_age * refresh_at
         self._rules: dict[str, tuple[datetime, InstrumentRules | None]] = {}
         self._refreshing: dict[str, asyncio.Task[None]] = {}
-        self._one_at_a_time: asyncio.Lock | None = None  # made in the running loop
+        self._one_at_a_time = asyncio.Lock()  # binds to the loop at its first use
 
     async def get(self, symbol: str, now: datetime) -> InstrumentRules | None:
         known = self._rules.get(symbol)
@@ -356,8 +356,6 @@ class InstrumentRulesCache:
         task.add_done_callback(lambda _: self._refreshing.pop(symbol, None))
 
     async def _refresh_now(self, symbol: str, now: datetime) -> None:
-        if self._one_at_a_time is None:
-            self._one_at_a_time = asyncio.Lock()
         try:
             # One refresh at a time, paced behind every order and every decision's read:
             # entries read together in a burst come due together, and a wave of look-ups at

@@ -164,6 +164,6 @@ def write(result: dict[str, Any], latencies: dict[str, dict[str, list[float]]],
     out.mkdir(parents=True, exist_ok=True)
     (out / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "latest.md").write_text(markdown(result))
-    # each approval's latencies in ms, in send order, per rate: when in a step it waited
+    # each approval's latencies in seconds, in send order, per rate: when in a step it waited
     (out / "latencies.json").write_text(json.dumps(latencies) + "\n")
     plot(result, latencies, out / "latest.png")
