@@ -59,10 +59,12 @@ schemas: $(STAMP)
 	$(BIN)/python -m schemas.export
 	$(BIN)/python -m jax_exec.readme
 
-# The pipeline benchmark (own broker, simulator, workers) first, then the ClickHouse one, then
+# The pipeline benchmark (own broker, simulator, workers) first, then the IB adapter's reads over a
+# long session, then the ClickHouse one, then
 # the audit stage draining a backlog (own broker).
 bench: $(STAMP)
 	$(BIN)/python bench/bench_pipeline.py
+	$(BIN)/python bench/bench_ib_reads.py
 	$(BIN)/python bench/bench_clickhouse.py
 	$(BIN)/python bench/bench_audit_drain.py
 

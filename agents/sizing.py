@@ -38,7 +38,15 @@ from agents.validation import refusal_without_event
 from agents.venue_view import VenueSnapshot
 from brokers.exceptions import OrderRejected, TransientBrokerError
 from brokers.port import InstrumentRules, OrderReport, OrderService
-from schemas.events import Approval, LedgerStatus, OrderIntent, OrderLeg, Rejection, SignalRecord
+from schemas.events import (
+    Approval,
+    LedgerStatus,
+    OrderIntent,
+    OrderLeg,
+    Rejection,
+    Side,
+    SignalRecord,
+)
 from schemas.ids import client_order_id, derive_id
 
 RATE_WINDOW = timedelta(minutes=1)
@@ -148,7 +156,8 @@ async def _decide(approval: Approval, ctx: StageContext, now: datetime) -> list[
     recent = snap.entries_since(window_start) + count_recent(pending, window_start)
     symbol = approval.signal.symbol
     try:
-        rules = await ctx.rules.get(symbol, now)
+        # only a sell can be a short sale: only its rules need the venue's borrow answer
+        rules = await ctx.rules.get(symbol, now, borrow=approval.signal.side is Side.SELL)
         spec = with_venue_rules(InstrumentBook.from_settings(ctx.risk).get(symbol), rules)
     except OrderRejected as exc:  # the venue does not know the instrument
         return [("rejections", _venue_refused(approval, exc, now))]

@@ -310,13 +310,19 @@ class VenueView:
 class InstrumentRulesCache:
     """What the venue publishes about each instrument, asked once per symbol and kept for
     `max_age` (a pair's conversion factor moves; a stock's lot and tick do not; IB's borrow
-    availability is asked with them).
+    availability is asked with them, for a sell).
 
     An entry older than `refresh_at` of `max_age` is still served, and asked again in the
     background, so a decision waits for the venue only for a symbol no decision asked about
     within `max_age`; nothing served is older than `max_age`, as before. Refreshes go one at a
     time, as background calls (brokers.pacing.background: behind every other call, and only
     into the room the others leave in the venue's message budget).
+
+    `borrow`: only a sell can be a short sale, so only a sell's decision needs the venue to
+    say whether it lends the instrument (`InstrumentRules.shortable`; on IB a market-data
+    request and its cancel, two of the session's messages every time). A buy is served any
+    entry and asks without it; a sell is served only an entry that was asked with it, else
+    asks in line. A refresh asks what its entry was asked.
 
     Before (until 2026-12-05) an entry expired `max_age` after it was read and a decision on it
     waited for the venue while its stage waited behind it. Entries read together in a burst
@@ -330,39 +336,45 @@ class InstrumentRulesCache:
         self.venue = venue
         self.max_age = max_age
         self.refresh_after = max_age * refresh_at
-        self._rules: dict[str, tuple[datetime, InstrumentRules | None]] = {}
+        # symbol -> (asked at, the answer, asked with borrow)
+        self._rules: dict[str, tuple[datetime, InstrumentRules | None, bool]] = {}
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._one_at_a_time = asyncio.Lock()  # binds to the loop at its first use
 
-    async def get(self, symbol: str, now: datetime) -> InstrumentRules | None:
+    async def get(self, symbol: str, now: datetime, *, borrow: bool
+                  ) -> InstrumentRules | None:
         known = self._rules.get(symbol)
-        if known is not None and timedelta(0) <= now - known[0] <= self.max_age:
+        if (known is not None and timedelta(0) <= now - known[0] <= self.max_age
+                and (known[2] or not borrow)):
             if now - known[0] >= self.refresh_after and symbol not in self._refreshing:
-                self._refresh(symbol, now)
+                self._refresh(symbol, now, known[2])
             return known[1]
-        return await self._ask(symbol, now)
+        return await self._ask(symbol, now, borrow)
 
-    async def _ask(self, symbol: str, now: datetime) -> InstrumentRules | None:
+    async def _ask(self, symbol: str, now: datetime, borrow: bool) -> InstrumentRules | None:
         ask = getattr(self.venue, "instrument", None)
-        rules = await ask(symbol) if ask is not None else None
+        rules = await ask(symbol, borrow) if ask is not None else None
         known = self._rules.get(symbol)
-        if known is None or known[0] <= now:  # an older request answering late keeps nothing
-            self._rules[symbol] = (now, rules)
+        # an older request answering late keeps nothing; of two asked at once, the answer
+        # with the borrow is kept
+        if known is None or (known[0], known[2]) <= (now, borrow):
+            self._rules[symbol] = (now, rules, borrow)
         return rules
 
-    def _refresh(self, symbol: str, now: datetime) -> None:
-        task = asyncio.create_task(self._refresh_now(symbol, now), name=f"rules:{symbol}")
+    def _refresh(self, symbol: str, now: datetime, borrow: bool) -> None:
+        task = asyncio.create_task(self._refresh_now(symbol, now, borrow),
+                                   name=f"rules:{symbol}")
         self._refreshing[symbol] = task
         task.add_done_callback(lambda _: self._refreshing.pop(symbol, None))
 
-    async def _refresh_now(self, symbol: str, now: datetime) -> None:
+    async def _refresh_now(self, symbol: str, now: datetime, borrow: bool) -> None:
         try:
             # One refresh at a time, paced behind every order and every decision's read:
             # entries read together in a burst come due together, and a wave of look-ups at
             # once took the worker and the venue session from the orders.
             async with self._one_at_a_time:
                 with background():
-                    await self._ask(symbol, now)
+                    await self._ask(symbol, now, borrow)
         except Exception as exc:  # the entry is served until max_age, then asked in line
             log.info("instrument %s: refresh failed (%r); the next decision past %s asks again",
                      symbol, exc, self.max_age)

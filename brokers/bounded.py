@@ -132,10 +132,11 @@ class BoundedVenue:
             "orders_and_open_orders", both(since))
         return found
 
-    async def instrument(self, symbol: str) -> InstrumentRules | None:
+    async def instrument(self, symbol: str, borrow: bool = True) -> InstrumentRules | None:
         published = getattr(self.inner, "instrument", None)  # a test fake may not have it
         if published is None:
             return None
-        rules: InstrumentRules | None = await self._within("instrument", published(symbol),
+        rules: InstrumentRules | None = await self._within("instrument",
+                                                           published(symbol, borrow),
                                                            symbol)
         return rules

@@ -314,10 +314,11 @@ class PacedVenue:
             lambda: both(since), self._cost("orders_and_open_orders", 2))
         return found
 
-    async def instrument(self, symbol: str) -> InstrumentRules | None:
+    async def instrument(self, symbol: str, borrow: bool = True) -> InstrumentRules | None:
         published = getattr(self.inner, "instrument", None)  # a test fake may not have it
         if published is None:
             return None
-        cost = self._cost("instrument", INSTRUMENT_MESSAGES.get(self.venue, 1), symbol)
-        rules: InstrumentRules | None = await self._paced(lambda: published(symbol), cost)
+        cost = self._cost("instrument", INSTRUMENT_MESSAGES.get(self.venue, 1), symbol, borrow)
+        rules: InstrumentRules | None = await self._paced(lambda: published(symbol, borrow),
+                                                          cost)
         return rules

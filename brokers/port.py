@@ -198,7 +198,12 @@ class OrderService(Protocol):
         children included. For rate limits and audits."""
         ...
 
-    async def instrument(self, symbol: str) -> InstrumentRules | None:
+    async def instrument(self, symbol: str, borrow: bool = True) -> InstrumentRules | None:
         """The instrument's rules as the venue publishes them; None when it publishes none
-        (then configuration decides). OrderRejected when the venue does not know `symbol`."""
+        (then configuration decides). OrderRejected when the venue does not know `symbol`.
+
+        `borrow`: whether the answer must say if the venue lends the instrument for a short
+        sale now (`shortable`). A venue that answers it only at a cost (IB: a market-data
+        request and its cancel) skips it when False and leaves `shortable` None; one that
+        publishes it with the rest answers it anyway. Only a sell can be a short sale."""
         ...

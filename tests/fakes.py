@@ -69,7 +69,7 @@ class FakeVenue:
                     "limit_price": price})
         return report
 
-    async def instrument(self, symbol: str) -> None:
+    async def instrument(self, symbol: str, borrow: bool = True) -> None:
         """The fake publishes no instrument rules: the configured ones apply."""
         return None
 

@@ -55,5 +55,5 @@ class TemplateOrderService:
     async def orders_since(self, since: datetime) -> list[OrderReport]:
         raise NotImplementedError
 
-    async def instrument(self, symbol: str) -> InstrumentRules | None:
+    async def instrument(self, symbol: str, borrow: bool = True) -> InstrumentRules | None:
         return None  # publishes nothing: configuration decides

@@ -390,10 +390,11 @@ class AlpacaOrderService:
         )
         return mapping.account_snapshot(account, positions, self.kind)
 
-    async def instrument(self, symbol: str) -> InstrumentRules | None:
+    async def instrument(self, symbol: str, borrow: bool = True) -> InstrumentRules | None:
         """The asset's rules as Alpaca publishes them (exact, from the raw JSON). Orders with
         exits need whole shares, so the lot is one share; a fractionable asset's smaller step
-        is its quantity increment."""
+        is its quantity increment. The asset says whether it is shortable, whatever `borrow`
+        says."""
         try:
             asset = await self._call("asset", _get(f"/assets/{symbol}", {}))
         except UnknownOrder as exc:  # a 404 here is an unknown asset, not an order

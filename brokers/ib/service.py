@@ -44,6 +44,7 @@ from schemas.events import OrderLeg, OrderStatus
 
 from . import errors, mapping
 from .flights import Coalescer, KeyedLocks
+from .session_index import SessionIndex
 
 log = logging.getLogger(__name__)
 # A wait for the venue's answer wakes on the library's events (order status, open order,
@@ -113,6 +114,8 @@ class IbOrderService:
         self._reports: dict[tuple[int, datetime | None],
                             tuple[Any, tuple[Any, ...], OrderReport]] = {}
         self._fill_reports: dict[str, tuple[tuple[Any, ...], FillReport]] = {}  # by execId
+        # the session's trades and fills, read without walking the finished past
+        self._session = SessionIndex(self._mine, self._created_at)
         for event in (self.ib.orderStatusEvent, self.ib.openOrderEvent,
                       self.ib.execDetailsEvent, self.ib.errorEvent, self.ib.disconnectedEvent):
             event += self._nudge
@@ -259,7 +262,7 @@ class IbOrderService:
         order's progress elsewhere (another stage's answer) while it works may hold an older
         report: reconciliation judges a report by what it knew when it read."""
         if not fresh and self._full_read("open") is not None:
-            return [t for t in self.ib.openTrades() if self._at_venue(t)]
+            return [t for t in self._indexed().open_trades() if self._at_venue(t)]
         trades: list[Any] = await self._call(
             "reqAllOpenOrders", self.ib.reqAllOpenOrdersAsync, OPEN_ORDERS
         )
@@ -279,12 +282,11 @@ class IbOrderService:
         self._full_reads["completed"] = (time.monotonic(), trades)
         return trades
 
-    async def _executions(self, fresh: bool = False) -> list[Any]:
-        """reqExecutions (a fresh reqId each: concurrent requests are fine), at most every
-        `full_read_seconds`; in between the session's fills (ib.fills(): everything the last
-        full read returned, plus the executions TWS pushed since, with their commissions)."""
-        if not fresh and self._full_read("executions") is not None:
-            return list(self.ib.fills())
+    async def _executions(self) -> list[Any]:
+        """reqExecutions (a fresh reqId each: concurrent requests are fine). fills_since asks
+        at most every `full_read_seconds`; in between it reads the session's fills (everything
+        the last full read returned, plus the executions TWS pushed since, with their
+        commissions)."""
         fills: list[Any] = await self._call("reqExecutions", self.ib.reqExecutionsAsync)
         self._full_reads["executions"] = (time.monotonic(), [])
         return fills
@@ -329,9 +331,16 @@ class IbOrderService:
         return bool(trade.order.permId)
 
     def _local_trades(self, ref: str) -> list[Any]:
-        return [
-            t for t in self.ib.trades() if t.order.orderRef == ref and not self._never_placed(t)
-        ]
+        return [t for t in self._indexed().with_ref(ref) if not self._never_placed(t)]
+
+    def _indexed(self) -> SessionIndex:
+        """The session's trades and fills, brought up to date (brokers/ib/session_index.py)."""
+        self._session.sync(self.ib.wrapper)
+        return self._session
+
+    def _mine(self, trade: Any) -> bool:
+        """An order of this adapter's account (one without an account is taken as ours)."""
+        return bool((trade.order.account or self.account_id) == self.account_id)
 
     def _report(self, trade: Any, created: datetime | None = None) -> OrderReport:
         """A trade's report, with its status decided by error codes where IB sent one (and
@@ -386,7 +395,7 @@ class IbOrderService:
         await self._completed_trades(fresh=True)
         found = self._acknowledged(ref)
         if found is None:
-            fills = await self._executions(fresh=True)
+            fills = await self._executions()
             if any(f.execution.orderRef == ref for f in fills):
                 found = self._best(self._local_trades(ref))
         return found
@@ -581,8 +590,9 @@ class IbOrderService:
             return int(self._full_read("executions") is None)
         if operation == "instrument":
             symbol = str(args[0]) if args else ""
-            # the market-data request for shortability and its cancel, every call
-            return 2 + (symbol not in self._contracts) + (symbol not in self._rules)
+            borrow = bool(args[1]) if len(args) > 1 else True
+            # the market-data request for shortability and its cancel, every call that asks
+            return 2 * borrow + (symbol not in self._contracts) + (symbol not in self._rules)
         return None
 
     async def status(self, client_order_id: str) -> OrderReport:
@@ -662,7 +672,10 @@ class IbOrderService:
     async def fills_since(self, since: datetime) -> list[FillReport]:
         """Executions at or after `since`, oldest first, with commissions."""
         await self._ready()
-        fills = await self._executions()
+        if self._full_read("executions") is not None:  # the session's, recent ones only
+            fills = self._indexed().fills_for(since)
+        else:
+            fills = await self._executions()
         stored = getattr(self.ib.wrapper, "fills", {})
         out = []
         for fill in fills:
@@ -713,15 +726,15 @@ class IbOrderService:
     async def _orders_since(self, since: datetime) -> list[OrderReport]:
         """orders_since after its open-orders read."""
         completed = await self._completed_trades()
-        trades = list(self.ib.trades())
-        known = {t.order.permId for t in trades if t.order.permId}
-        trades += [t for t in completed if t.order.permId not in known]
+        # the session's trades and the completed orders it does not know, less the orders
+        # dated before `since` (brokers/ib/session_index.py)
+        trades = self._indexed().trades_since(since, completed)
         by_ref: dict[str, list[Any]] = {}
         for trade in trades:
             order = trade.order
             if not order.orderRef or not self._at_venue(trade):
                 continue
-            if (order.account or self.account_id) != self.account_id:
+            if not self._mine(trade):
                 continue
             by_ref.setdefault(order.orderRef, []).append(trade)
         out = []
@@ -734,11 +747,11 @@ class IbOrderService:
                 out.append(report)
         return sorted(out, key=lambda r: (r.created_at, r.venue_order_id))
 
-    async def instrument(self, symbol: str) -> InstrumentRules | None:
+    async def instrument(self, symbol: str, borrow: bool = True) -> InstrumentRules | None:
         """The contract details' minTick / minSize / sizeIncrement (asked once per symbol) and
-        whether IB lends the stock for a short sale now (generic tick 236, asked every call,
-        None when IB does not say within shortable.WAIT_S); OrderRejected (200) for a symbol
-        IB does not know."""
+        whether IB lends the stock for a short sale now (generic tick 236, asked every call
+        with `borrow`, None when IB does not say within shortable.WAIT_S, or when not asked);
+        OrderRejected (200) for a symbol IB does not know."""
         from .shortable import WAIT_S, read_shortable
 
         await self._ready()
@@ -750,10 +763,12 @@ class IbOrderService:
             if not details:
                 return None
             self._rules[symbol] = mapping.instrument_rules(symbol, details[0])
-        borrow = await read_shortable(self.ib, contract, min(self.timeout, WAIT_S))
-        if borrow.error is not None:
-            log.info("IB shortable %s unanswered: error %s %s", symbol, *borrow.error)
-        return self._rules[symbol].model_copy(update={"shortable": borrow.shortable})
+        if not borrow:
+            return self._rules[symbol]
+        lends = await read_shortable(self.ib, contract, min(self.timeout, WAIT_S))
+        if lends.error is not None:
+            log.info("IB shortable %s unanswered: error %s %s", symbol, *lends.error)
+        return self._rules[symbol].model_copy(update={"shortable": lends.shortable})
 
     def _created_at(self, trades: list[Any]) -> datetime | None:
         """The earliest placement (Trade log) time of these trades, else completion time."""

@@ -420,9 +420,10 @@ class OandaOrderService:
         entry = self._trades.get(str(closed.get("tradeID", "")))
         return leg, entry[0] if entry else None
 
-    async def instrument(self, symbol: str) -> InstrumentRules | None:
+    async def instrument(self, symbol: str, borrow: bool = True) -> InstrumentRules | None:
         """Precision, units step, minimum and maximum from OANDA, with the quote currency's
-        home conversion factor (accountLoss) for sizing."""
+        home conversion factor (accountLoss) for sizing. `borrow` changes nothing: a pair is
+        sold short without a borrow."""
         await self._ready()
         try:
             body = await self._call(

@@ -96,8 +96,9 @@ class SimOrderService:
         recent = self.exchange.orders(self.account_id, since=since)
         return sorted(recent, key=lambda o: o.created_at)
 
-    async def instrument(self, symbol: str) -> InstrumentRules | None:
-        """The simulator knows its instruments: everything it enforces is published."""
+    async def instrument(self, symbol: str, borrow: bool = True) -> InstrumentRules | None:
+        """The simulator knows its instruments: everything it enforces is published
+        (shortability too, whatever `borrow` says: it costs nothing)."""
         await self._gate()
         return instrument_rules(self.exchange, symbol)
 

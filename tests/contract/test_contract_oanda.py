@@ -129,8 +129,8 @@ class MappedService:
     async def orders_since(self, since: datetime) -> list[OrderReport]:
         return [self._report(r) for r in await self.inner.orders_since(since)]
 
-    async def instrument(self, symbol: str) -> Any:
-        return await self.inner.instrument(self.map.out_symbol(symbol))
+    async def instrument(self, symbol: str, borrow: bool = True) -> Any:
+        return await self.inner.instrument(self.map.out_symbol(symbol), borrow)
 
 
 class MappedMarket(ExchangeMarket):

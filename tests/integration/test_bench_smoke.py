@@ -51,3 +51,19 @@ def test_the_audit_drain_benchmark_stores_every_event_of_its_backlog(tmp_path: P
     (run,) = json.loads(out.read_text())["runs"]
     assert run["rows"] == run["events"] == 3000
     assert run["batch_rows"] == 1000
+
+
+def test_the_ib_reads_benchmark_writes_its_figures(tmp_path: Path) -> None:
+    """The IB adapter's reads with finished orders in its session (bench/bench_ib_reads.py),
+    a small run: every read timed at every size; the figures are printed, not checked."""
+    out = tmp_path / "ib_reads.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "bench_ib_reads.py"), "--sizes", "0", "300",
+         "--reps", "2", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    print(done.stdout[-3000:], done.stderr[-3000:])
+    assert done.returncode == 0
+    rows = json.loads(out.read_text())["finished_orders"]
+    assert set(rows) == {"0", "300"}
+    assert {"snapshot read (orders_and_open_orders)", "open_orders",
+            "fills_since (reconciliation)", "status of an order"} <= set(rows["300"])

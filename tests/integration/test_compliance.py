@@ -153,11 +153,26 @@ async def test_ib_reads_shortability_from_generic_tick_236(sim: SimulatorProcess
     await ib.connect()
     try:
         rules = {symbol: await ib.instrument(symbol) for symbol in ("AAPL", "MSFT")}
+        # a buy's decision asks without the borrow: no market-data request, no message
+        asked: list[object] = []
+        request = ib.ib.client.reqMktData
+        ib.ib.client.reqMktData = lambda *a, **k: (asked.append(a), request(*a, **k))
+        told = (ib.wire_messages("instrument", "AAPL", False),
+                ib.wire_messages("instrument", "AAPL", True))
+        for_a_buy = await ib.instrument("AAPL", borrow=False)
     finally:
         await ib.close()
     flags = {symbol: r and r.shortable for symbol, r in rules.items()}
-    print(f"SIM_NOT_SHORTABLE=AAPL: shortable {flags}")
+    print(f"SIM_NOT_SHORTABLE=AAPL: shortable {flags}; without the borrow: {for_a_buy}, "
+          f"messages told {told}, market-data requests {len(asked)}")
     assert flags == {"AAPL": False, "MSFT": True}
+    assert for_a_buy is not None
+    assert rules["AAPL"] is not None
+    assert for_a_buy.shortable is None
+    assert for_a_buy.tick_size == rules["AAPL"].tick_size
+    assert for_a_buy.lot_size == rules["AAPL"].lot_size
+    assert told == (0, 2)
+    assert asked == []
 
 
 @pytest.mark.parametrize("sim", [NO_AAPL_TO_BORROW], indirect=True)

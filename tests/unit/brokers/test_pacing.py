@@ -238,7 +238,7 @@ class _Recorder:
     async def place(self, order: object) -> None:
         self.calls.append("place")
 
-    async def instrument(self, symbol: str) -> None:
+    async def instrument(self, symbol: str, borrow: bool = True) -> None:
         self.calls.append(f"instrument {symbol}")
 
     async def open_orders(self) -> list[object]:
