@@ -12,17 +12,30 @@ collection then walks only what was made since. Objects frozen are still freed w
 reference goes (reference counting is unchanged); only a reference cycle among them would
 never be collected, and what exists at start-up is the process's own machinery.
 
+`freeze_survivors(thaw_every)` goes further, for what a process keeps while it runs (the IB
+library keeps every order of its session as a trade of about eighty tracked objects): after
+every full collection it freezes what survived, so the next one walks only what was made
+since. Over IB at 10 approvals/s for five minutes the full pauses grew from 135 to 670 ms;
+frozen after each, they were 15 to 22 ms. The cost is the one above, for more objects: a cycle
+among frozen objects is never collected, and objects that lived through a collection and die
+later in a cycle exist (an exception with its traceback, a finished task). So every
+`thaw_every` seconds the permanent generation is thawed and the next full collection walks,
+and collects, everything (one long pause in that period); what it collected is counted in
+`jax_gc_collected_objects_total{generation="2",thawed="true"}`, the size of what would have
+leaked.
+
 `measure_pauses()` records every collection's pause in `jax_gc_pause_seconds{generation}`;
-`jax_gc_frozen_objects` says how many objects were frozen.
+`jax_gc_frozen_objects` says how many objects are frozen.
 """
 
 from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
 from typing import Any
 
-from prometheus_client import Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 GC_PAUSE = Histogram(
     "jax_gc_pause_seconds", "Garbage-collector pauses by generation (2: a full collection)",
@@ -31,7 +44,11 @@ GC_PAUSE = Histogram(
 )
 
 GC_FROZEN = Gauge("jax_gc_frozen_objects",
-                  "Objects exempted from full collections once the process served (gc.freeze)")
+                  "Objects exempted from full collections (gc.freeze)")
+
+GC_COLLECTED = Counter(
+    "jax_gc_collected_objects_total", "Objects full collections collected; thawed: the "
+    "collection that walked the frozen objects too", ["generation", "thawed"])
 
 
 class _PauseMeter:
@@ -63,3 +80,33 @@ def freeze_long_lived() -> int:
     frozen = gc.get_freeze_count()
     GC_FROZEN.set(frozen)
     return frozen
+
+
+class _Survivors:
+    """A gc callback: after each full collection, freeze what survived it; every `thaw_every`
+    seconds, unfreeze instead, so the next full collection walks everything."""
+
+    def __init__(self, thaw_every: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.thaw_every = thaw_every
+        self.clock = clock
+        self.thawed_at = clock()
+        self.thawed = False
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase != "stop" or info["generation"] != 2:
+            return
+        GC_COLLECTED.labels("2", str(self.thawed).lower()).inc(info["collected"])
+        if self.clock() - self.thawed_at >= self.thaw_every:
+            gc.unfreeze()  # the next full collection walks what was frozen too
+            self.thawed_at, self.thawed = self.clock(), True
+        else:
+            gc.freeze()  # safe here: the collection is over and no other can start
+            self.thawed = False
+        GC_FROZEN.set(gc.get_freeze_count())
+
+
+def freeze_survivors(thaw_every: float) -> None:
+    """Freeze what survives each full collection from now on, thawing every `thaw_every`
+    seconds (once per process)."""
+    if not any(isinstance(cb, _Survivors) for cb in gc.callbacks):
+        gc.callbacks.append(_Survivors(thaw_every))

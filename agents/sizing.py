@@ -10,6 +10,7 @@ yields at most what each limit allows and a restarted worker decides the same.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -49,6 +50,7 @@ from schemas.events import (
 )
 from schemas.ids import client_order_id, derive_id
 
+log = logging.getLogger(__name__)
 RATE_WINDOW = timedelta(minutes=1)
 
 
@@ -63,11 +65,19 @@ async def handle_approval(raw: bytes | None, source: Source, ctx: StageContext) 
         return [("rejections", reject_approval(parsed, verified, now))]
     where = source_of(source.topic, source.partition, source.offset)
     record = await _ledger_record(parsed, ctx)
+    answered = _answered_already(parsed, record, where, ctx)
+    if answered is not None:
+        log.warning("approval %s (%s): %s; nothing published again", parsed.event_id, where,
+                    answered)
+        return []
     judgement = judge(record, parsed, where)
     if judgement.refusal is not None:
         # One rejection per Kafka record: each replay of an approval is on record.
         replay = derive_id("rejection", parsed.event_id, judgement.refusal.code, where)
-        return [("rejections", reject_approval(parsed, judgement.refusal, now, replay))]
+        refused: list[Output] = [("rejections", reject_approval(parsed, judgement.refusal, now,
+                                                                replay))]
+        _remember(refused, ctx)
+        return refused
     if judgement.verdict is Verdict.REDELIVERED and ctx.book.outcome_of(parsed.event_id):
         return []  # redelivered after a restart: its outcome is on Kafka already
     assert record is not None  # judge refuses an approval of a signal never seen
@@ -80,6 +90,27 @@ async def handle_approval(raw: bytes | None, source: Source, ctx: StageContext) 
         outputs = _recorded(outputs, record, approval, (raw or b"").decode(), where, ctx, now)
     _remember(outputs, ctx)
     return outputs
+
+
+def _answered_already(approval: Approval, record: SignalRecord | None, where: str,
+                      ctx: StageContext) -> str | None:
+    """Why this approval must get no second outcome, if it must not. Two processes can each
+    take the same Kafka record around a rebalance or a kill, and the ledger one reads may
+    differ from the other's (an approval may overtake its signal; a killed worker's sent
+    decision may reach Kafka while the signal's ledger entry it wrote did not), so their
+    answers would differ: both would be on record."""
+    known = ctx.book.outcome_of(approval.event_id)
+    if known is None:
+        return None
+    event = known.event
+    if isinstance(event, Rejection) and event.event_id == derive_id(
+            "rejection", approval.event_id, event.reason_code, where):
+        return f"this record was refused {event.reason_code} already"
+    unseen = isinstance(event, Rejection) and event.reason_code == ReasonCode.SIGNAL_NOT_SEEN
+    if record is None and not unseen:
+        return (f"its decision is on Kafka already, and its signal {approval.signal.id} is not "
+                "in this process's ledger yet")
+    return None
 
 
 def _remember(outputs: list[Output], ctx: StageContext) -> None:

@@ -122,6 +122,7 @@ class AnnouncingWorker(faust.Worker):
     banner: list[str]
     hard_stop: HardStop | None = None
     freeze_gc: bool = False
+    gc_thaw_seconds: float = 0.0  # >0: freeze each full collection's survivors too
 
     def install_signal_handlers(self) -> None:
         super().install_signal_handlers()
@@ -160,6 +161,8 @@ class AnnouncingWorker(faust.Worker):
         if self.freeze_gc:
             frozen = gc_pauses.freeze_long_lived()
             logging.getLogger(__name__).info("gc: %d objects alive at start frozen", frozen)
+            if self.gc_thaw_seconds > 0:
+                gc_pauses.freeze_survivors(self.gc_thaw_seconds)
         console.print(Panel("\n".join(self.banner), title="Jax Execution ready", expand=False))
         print("ready", flush=True)  # machine-readable marker for scripts and tests
         metrics.mark_ready("worker")
@@ -229,6 +232,7 @@ def run_worker(settings: Settings, stages: Iterable[str], web_port: int | None =
     worker.banner = lines
     worker.hard_stop = hard_stop
     worker.freeze_gc = settings.gc_freeze
+    worker.gc_thaw_seconds = settings.gc_thaw_seconds
     worker.execute_from_commandline()
 
 

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     gc_freeze: bool = Field(
         True, description="Once a worker serves, exempt what it holds then from the garbage "
         "collector's full collections (agents.gc_pauses): they no longer pause for it")
+    gc_thaw_seconds: float = Field(
+        0.0, ge=0, description="With GC_FREEZE and above 0, also exempt what survives each "
+        "full collection from the next ones (agents.gc_pauses.freeze_survivors), and let one "
+        "full collection walk everything this often, to collect what died among them; 0 (the "
+        "default): freeze at start only")
 
     @field_validator("venue")
     @classmethod

@@ -73,3 +73,60 @@ def test_a_frozen_object_is_still_freed_when_its_last_reference_goes(unfrozen: N
     gc_pauses.freeze_long_lived()
     del kept  # reference counting frees it: freezing only exempts it from collections
     assert gone() is None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def survivors(unfrozen: None) -> Iterator[tuple[gc_pauses._Survivors, Clock]]:
+    clock = Clock()
+    hook = gc_pauses._Survivors(thaw_every=600, clock=clock)
+    gc.callbacks.append(hook)
+    try:
+        yield hook, clock
+    finally:
+        gc.callbacks.remove(hook)
+
+
+def _thawed_collected() -> float:
+    return float(gc_pauses.GC_COLLECTED.labels("2", "true")._value.get())
+
+
+def test_what_survives_a_full_collection_is_walked_by_no_later_one(
+        survivors: tuple[gc_pauses._Survivors, Clock]) -> None:
+    held = [Node() for _ in range(1000)]
+    gc.collect()  # they survive it: frozen at its end
+    assert gc.get_freeze_count() >= 1000
+    assert not any(o is held[0] for o in gc.get_objects(generation=2))
+    assert gc_pauses.GC_FROZEN._value.get() >= 1000  # as counted at the freeze
+    later = Node()  # made since: walked and collected as usual
+    gone = weakref.ref(later)
+    del later
+    gc.collect()
+    assert gone() is None
+
+
+def test_a_cycle_that_dies_frozen_is_collected_after_the_thaw(
+        survivors: tuple[gc_pauses._Survivors, Clock]) -> None:
+    hook, clock = survivors
+    dying = Node()  # lives through a full collection, then dies in a cycle
+    gone = weakref.ref(dying)
+    gc.collect()
+    del dying
+    gc.collect()
+    assert gone() is not None  # frozen: no full collection walks it
+    before = _thawed_collected()
+    clock.now = 601
+    gc.collect()  # the period is over: this one thaws everything at its end
+    assert gc.get_freeze_count() == 0
+    assert hook.thawed
+    gc.collect()  # walks everything: the cycle is collected, and counted
+    assert gone() is None
+    assert _thawed_collected() >= before + 1
+    assert gc.get_freeze_count() > 0  # and what survived is frozen again

@@ -14,6 +14,7 @@ import pytest
 from agents.context import Source, StageContext
 from agents.decisions.config import RiskSettings
 from agents.decisions.ledger import SignalLedger
+from agents.decisions.reservations import ReservationBook
 from agents.decisions.signatures import sign
 from agents.sizing import handle_approval
 from agents.submission import handle_intent
@@ -68,6 +69,38 @@ async def test_a_tampered_approval_is_refused(lctx: StageContext) -> None:
 async def test_an_approval_of_a_signal_never_seen_is_refused(lctx: StageContext) -> None:
     out = await decide(lctx, approval(id=str(uuid.uuid4())), 1)
     assert codes(out) == ["SIGNAL_NOT_SEEN"]
+
+
+async def test_an_approval_decided_already_is_not_refused_for_a_ledger_behind(
+        lctx: StageContext) -> None:
+    # A worker decided it and was killed: its decision reached Kafka, the signal's ledger
+    # entry it wrote did not. The process that takes the approval over has the decision
+    # (read back from Kafka) but not the entry yet: it publishes nothing, not SIGNAL_NOT_SEEN.
+    a = approval(id=str(uuid.uuid4()))
+    elsewhere = replace(lctx, ledger=SignalLedger(), book=ReservationBook())
+    await see(elsewhere, a)
+    first = await decide(elsewhere, a, 1)
+    assert codes(first) == ["OrderIntent"]
+    for _, event in outcome(first):
+        assert isinstance(event, OrderIntent)
+        lctx.book.on_intent(event)
+    assert await decide(lctx, a, 1) == []
+    # an approval with no outcome anywhere is still refused
+    assert codes(await decide(lctx, approval(id=str(uuid.uuid4())), 2)) == ["SIGNAL_NOT_SEEN"]
+
+
+async def test_a_record_refused_before_its_signal_came_is_not_decided_when_taken_again(
+        lctx: StageContext) -> None:
+    # One process refuses the approval (its signal has not come: it overtook it, or the
+    # signal's partition belongs to a worker just killed); a rebalance gives the same record
+    # to another process, by then with the signal: it publishes nothing, not an order too.
+    a = approval(id=str(uuid.uuid4()))
+    first = await decide(lctx, a, 7)
+    assert codes(first) == ["SIGNAL_NOT_SEEN"]
+    await see(lctx, a)
+    assert await decide(lctx, a, 7) == []
+    # the same approval published again, a record of its own, is decided now
+    assert codes(await decide(lctx, a, 8)) == ["OrderIntent"]
 
 
 async def test_validation_records_the_first_sighting_once(lctx: StageContext) -> None:
