@@ -16,7 +16,8 @@ returns a Refusal with its own reason code and a sentence a trader understands, 
   MARKET_EXTRA_CLOSURES closes). The count comes from the account's fills since
   `pdt_window_start(now, settings)`, which the stage reads from the venue (`fills_since`).
 
-A day trade here is a same-day round trip in one symbol: within one exchange day, each fill
+A day trade here is a same-day round trip in one symbol: within one trade day (the exchange
+date, or for a fill made when the exchange has no session, the next session), each fill
 on the closing side that follows a fill on the opening side (the side of the day's first
 fill) counts once, so BUY, SELL is one; BUY, SELL, BUY, SELL two; BUY, BUY, SELL one (FINRA
 4210's counting). Without the position carried into the day this can count a sale of an
@@ -278,37 +279,73 @@ def check_self_cross(ctx: ComplianceContext) -> Refusal | None:
     return None
 
 
+def _open(name: str, day: date, closures: Iterable[str]) -> bool:
+    """Whether `day` is a session of calendar `name` that MARKET_EXTRA_CLOSURES leaves open."""
+    import pandas as pd
+
+    return bool(calendar(name).is_session(pd.Timestamp(day))) and not extra_closure(
+        name, day, closures)
+
+
+def trade_day(day: date, settings: RiskSettings) -> date:
+    """The business day a trade made on exchange-local `day` counts to: `day` itself when it
+    is an open session of PDT_CALENDAR, else the next open one (a fill on a weekend, holiday
+    or MARKET_EXTRA_CLOSURES day, as a paper venue may make, dates to the next session, as
+    its trade date would). An order decided on such a day trades on that session too."""
+    name, closures = settings.pdt_calendar, settings.market_extra_closures
+    step = timedelta(days=1)
+    with quiet_pandas():
+        while not _open(name, day, closures):
+            day += step
+    return day
+
+
 def pdt_sessions(now: datetime, settings: RiskSettings) -> list[date]:
-    """The five business days of the day-trade count, the latest (today or the last session
-    before it) last: the PDT calendar's sessions less its MARKET_EXTRA_CLOSURES days."""
+    """The five business days of the day-trade count, the latest (the trade day of `now`:
+    today, or the next session when today is not one) last: the PDT calendar's sessions less
+    its MARKET_EXTRA_CLOSURES days."""
     import pandas as pd
 
     name, closures = settings.pdt_calendar, settings.market_extra_closures
     cal = calendar(name)
-    today = pd.Timestamp(now.astimezone(ZoneInfo(str(cal.tz))).date())
+    last = trade_day(now.astimezone(ZoneInfo(str(cal.tz))).date(), settings)
     with quiet_pandas():
-        last = cal.date_to_session(today, "previous")
         # each closure entry removes at most one session, so this many always leaves five
         wanted = PDT_BUSINESS_DAYS + len(closures)
-        days = [s.date() for s in cal.sessions_window(last, -wanted)]
+        days = [s.date() for s in cal.sessions_window(pd.Timestamp(last), -wanted)]
     open_days = [d for d in days if not extra_closure(name, d, closures)]
     return open_days[-PDT_BUSINESS_DAYS:]
 
 
 def pdt_window_start(now: datetime, settings: RiskSettings) -> datetime:
-    """Since when the stage must read fills (`venue.fills_since`) for the day-trade count."""
+    """Since when the stage must read fills (`venue.fills_since`) for the day-trade count:
+    the day after the last open session before the window's first, since a fill made in
+    between (a weekend's) dates to that first session."""
     first = pdt_sessions(ensure_utc(now), settings)[0]
-    zone = ZoneInfo(str(calendar(settings.pdt_calendar).tz))
-    return datetime.combine(first, time(0), zone).astimezone(ensure_utc(now).tzinfo)
+    name, closures = settings.pdt_calendar, settings.market_extra_closures
+    day = first - timedelta(days=1)
+    with quiet_pandas():
+        while not _open(name, day, closures):
+            day -= timedelta(days=1)
+    zone = ZoneInfo(str(calendar(name).tz))
+    return datetime.combine(day + timedelta(days=1), time(0), zone).astimezone(
+        ensure_utc(now).tzinfo)
 
 
 def day_trades(fills: Iterable[FillReport], zone: ZoneInfo,
-               days: Iterable[date] | None = None) -> dict[tuple[date, str], int]:
-    """Day trades per (exchange date, symbol): closing-side fills right after an opening one."""
+               days: Iterable[date] | None = None,
+               to_trade_day: Callable[[date], date] | None = None,
+               ) -> dict[tuple[date, str], int]:
+    """Day trades per (trade date, symbol): closing-side fills right after an opening one.
+    A fill's trade date is `to_trade_day` of its exchange-local date (that date without)."""
     wanted = None if days is None else set(days)
+    dated: dict[date, date] = {}
     runs: dict[tuple[date, str], list[Side]] = {}
     for fill in sorted(fills, key=lambda f: (f.executed_at, f.execution_id)):
-        day = fill.executed_at.astimezone(zone).date()
+        local = fill.executed_at.astimezone(zone).date()
+        if local not in dated:
+            dated[local] = local if to_trade_day is None else to_trade_day(local)
+        day = dated[local]
         if wanted is None or day in wanted:
             runs.setdefault((day, fill.symbol), []).append(fill.side)
     counts: dict[tuple[date, str], int] = {}
@@ -330,11 +367,13 @@ def check_pattern_day_trader(ctx: ComplianceContext) -> Refusal | None:
         return None
     sessions = pdt_sessions(ctx.now, settings)
     zone = ZoneInfo(str(calendar(settings.pdt_calendar).tz))
-    today = ctx.now.astimezone(zone).date()
+    dated = lru_cache(maxsize=None)(lambda day: trade_day(day, settings))
+    today = sessions[-1]  # the trade day of now
     mine = [f for f in ctx.fills if f.account_id in ("", ctx.account.account_id)]
-    counts = day_trades(mine, zone, sessions)
-    today_sides = [f.side for f in mine
-                   if f.symbol == ctx.symbol and f.executed_at.astimezone(zone).date() == today]
+    counts = day_trades(mine, zone, sessions, dated)
+    today_sides = [f.side for f in sorted(mine, key=lambda f: (f.executed_at, f.execution_id))
+                   if f.symbol == ctx.symbol
+                   and dated(f.executed_at.astimezone(zone).date()) == today]
     if not today_sides or today_sides[0] is ctx.side:
         return None  # this order opens (or adds to) today's position: not a day trade yet
     made = sum(counts.values())

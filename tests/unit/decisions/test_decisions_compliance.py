@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -16,9 +16,10 @@ from agents.decisions.compliance import (
     market_closed,
     pdt_sessions,
     pdt_window_start,
+    trade_day,
 )
 from agents.decisions.instruments import AssetClass
-from agents.decisions.reasons import COMPLIANCE_CODES, ReasonCode
+from agents.decisions.reasons import COMPLIANCE_CODES, ReasonCode, Refusal
 from brokers.port import FillReport, InstrumentRules, OrderReport
 from schemas.events import OrderIntent, OrderLeg, OrderStatus, OrderType, Side
 from tests.unit.decisions.decisions_factory import T0, Factory
@@ -188,7 +189,20 @@ PARAMS = [pytest.param(side, name, id=f"{name}-{side}")
 @pytest.mark.parametrize(("side", "name"), PARAMS)
 def test_compliance(f: Factory, side: Side, name: str) -> None:
     case = cases(side)[name]
-    refusal = check_compliance(
+    refusal = check(f, side, case)
+    if case.code is None:
+        assert refusal is None, refusal
+        return
+    assert refusal is not None, f"expected {case.code}"
+    print(f"{name}-{side}: {refusal.code}: {refusal.message}")
+    assert refusal.code is case.code, refusal
+    assert refusal.stage == "compliance"
+    assert refusal.message
+    assert refusal.details
+
+
+def check(f: Factory, side: Side, case: Case) -> Refusal | None:
+    return check_compliance(
         intent_for(f, side),
         f.account(**case.account),
         [f.position(*p) for p in case.positions],
@@ -199,15 +213,6 @@ def test_compliance(f: Factory, side: Side, name: str) -> None:
         f.settings(**case.settings),
         case.asset_class,
     )
-    if case.code is None:
-        assert refusal is None, refusal
-        return
-    assert refusal is not None, f"expected {case.code}"
-    print(f"{name}-{side}: {refusal.code}: {refusal.message}")
-    assert refusal.code is case.code, refusal
-    assert refusal.stage == "compliance"
-    assert refusal.message
-    assert refusal.details
 
 
 def test_every_compliance_code_has_a_case() -> None:
@@ -252,7 +257,11 @@ PDT_WINDOWS = {
                                     ["02-02", "02-03", "02-04", "02-05", "02-06"]),
     "closure_on_a_weekend": (FRI, "2026-02-07,2026-01-31",
                              ["02-02", "02-03", "02-04", "02-05", "02-06"]),
-    "today_closed": (FRI, "2026-02-06", ["01-30", "02-02", "02-03", "02-04", "02-05"]),
+    # a day without a session counts to the next one, where an order decided on it trades
+    "today_closed": (FRI, "2026-02-06", ["02-02", "02-03", "02-04", "02-05", "02-09"]),
+    "saturday": (FRI + timedelta(days=1), "", ["02-03", "02-04", "02-05", "02-06", "02-09"]),
+    "saturday_before_a_closure": (FRI + timedelta(days=1), "2026-02-09",
+                                  ["02-03", "02-04", "02-05", "02-06", "02-10"]),
     "two_closures": (FRI, "2026-02-03,XNYS:2026-02-04",
                      ["01-29", "01-30", "02-02", "02-05", "02-06"]),
     "closure_beside_thanksgiving": (WED_AFTER_THANKSGIVING, "2026-11-27",
@@ -267,8 +276,57 @@ def test_pdt_window_skips_extra_closures(f: Factory, name: str) -> None:
     days = [d.strftime("%m-%d") for d in pdt_sessions(now, settings)]
     print(f"{name}: {days}")
     assert days == expected
-    first = expected[0]
-    assert pdt_window_start(now, settings).date().isoformat().endswith(first)
+
+
+# now -> since when fills are read: the day after the last open session before the window's
+# first, since a fill made in between (a weekend's) dates to that first session
+PDT_STARTS = {
+    "monday_first": (FRI, "", datetime(2026, 1, 31, 5, tzinfo=UTC)),
+    "tuesday_first": (FRI + timedelta(days=1), "", datetime(2026, 2, 3, 5, tzinfo=UTC)),
+    "closure_before_first": (FRI, "2026-01-30", datetime(2026, 1, 30, 5, tzinfo=UTC)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PDT_STARTS))
+def test_pdt_window_start_takes_in_what_dates_to_its_first_day(f: Factory, name: str) -> None:
+    now, closures, expected = PDT_STARTS[name]
+    assert pdt_window_start(now, f.settings(market_extra_closures=closures)) == expected
+
+
+SAT = FRI + timedelta(days=1)  # Sat 2026-02-07 10:00 New York
+
+
+def weekend_day_trades(start: datetime) -> list[FillReport]:
+    """Three round trips made from `start` on, a minute apart, as a paper venue fills them."""
+    fills = []
+    for i, symbol in enumerate(("MSFT", "NVDA", "AMD")):
+        at = start + timedelta(minutes=2 * i)
+        fills += [fill(symbol, BUY, at, 2 * i), fill(symbol, SELL, at + timedelta(minutes=1),
+                                                     2 * i + 1)]
+    return fills
+
+
+@pytest.mark.parametrize("side", [BUY, SELL])
+def test_day_trades_made_on_a_weekend_count_on_it(f: Factory, side: Side) -> None:
+    # The CI run of 2d163d9 on Sat 2026-12-05 00:25 New York: the paper venue's fills of that
+    # Saturday fell outside a window that ended on Friday, and the fourth day trade passed.
+    fills = [*weekend_day_trades(SAT), fill("AAPL", other(side), SAT + timedelta(minutes=9), 50)]
+    refusal = check(f, side, Case(R.PATTERN_DAY_TRADER, account={"equity": Decimal(20000)},
+                                  fills=fills, now=SAT + timedelta(minutes=10)))
+    assert refusal is not None
+    assert refusal.code is R.PATTERN_DAY_TRADER
+    assert refusal.details["day_trades"] == "3"
+    assert refusal.details["since"] == "2026-02-03"
+
+
+def test_a_weekend_fill_and_the_next_sessions_close_it(f: Factory) -> None:
+    # Sunday's buy and Monday's sell share Monday's trade date: one day trade.
+    sunday = SAT + timedelta(days=1)
+    fills = [fill("AAPL", BUY, sunday, 1), fill("AAPL", SELL, sunday + timedelta(days=1), 2)]
+    zone = __import__("zoneinfo").ZoneInfo(NY_ZONE)
+    counts = day_trades(fills, zone, to_trade_day=lambda d: trade_day(d, f.settings()))
+    assert counts == {(date(2026, 2, 9), "AAPL"): 1}
+    assert day_trades(fills, zone) == {}  # by calendar date alone, no round trip
 
 
 def test_settings_validate_calendars(f: Factory) -> None:
