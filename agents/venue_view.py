@@ -217,8 +217,7 @@ class VenueView:
         self.max_age = max_age
         self.lookback = lookback
         self.accounts = accounts
-        self.overlap = overlap  # and what the venue says of itself, asked at the first read
-        self._reach: timedelta | None = None
+        self.overlap = overlap  # and what the venue says of itself, asked at each read
         self.full_every = full_every
         self.recent = recent
         self._snapshot: VenueSnapshot | None = None
@@ -263,9 +262,10 @@ class VenueView:
         full = (self._covers is None or self._full_at is None or self._read_at is None
                 or now - self._full_at >= self.full_every or now < self._read_at
                 or since < self._covers)
-        if self._reach is None:  # not before: a process that trades nothing has no venue
-            self._reach = self.overlap + orders_shown_within(self.venue)
-        start = since if full or self._read_at is None else self._read_at - self._reach
+        # asked at each read (not before the first: a process that trades nothing has no
+        # venue), since it may grow: IB's full reads serve longer once they take long
+        reach = self.overlap + orders_shown_within(self.venue)
+        start = since if full or self._read_at is None else self._read_at - reach
         invalidated = self._invalidated
         read = await read_snapshot(self.venue, start, now, self.accounts)
         # Only once every read answered: a failed read leaves the view as it was.

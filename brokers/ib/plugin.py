@@ -17,7 +17,8 @@ def build(settings: IbSettings, timeout: float) -> OrderService:
     return IbOrderService(
         host=settings.host, port=settings.port, client_id=settings.client_id,
         account=settings.account, timeout=timeout / PLACEMENT_DEADLINES,
-        full_read_seconds=settings.full_read_seconds,
+        full_read_seconds=settings.full_read_seconds, full_read_share=settings.full_read_share,
+        full_read_max_seconds=settings.full_read_max_seconds,
     )  # fmt: skip
 
 

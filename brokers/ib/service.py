@@ -81,16 +81,24 @@ class IbOrderService:
     def __init__(
         self, host: str = "127.0.0.1", port: int = 7497, client_id: int = 1, account: str = "",
         ib_module: ModuleType | None = None, timeout: float = 4.0, attempts: int | None = None,
-        full_read_seconds: float = 0.0,
+        full_read_seconds: float = 0.0, full_read_share: float = 1.0,
+        full_read_max_seconds: float = 60.0,
     ) -> None:  # fmt: skip
         """`timeout`: the deadline of each venue call, in seconds. `attempts` is ignored
         (deprecated): the adapter tries once, the stages retry. `full_read_seconds`: how
-        long a full read of completed orders / executions (all clients: its cost grows with
-        the day) serves; in between, TWS's pushes to this client keep the library's state of
-        its own orders and executions current, and that state answers (0: always ask)."""
+        long a full read of open or completed orders / executions (all clients: its cost
+        grows with the day) serves at least; in between, TWS's pushes to this client keep the
+        library's state of its own orders and executions current, and that state answers
+        (0: always ask). A full read that took t s serves for t / `full_read_share` when that
+        is longer, up to `full_read_max_seconds`: the reads take at most that share of the
+        session's time, however many orders the day holds."""
         del attempts
         self.full_read_seconds = full_read_seconds
-        self._full_reads: dict[str, tuple[float, list[Any]]] = {}  # request -> (when, answer)
+        self.full_read_share = full_read_share
+        self.full_read_max_seconds = max(full_read_max_seconds, full_read_seconds)
+        # request -> (when it was asked, its answer, how long that answer serves)
+        self._full_reads: dict[str, tuple[float, list[Any], float]] = {}
+        self._longest_serve = full_read_seconds  # the longest any full read served
         self.host, self.port, self.client_id, self.account_id = host, port, client_id, account
         self.lib = ib_module or _default_lib()
         self.timeout = timeout
@@ -240,11 +248,11 @@ class IbOrderService:
     def orders_shown_within(self) -> timedelta:
         """How long after its creation time an order may first show (agents.venue_view reads
         that far back): another client's at the next full read (a completed one is dated by
-        its completion, up to `full_read_seconds` before), ours once the venue acknowledges
-        it (_at_venue): a placement's answer comes within the adapter's deadline, or its
-        look-up after no answer within two more (the session's readiness, then the scan),
-        all within the stage's deadline for the call (plugin.build)."""
-        return timedelta(seconds=self.full_read_seconds + PLACEMENT_DEADLINES * self.timeout)
+        its completion, up to the longest a full read has served before), ours once the
+        venue acknowledges it (_at_venue): a placement's answer comes within the adapter's
+        deadline, or its look-up after no answer within two more (the session's readiness,
+        then the scan), all within the stage's deadline for the call (plugin.build)."""
+        return timedelta(seconds=self._longest_serve + PLACEMENT_DEADLINES * self.timeout)
 
     def read_afresh(self) -> None:
         """The next read of each kind asks TWS (all clients), as after a lost connection:
@@ -263,10 +271,11 @@ class IbOrderService:
         report: reconciliation judges a report by what it knew when it read."""
         if not fresh and self._full_read("open") is not None:
             return [t for t in self._indexed().open_trades() if self._at_venue(t)]
+        asked = time.monotonic()
         trades: list[Any] = await self._call(
             "reqAllOpenOrders", self.ib.reqAllOpenOrdersAsync, OPEN_ORDERS
         )
-        self._full_reads["open"] = (time.monotonic(), [])
+        self._served("open", asked, [])
         return trades
 
     async def _completed_trades(self, fresh: bool = False) -> list[Any]:
@@ -276,10 +285,11 @@ class IbOrderService:
         held = None if fresh else self._full_read("completed")
         if held is not None:
             return held
+        asked = time.monotonic()
         trades: list[Any] = await self._call(
             "reqCompletedOrders", lambda: self.ib.reqCompletedOrdersAsync(False), COMPLETED_ORDERS
         )
-        self._full_reads["completed"] = (time.monotonic(), trades)
+        self._served("completed", asked, trades)
         return trades
 
     async def _executions(self) -> list[Any]:
@@ -287,14 +297,26 @@ class IbOrderService:
         at most every `full_read_seconds`; in between it reads the session's fills (everything
         the last full read returned, plus the executions TWS pushed since, with their
         commissions)."""
+        asked = time.monotonic()
         fills: list[Any] = await self._call("reqExecutions", self.ib.reqExecutionsAsync)
-        self._full_reads["executions"] = (time.monotonic(), [])
+        self._served("executions", asked, [])
         return fills
+
+    def _served(self, request: str, asked: float, answer: list[Any]) -> None:
+        """Keep a full read's answer: it serves `full_read_seconds`, or longer when it took
+        long (its time over `full_read_share`: TWS sends, and the library decodes, every
+        open order, each bracket's resting exits included, and every completed order and
+        execution of the day), up to `full_read_max_seconds`."""
+        now = time.monotonic()
+        took = (now - asked) / self.full_read_share if self.full_read_seconds > 0 else 0.0
+        serves = min(max(self.full_read_seconds, took), self.full_read_max_seconds)
+        self._full_reads[request] = (now, answer, serves)
+        self._longest_serve = max(self._longest_serve, serves)
 
     def _full_read(self, request: str) -> list[Any] | None:
         """The answer of the last full read of `request` while it still serves."""
         held = self._full_reads.get(request)
-        if held is None or time.monotonic() - held[0] >= self.full_read_seconds:
+        if held is None or time.monotonic() - held[0] >= held[2]:
             return None
         return held[1]
 

@@ -26,3 +26,11 @@ class IbSettings(BaseSettings):
         "its own orders' and executions' state as TWS pushes it answers the venue snapshot "
         "and reconciliation's reads, and costs no message of the pacing budget (another "
         "client's order shows within this time; 0: every read asks)")
+    full_read_share: float = Field(
+        0.05, gt=0, le=1, description="IB_FULL_READ_SHARE: at most this share of the time goes "
+        "on full reads, whose cost grows with the day's orders: a full read that took t s "
+        "serves for max(IB_FULL_READ_SECONDS, t / IB_FULL_READ_SHARE), at most "
+        "IB_FULL_READ_MAX_SECONDS (6,000 resting orders: about 0.7 s a read, so every 14 s)")
+    full_read_max_seconds: float = Field(
+        60.0, ge=0, description="IB_FULL_READ_MAX_SECONDS: the longest a full read serves, "
+        "however long it took (another client's order shows within this time at worst)")

@@ -222,7 +222,7 @@ def test_the_ib_adapter_says_how_late_an_order_may_show() -> None:
 
     class Fake:
         venue = "ib"
-        full_read_seconds = 7.0
+        _longest_serve = 7.0  # the longest a full read served (IB_FULL_READ_SECONDS at least)
         timeout = 3.0  # ours show once acknowledged: answered or looked up in 3 deadlines
         orders_shown_within = IbOrderService.orders_shown_within
 
