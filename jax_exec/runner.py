@@ -122,6 +122,7 @@ class AnnouncingWorker(faust.Worker):
     banner: list[str]
     hard_stop: HardStop | None = None
     freeze_gc: bool = False
+    gc_young_threshold: int = 0  # >0: objects made between young collections
     gc_thaw_seconds: float = 0.0  # >0: freeze each full collection's survivors too
 
     def install_signal_handlers(self) -> None:
@@ -158,6 +159,7 @@ class AnnouncingWorker(faust.Worker):
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()
+        gc_pauses.young_threshold(self.gc_young_threshold)
         if self.freeze_gc:
             frozen = gc_pauses.freeze_long_lived()
             logging.getLogger(__name__).info("gc: %d objects alive at start frozen", frozen)
@@ -233,6 +235,7 @@ def run_worker(settings: Settings, stages: Iterable[str], web_port: int | None =
     worker.hard_stop = hard_stop
     worker.freeze_gc = settings.gc_freeze
     worker.gc_thaw_seconds = settings.gc_thaw_seconds
+    worker.gc_young_threshold = settings.gc_young_threshold
     worker.execute_from_commandline()
 
 

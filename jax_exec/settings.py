@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     gc_freeze: bool = Field(
         True, description="Once a worker serves, exempt what it holds then from the garbage "
         "collector's full collections (agents.gc_pauses): they no longer pause for it")
+    gc_young_threshold: int = Field(
+        20_000, ge=0, description="Tracked objects made between two collections of the "
+        "garbage collector's youngest generation in a worker (agents.gc_pauses."
+        "young_threshold); 0: Python's 700, which moves the objects of messages in flight "
+        "to the oldest generation and brings full collections (pauses of 100s of ms) often")
     gc_thaw_seconds: float = Field(
         0.0, ge=0, description="With GC_FREEZE and above 0, also exempt what survives each "
         "full collection from the next ones (agents.gc_pauses.freeze_survivors), and let one "

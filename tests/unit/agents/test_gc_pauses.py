@@ -130,3 +130,34 @@ def test_a_cycle_that_dies_frozen_is_collected_after_the_thaw(
     assert gone() is None
     assert _thawed_collected() >= before + 1
     assert gc.get_freeze_count() > 0  # and what survived is frozen again
+
+
+@pytest.fixture
+def thresholds() -> Iterator[tuple[int, int, int]]:
+    before = gc.get_threshold()
+    yield before
+    gc.set_threshold(*before)
+
+
+def test_the_young_threshold_spaces_young_collections(thresholds: tuple[int, int, int]
+                                                      ) -> None:
+    gc_pauses.young_threshold(0)  # 0: as Python has it
+    assert gc.get_threshold() == thresholds
+    gc_pauses.young_threshold(20_000)
+    assert gc.get_threshold() == (20_000, *thresholds[1:])
+    # objects of messages in flight: each lives while the next few are made
+    gc_pauses.measure_pauses()
+    gc.collect()
+    young, _ = _series("0")
+    in_flight: list[list[Node]] = []
+    for _ in range(2_000):
+        in_flight.append([Node() for _ in range(20)])
+        del in_flight[:-5]
+    assert _series("0")[0] - young <= 3  # 40,000 made: two young collections, not 57
+
+
+def test_a_worker_collects_the_young_every_20000_by_default() -> None:
+    from jax_exec.settings import Settings
+
+    assert Settings().gc_young_threshold == 20_000
+    assert Settings(gc_young_threshold=0).gc_young_threshold == 0
