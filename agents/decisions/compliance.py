@@ -292,8 +292,12 @@ def trade_day(day: date, settings: RiskSettings) -> date:
     is an open session of PDT_CALENDAR, else the next open one (a fill on a weekend, holiday
     or MARKET_EXTRA_CLOSURES day, as a paper venue may make, dates to the next session, as
     its trade date would). An order decided on such a day trades on that session too."""
+    return _open_day(day, settings, timedelta(days=1))
+
+
+def _open_day(day: date, settings: RiskSettings, step: timedelta) -> date:
+    """`day` when it is an open session of PDT_CALENDAR, else the first open one `step`s on."""
     name, closures = settings.pdt_calendar, settings.market_extra_closures
-    step = timedelta(days=1)
     with quiet_pandas():
         while not _open(name, day, closures):
             day += step
@@ -322,14 +326,10 @@ def pdt_window_start(now: datetime, settings: RiskSettings) -> datetime:
     the day after the last open session before the window's first, since a fill made in
     between (a weekend's) dates to that first session."""
     first = pdt_sessions(ensure_utc(now), settings)[0]
-    name, closures = settings.pdt_calendar, settings.market_extra_closures
-    day = first - timedelta(days=1)
-    with quiet_pandas():
-        while not _open(name, day, closures):
-            day -= timedelta(days=1)
-    zone = ZoneInfo(str(calendar(name).tz))
-    return datetime.combine(day + timedelta(days=1), time(0), zone).astimezone(
-        ensure_utc(now).tzinfo)
+    day = timedelta(days=1)
+    before = _open_day(first - day, settings, -day)
+    zone = ZoneInfo(str(calendar(settings.pdt_calendar).tz))
+    return datetime.combine(before + day, time(0), zone).astimezone(ensure_utc(now).tzinfo)
 
 
 def day_trades(fills: Iterable[FillReport], zone: ZoneInfo,
@@ -339,13 +339,11 @@ def day_trades(fills: Iterable[FillReport], zone: ZoneInfo,
     """Day trades per (trade date, symbol): closing-side fills right after an opening one.
     A fill's trade date is `to_trade_day` of its exchange-local date (that date without)."""
     wanted = None if days is None else set(days)
-    dated: dict[date, date] = {}
     runs: dict[tuple[date, str], list[Side]] = {}
     for fill in sorted(fills, key=lambda f: (f.executed_at, f.execution_id)):
-        local = fill.executed_at.astimezone(zone).date()
-        if local not in dated:
-            dated[local] = local if to_trade_day is None else to_trade_day(local)
-        day = dated[local]
+        day = fill.executed_at.astimezone(zone).date()
+        if to_trade_day is not None:
+            day = to_trade_day(day)
         if wanted is None or day in wanted:
             runs.setdefault((day, fill.symbol), []).append(fill.side)
     counts: dict[tuple[date, str], int] = {}
